@@ -1,0 +1,1 @@
+"""The kata's grader: ``python -m grader`` grades one folder of exercise modules."""

@@ -1,0 +1,198 @@
+"""``python -m grader``: grade a folder of exercise modules and report the score."""
+from __future__ import annotations
+
+import argparse
+import locale
+import os
+import sys
+from pathlib import Path
+
+from . import manifest as manifest_mod
+from . import report as report_mod
+from .report import clean
+
+ROOT = manifest_mod.ROOT
+
+TEXT = {
+    "en": {
+        "heading": "Transformer & BERT kata: grading {target} (device {device}, isolation: {isolation})",
+        "total": "Total: {score:g} / {max:g} points ({pct:.0f} %)",
+        "next": "Next: {name} (section {section}). Edit exercises/{name}.py; stuck? nox -s hint -- {name}",
+        "done": "Every exercise passes. Well done!",
+        "more": "   ... {n} more failing test(s); run with --verbose to see them all",
+        "passed": "passed", "failing": "failing", "not started": "not started", "error": "error",
+        "timeout": "timeout", "crash": "crashed", "memory": "memory limit", "protocol": "broken",
+        "start": "did not start",
+        "printed": "   (your code printed {n} bytes; first lines shown with --verbose)",
+        "no_namespaces": "note: this machine offers no namespaces; student code runs in separate processes only",
+    },
+    "ja": {
+        "heading": "Transformer & BERT カタ：{target} を採点します（デバイス {device}、隔離：{isolation}）",
+        "total": "合計：{score:g} / {max:g} 点（{pct:.0f} %）",
+        "next": "次の課題：{name}（{section} 節）。exercises/{name}.py を編集しましょう。困ったら nox -s hint -- {name}",
+        "done": "すべての課題に合格しました。お見事です！",
+        "more": "   ... ほかに {n} 件の失敗があります。すべて見るには --verbose を付けてください",
+        "passed": "合格", "failing": "不合格あり", "not started": "未着手", "error": "エラー",
+        "timeout": "時間切れ", "crash": "クラッシュ", "memory": "メモリ上限", "protocol": "異常終了",
+        "start": "起動失敗",
+        "printed": "   （あなたのコードは {n} バイトを出力しました。--verbose で先頭を表示）",
+        "no_namespaces": "注意：このマシンでは名前空間が使えないため、学生コードは別プロセスでのみ隔離されます",
+    },
+}
+
+
+def default_lang() -> str:
+    for key in ("KATA_LANG", "LC_ALL", "LC_MESSAGES", "LANG"):
+        value = os.environ.get(key, "")
+        if value:
+            return "ja" if value.lower().startswith("ja") else "en"
+    try:
+        loc = locale.getlocale()[0] or ""
+    except ValueError:
+        loc = ""
+    return "ja" if loc.lower().startswith("ja") else "en"
+
+
+class UsageError(Exception):
+    pass
+
+
+def parse_args(argv):
+    names = [e.name for e in manifest_mod.load()]
+    p = argparse.ArgumentParser(
+        prog="python -m grader",
+        description="Grade the Transformer & BERT kata's exercises. "
+                    f"Exercises, in chapter order: {', '.join(names)}.")
+    p.add_argument("exercise", nargs="*", help="grade only these exercises (default: all)")
+    p.add_argument("--target", default="exercises",
+                   help="folder of modules to grade: exercises (default), solutions, or any path")
+    p.add_argument("--tests", action="append", default=[], metavar="DIR",
+                   help="a further suite folder (an instructor's hidden tests); may repeat")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda (auto takes a GPU when there is one)")
+    p.add_argument("--json", metavar="FILE", help="write the full report as JSON")
+    p.add_argument("--junit", metavar="FILE", help="write a JUnit XML report")
+    p.add_argument("--gradescope", metavar="FILE", help="write Gradescope's results.json")
+    p.add_argument("--fail-under", type=float, metavar="N",
+                   help="exit non-zero when the score is below N percent")
+    p.add_argument("--verbose", "-v", action="store_true", help="show every failing test")
+    p.add_argument("--lang", choices=["en", "ja"], default=None, help="language of messages (default: locale)")
+    p.add_argument("--exitfirst", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    unknown = [e for e in args.exercise if e not in names]
+    if unknown:
+        raise UsageError(f"unknown exercise {', '.join(map(repr, unknown))}; valid exercises: {', '.join(names)}")
+    args.exercise = args.exercise or names
+    target = resolve_target(args.target)
+    present = [n for n in names if (target / f"{n}.py").is_file()]
+    if not present:
+        raise UsageError(f"--target {args.target!r}: {target} holds none of the exercise modules "
+                         f"({', '.join(n + '.py' for n in names)})")
+    args.target = target
+    for d in args.tests:
+        if not Path(d).is_dir():
+            raise UsageError(f"--tests {d!r}: no such folder")
+    if args.fail_under is not None and not 0 <= args.fail_under <= 100:
+        raise UsageError(f"--fail-under {args.fail_under:g}: must be between 0 and 100 (a percentage)")
+    if args.device not in ("auto", "cpu", "cuda") and not args.device.startswith("cuda:"):
+        raise UsageError(f"--device {args.device!r}: use auto, cpu or cuda")
+    args.device = resolve_device(args.device)
+    args.lang = args.lang or default_lang()
+    return args
+
+
+def resolve_target(text: str) -> Path:
+    path = Path(text)
+    if not path.is_absolute() and not path.exists() and (ROOT / text).exists():
+        path = ROOT / text
+    if not path.exists():
+        raise UsageError(f"--target {text!r}: no such folder")
+    if not path.is_dir():
+        raise UsageError(f"--target {text!r}: not a folder")
+    return path.resolve()
+
+
+def resolve_device(name: str) -> str:
+    import torch
+
+    has_cuda = torch.cuda.is_available()
+    if name == "auto":
+        return "cuda" if has_cuda else "cpu"
+    if name.startswith("cuda") and not has_cuda:
+        raise UsageError(f"--device {name}: this machine has no CUDA GPU that torch can use "
+                         f"(torch {torch.__version__}); grade with --device cpu")
+    return name
+
+
+def bar(fraction: float, width: int = 20) -> str:
+    full = int(round(fraction * width))
+    return "#" * full + "-" * (width - full)
+
+
+def print_report(report: dict, lang: str, verbose: bool, out=sys.stdout) -> None:
+    t = TEXT[lang]
+    try:
+        shown = os.path.relpath(report["target"])
+    except ValueError:
+        shown = report["target"]
+    print(t["heading"].format(target=shown, device=report["device"], isolation=report["isolation"]), file=out)
+    if report["isolation"] == "processes":
+        print(t["no_namespaces"], file=out)
+    print(file=out)
+    for ex in report["exercises"]:
+        frac = ex["score"] / ex["max_score"] if ex["max_score"] else 0.0
+        title = ex["title_ja"] if lang == "ja" else ex["title"]
+        status = t.get(ex["status"], ex["status"])
+        print(f"  {ex['section']:<5} {ex['name']:<20} [{bar(frac)}] {ex['score']:>5g} / {ex['max_score']:<3g} "
+              f"{status}", file=out)
+        print(f"        {title}", file=out)
+        if ex["status"] in ("passed", "not started"):
+            continue
+        failed = [x for x in ex["tests"] if x["status"] != "passed"]
+        if ex["status"] in ("timeout", "crash", "memory", "protocol", "start", "error"):
+            print(indent(clean(ex["message"])), file=out)
+        elif failed:
+            shown_tests = failed if verbose else failed[:1]
+            for test in shown_tests:
+                print(indent(f"{test['name']}: {clean(test['message'], 2500)}"), file=out)
+            if not verbose and len(failed) > 1:
+                print(t["more"].format(n=len(failed) - 1), file=out)
+        if ex.get("output_bytes"):
+            print(t["printed"].format(n=ex["output_bytes"]), file=out)
+    for err in report.get("collect_errors", []):
+        print(f"  suite error in {err['where']}:\n{indent(err['error'][-1500:])}", file=out)
+    pct = 100.0 * report["score"] / report["max_score"] if report["max_score"] else 0.0
+    print(file=out)
+    print(t["total"].format(score=report["score"], max=report["max_score"], pct=pct), file=out)
+    nxt = next((e for e in report["exercises"] if e["status"] != "passed"), None)
+    if nxt is None:
+        print(t["done"], file=out)
+    else:
+        print(t["next"].format(name=nxt["name"], section=nxt["section"]), file=out)
+
+
+def indent(text: str, prefix: str = "     ") -> str:
+    return "\n".join(prefix + line for line in str(text).splitlines())
+
+
+def main(argv=None) -> int:
+    try:
+        args = parse_args(sys.argv[1:] if argv is None else argv)
+    except UsageError as exc:
+        print(f"grader: error: {exc}", file=sys.stderr)
+        return 2
+    from .run import grade
+
+    report = grade(args.target, args.exercise, tests_dirs=args.tests, device=args.device,
+                   exitfirst=args.exitfirst)
+    print_report(report, args.lang, args.verbose)
+    for option, writer in (("json", report_mod.write_json), ("junit", report_mod.write_junit),
+                           ("gradescope", report_mod.write_gradescope)):
+        path = getattr(args, option)
+        if path:
+            writer(report, path)
+    if args.fail_under is not None:
+        pct = 100.0 * report["score"] / report["max_score"] if report["max_score"] else 0.0
+        if pct + 1e-9 < args.fail_under:
+            print(f"grader: score {pct:.1f} % is below --fail-under {args.fail_under:g}", file=sys.stderr)
+            return 1
+    return 0

@@ -1,0 +1,50 @@
+"""``python -m grader.hint EXERCISE [--level N]``: the manifest's hints, one level at a time."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import manifest as manifest_mod
+from .cli import default_lang
+
+TEXT = {
+    "en": {"hint": "Hint {i} of {n} for {name} (section {section}):", "none": "{name} has no hints yet.",
+           "more": "Still stuck? Next hint: nox -s hint -- {name} --level {next}",
+           "last": "That was the last hint."},
+    "ja": {"hint": "{name}（{section} 節）のヒント {i} / {n}：", "none": "{name} にはまだヒントがありません。",
+           "more": "まだ難しければ、次のヒント：nox -s hint -- {name} --level {next}",
+           "last": "これが最後のヒントです。"},
+}
+
+
+def main(argv=None) -> int:
+    exercises = manifest_mod.by_name()
+    p = argparse.ArgumentParser(prog="nox -s hint --", description="Show an exercise's hints, gentlest first.")
+    p.add_argument("exercise", help=f"one of: {', '.join(exercises)}")
+    p.add_argument("--level", type=int, default=1, help="show hints 1..LEVEL (default 1)")
+    p.add_argument("--lang", choices=["en", "ja"], default=None)
+    args = p.parse_args(argv)
+    if args.exercise not in exercises:
+        print(f"hint: error: unknown exercise {args.exercise!r}; valid exercises: {', '.join(exercises)}",
+              file=sys.stderr)
+        return 2
+    lang = args.lang or default_lang()
+    t = TEXT[lang]
+    ex = exercises[args.exercise]
+    hints = (ex.hints_ja if lang == "ja" and ex.hints_ja else ex.hints)
+    if not hints:
+        print(t["none"].format(name=ex.name))
+        return 0
+    if args.level < 1:
+        print(f"hint: error: --level {args.level}: must be 1 or more", file=sys.stderr)
+        return 2
+    level = min(args.level, len(hints))
+    for i in range(level):
+        print(t["hint"].format(i=i + 1, n=len(hints), name=ex.name, section=ex.section))
+        print(f"  {hints[i]}\n")
+    print(t["more"].format(name=ex.name, next=level + 1) if level < len(hints) else t["last"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,132 @@
+"""The pytest plugin behind every suite: fixtures ``student``, ``reference``, ``device``.
+
+A suite reaches the code under test only through ``student`` (a proxy to the
+module in its sandbox) and the trusted reference only through ``reference`` (the
+``solutions/`` module imported here).  Which folder is graded is an option
+(``--kata-target``), never an import in a suite, so the same suite grades the
+exercises, the solutions, or any submission folder.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+import pytest
+
+from . import manifest as manifest_mod
+from .remote import StudentModule
+from .sandbox import RemoteError, Sandbox, SandboxDied
+
+ROOT = manifest_mod.ROOT
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("kata")
+    group.addoption("--kata-target", default=str(ROOT / "exercises"),
+                    help="folder of exercise modules to grade (default: exercises/)")
+    group.addoption("--kata-solutions", default=str(ROOT / "solutions"),
+                    help="folder of reference solutions")
+    group.addoption("--kata-device", default="cpu", help="cpu or cuda")
+    group.addoption("--kata-hide", action="append", default=[],
+                    help="a folder the sandbox must not see (may repeat)")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "visible: a hidden suite's test whose failure details students may see")
+    config.kata_sandboxes = {}       # exercise -> list of Sandbox
+    from hypothesis import settings
+
+    from .checks import GRADED
+
+    settings.register_profile("kata-grading", max_examples=25, **GRADED)
+    settings.load_profile("kata-grading")
+
+
+def exercise_of(module) -> str:
+    name = getattr(module, "EXERCISE", None)
+    if name:
+        return name
+    path = Path(module.__file__)
+    stem = path.stem
+    if stem.startswith("test_") and stem[5:] in manifest_mod.by_name():
+        return stem[5:]
+    if path.parent.name in manifest_mod.by_name():
+        return path.parent.name
+    raise pytest.UsageError(f"{path}: cannot tell which exercise this suite grades "
+                            "(name it test_<exercise>.py or set EXERCISE = '...')")
+
+
+@pytest.fixture(scope="session")
+def device(request):
+    import torch
+
+    name = request.config.getoption("--kata-device")
+    return torch.device(name)
+
+
+def _hidden_paths(config) -> list[str]:
+    hide = [config.getoption("--kata-solutions"), str(ROOT / "tests"), *config.getoption("--kata-hide")]
+    return [h for h in hide if Path(h).exists()]
+
+
+@pytest.fixture(scope="module")
+def student(request):
+    config = request.config
+    name = exercise_of(request.module)
+    ex = manifest_mod.by_name()[name]
+    target = Path(config.getoption("--kata-target"))
+    sandbox = Sandbox(
+        target, name, [e.name for e in manifest_mod.load()], hide=[*_hidden_paths(config), str(target)],
+        device=config.getoption("--kata-device"), call_timeout=ex.call_timeout, budget=ex.budget,
+        memory_mb=ex.memory_mb, preload=ex.preload)
+    config.kata_sandboxes.setdefault(name, []).append(sandbox)
+    try:
+        yield StudentModule(sandbox, config.getoption("--kata-device"), name)
+    finally:
+        sandbox.close()
+
+
+@pytest.fixture(scope="module")
+def reference(request):
+    name = exercise_of(request.module)
+    folder = Path(request.config.getoption("--kata-solutions")).resolve()
+    if not (folder / f"{name}.py").is_file():
+        pytest.fail(f"this copy of the kata has no reference solution for {name}; "
+                    "this check runs only where the instructor's solutions/ folder exists",
+                    pytrace=False)
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+    return importlib.import_module(name)
+
+
+# ------------------------------------------------------------------ messages
+
+def failure_message(excinfo) -> tuple[str, str]:
+    """(kind, message) for a failed test, written for the student."""
+    exc = excinfo.value
+    notes = getattr(exc, "__notes__", None) or []
+    example = [str(n)[:1500] for n in notes if "Falsifying" in str(n)][:1]
+    tail = ("\nInputs that reproduce it (hypothesis' smallest example):\n" + example[0]) if example else ""
+    if isinstance(exc, SandboxDied):
+        return exc.kind, exc.detail
+    if isinstance(exc, RemoteError):
+        if exc.type_name == "NotImplementedError":
+            return "not-started", "not implemented yet (the stub raises NotImplementedError)"
+        return "error", f"your code raised {exc.describe()}{tail}"
+    if isinstance(exc, AssertionError):
+        text = str(exc).split("\nassert ", 1)[0].strip() or "a check failed"
+        return "failed", text + tail
+    if isinstance(exc, pytest.fail.Exception):
+        return "failed", str(exc)
+    return "error", f"{type(exc).__name__}: {str(exc)[:1000]}{tail}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if call.excinfo is not None and report.failed:
+        kind, message = failure_message(call.excinfo)
+        report.user_properties.append(("kata_kind", kind))
+        report.user_properties.append(("kata_message", message))

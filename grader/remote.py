@@ -1,0 +1,135 @@
+"""What a suite holds in its hands: proxies to the student's module in the sandbox.
+
+``student.softmax(x)`` sends ``x`` to the sandbox, runs the student's function and
+returns a freshly decoded value (an exact ``np.ndarray``, ``torch.Tensor``, ``float``,
+...).  Calling a class returns a ``RemoteObject``; its attributes and methods are
+reached the same way, and ``obj(x)`` calls it.  ``student.build("transformers.BertModel",
+config)`` builds any importable object in the sandbox (a HuggingFace model to hand to
+the student's function, an optimizer, a tokenizer).  Exceptions raised by student code
+come back as ``RemoteError`` instances that are also instances of the matching
+built-in exception, so ``pytest.raises(ValueError)`` works.
+"""
+from __future__ import annotations
+
+from . import wire
+from .sandbox import Sandbox, make_remote_error
+
+
+class _Client:
+    def __init__(self, sandbox: Sandbox, device: str):
+        self.sandbox = sandbox
+        self.device = device
+        self.last_mutated: list[str] = []
+
+    def tensor_device(self, sent: str) -> str:
+        if sent.startswith("cuda") and self.device.startswith("cuda"):
+            return sent
+        return "cpu"
+
+    def decode(self, tree, blobs):
+        dec = wire.Decoder(blobs, resolve_handle=lambda hid, t, x: RemoteObject(self, hid, t),
+                           tensor_device=self.tensor_device)
+        return dec.decode(tree)
+
+    def request(self, header, blobs=(), what="running a call"):
+        reply, rblobs = self.sandbox.request(header, blobs, what)
+        if not reply.get("ok"):
+            err = reply.get("error") or {}
+            mro = [str(m)[:100] for m in err.get("mro", [])][:20] if isinstance(err.get("mro"), list) else []
+            frames = err.get("frames") if isinstance(err.get("frames"), list) else []
+            frames = [f for f in frames if isinstance(f, list) and len(f) == 4]
+            raise make_remote_error(mro or ["Exception"], str(err.get("message", ""))[:4000], frames)
+        try:
+            value = self.decode(reply.get("value"), rblobs)
+        except wire.WireError as exc:
+            self.sandbox._die("protocol", f"sent a reply that could not be decoded ({exc})")
+        mutated = reply.get("mutated", [])
+        self.last_mutated = [str(m)[:200] for m in mutated] if isinstance(mutated, list) else []
+        return value
+
+    def call(self, target: dict, args, kwargs, what: str):
+        enc = wire.Encoder()
+        tree_args = enc.encode(list(args))
+        tree_kwargs = enc.encode(dict(kwargs))
+        return self.request({"op": "call", "target": target, "args": tree_args, "kwargs": tree_kwargs},
+                            enc.blobs, what)
+
+    def getattr(self, target: dict, what: str):
+        return self.request({"op": "getattr", "target": target}, (), what)
+
+
+class RemoteObject(wire.Handle):
+    """An object that lives in the sandbox (a student's module, a built HF model, ...)."""
+
+    __slots__ = ("_client",)
+
+    def __init__(self, client: _Client, hid: int, type_name: str = ""):
+        super().__init__(hid, type_name)
+        object.__setattr__(self, "_client", client)
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return self._client.getattr({"kind": "object", "id": self.id, "name": name},
+                                    f"reading attribute {name!r} of a {self.short_type}")
+
+    def __setattr__(self, name, value):
+        if name in RemoteObject.__slots__ or name in wire.Handle.__slots__:
+            object.__setattr__(self, name, value)
+            return
+        enc = wire.Encoder()
+        tree = enc.encode(value)
+        self._client.request({"op": "setattr", "id": self.id, "name": name, "value": tree}, enc.blobs,
+                             f"setting attribute {name!r}")
+
+    def __call__(self, *args, **kwargs):
+        return self._client.call({"kind": "object", "id": self.id}, args, kwargs,
+                                 f"calling {self.short_type}")
+
+    @property
+    def short_type(self) -> str:
+        return self.type_name.rsplit(".", 1)[-1]
+
+    def __repr__(self):
+        return f"<student object {self.short_type}>"
+
+
+class StudentModule:
+    """The student's module for one exercise, as seen from a suite."""
+
+    def __init__(self, sandbox: Sandbox, device: str, name: str):
+        self._client = _Client(sandbox, device)
+        self._name = name
+        self._cache: dict = {}
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if name in self._cache:
+            return self._cache[name]
+        value = self._client.getattr({"kind": "module", "name": name}, f"looking up {name!r}")
+        if isinstance(value, RemoteObject):
+            self._cache[name] = value
+        return value
+
+    # -- helpers for suites
+    def build(self, path: str, *args, **kwargs):
+        """Call any importable callable by dotted path inside the sandbox and return
+        the result (plain data, or a ``RemoteObject``)."""
+        return self._client.call({"kind": "path", "name": path}, args, kwargs, f"building {path}")
+
+    def seed(self, seed: int) -> None:
+        """Seed ``random``, NumPy's and torch's global generators in the sandbox."""
+        self._client.request({"op": "seed", "seed": int(seed)}, (), "seeding")
+
+    @property
+    def last_mutated(self) -> list[str]:
+        """Arguments (as paths like ``[0]``, ``[1]['x']``) that the last call changed in place."""
+        return list(self._client.last_mutated)
+
+    @property
+    def sandbox(self) -> Sandbox:
+        return self._client.sandbox
+
+    def __repr__(self):
+        return f"<student module {self._name}>"

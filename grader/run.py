@@ -1,0 +1,163 @@
+"""Grades one folder: runs the suites under pytest here (trusted) and scores the results.
+
+Student code never runs in this process: the suites reach it through sandboxes.
+Every test the suites define is expected; one that is skipped, errors, or never
+reports counts as failed.
+"""
+from __future__ import annotations
+
+import io
+import contextlib
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from . import manifest as manifest_mod
+from .sandbox import isolation_mode
+
+ROOT = manifest_mod.ROOT
+INI = Path(__file__).with_name("pytest.ini")
+
+
+def suite_files(exercise: str, folder: Path) -> list[Path]:
+    files = []
+    single = folder / f"test_{exercise}.py"
+    if single.is_file():
+        files.append(single)
+    sub = folder / exercise
+    if sub.is_dir():
+        files.extend(sorted(sub.glob("test_*.py")))
+    return files
+
+
+class Collector:
+    """A pytest plugin object that records what was expected and what happened."""
+
+    def __init__(self, hidden_roots):
+        self.hidden_roots = [str(Path(h).resolve()) for h in hidden_roots]
+        self.items: dict[str, dict] = {}
+        self.results: dict[str, dict] = {}
+        self.collect_errors: list[tuple[str, str]] = []
+        self.sandboxes: dict = {}
+
+    def pytest_collection_modifyitems(self, session, config, items):
+        from .plugin import exercise_of
+
+        for item in items:
+            path = str(Path(item.fspath).resolve())
+            hidden = any(path.startswith(h + os.sep) for h in self.hidden_roots)
+            visible = item.get_closest_marker("visible") is not None
+            self.items[item.nodeid] = {
+                "exercise": exercise_of(item.module), "name": item.name,
+                "hidden": hidden and not visible,
+            }
+
+    def pytest_collectreport(self, report):
+        if report.failed:
+            self.collect_errors.append((report.nodeid, str(report.longrepr)[-3000:]))
+
+    def pytest_runtest_logreport(self, report):
+        res = self.results.setdefault(report.nodeid, {"status": "passed", "kind": "", "message": ""})
+        props = dict(report.user_properties)
+        if report.failed and res["status"] == "passed":
+            res["status"] = "failed"
+            res["kind"] = props.get("kata_kind", "error")
+            msg = props.get("kata_message")
+            if msg is None:
+                msg = f"error in the test's {report.when}: " + str(report.longrepr).strip().splitlines()[-1][:500]
+            res["message"] = msg
+        elif report.skipped and res["status"] == "passed":
+            res["status"] = "failed"
+            res["kind"] = "skipped"
+            res["message"] = "skipped (a skipped test counts as failed)"
+        if report.when == "call" and report.passed and res["status"] == "passed":
+            res["ran"] = True
+
+    def pytest_sessionfinish(self, session):
+        self.sandboxes = getattr(session.config, "kata_sandboxes", {})
+
+
+def grade(target, exercises, *, tests_dirs=(), device="cpu", exitfirst=False, solutions=None,
+          quiet=True) -> dict:
+    """Grade ``exercises`` of the folder ``target``; return the report as a dict."""
+    target = Path(target).resolve()
+    man = manifest_mod.by_name()
+    started = time.monotonic()
+    files, hidden_roots = [], [str(Path(d).resolve()) for d in tests_dirs]
+    for name in exercises:
+        files.extend(suite_files(name, ROOT / "tests"))
+        for d in tests_dirs:
+            files.extend(suite_files(name, Path(d)))
+    collector = Collector(hidden_roots)
+    args = [*map(str, files), "-c", str(INI), "--rootdir", str(ROOT), "-p", "grader.plugin",
+            "-p", "no:cacheprovider", "--import-mode=importlib", "-q", "--no-header",
+            "--kata-target", str(target), "--kata-device", device, "-p", "no:randomly"]
+    if solutions is not None:
+        args += ["--kata-solutions", str(solutions)]
+    for d in tests_dirs:
+        args += ["--kata-hide", str(Path(d).resolve())]
+    if exitfirst:
+        args.append("-x")
+    sink = io.StringIO()
+    if files:
+        if quiet:
+            with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+                pytest.main(args, plugins=[collector])
+        else:
+            pytest.main(args, plugins=[collector])
+    report = {"target": str(target), "device": device, "isolation": isolation_mode(),
+              "exercises": [], "seconds": 0.0}
+    for name in exercises:
+        report["exercises"].append(_exercise_report(man[name], collector))
+    report["score"] = round(sum(e["score"] for e in report["exercises"]), 2)
+    report["max_score"] = round(sum(e["max_score"] for e in report["exercises"]), 2)
+    report["collect_errors"] = [{"where": w, "error": e} for w, e in collector.collect_errors]
+    report["seconds"] = round(time.monotonic() - started, 2)
+    return report
+
+
+def _exercise_report(ex, collector: Collector) -> dict:
+    nodeids = [n for n, it in collector.items.items() if it["exercise"] == ex.name]
+    total_weight = sum(ex.weight(collector.items[n]["name"]) for n in nodeids) or 1.0
+    tests, score = [], 0.0
+    sandboxes = collector.sandboxes.get(ex.name, [])
+    dead = next((s.dead for s in sandboxes if s.dead is not None), None)
+    import_error = next((s.import_error for s in sandboxes if s.import_error is not None), None)
+    output_bytes = sum(s.drain.total for s in sandboxes if s.proc is not None)
+    for n in nodeids:
+        item = collector.items[n]
+        res = collector.results.get(n)
+        if res is None or (res["status"] == "passed" and not res.get("ran")):
+            res = {"status": "failed", "kind": "not-run", "message": "did not run"}
+        max_points = ex.points * ex.weight(item["name"]) / total_weight
+        passed = res["status"] == "passed" and dead is None
+        points = max_points if passed else 0.0
+        score += points
+        message = res["message"]
+        if item["hidden"] and not passed:
+            message = "hidden test failed"
+        tests.append({"name": item["name"], "status": "passed" if passed else "failed",
+                      "kind": "" if passed else res["kind"], "points": round(points, 3),
+                      "max_points": round(max_points, 3), "message": "" if passed else message,
+                      "hidden": item["hidden"]})
+    failed = [t for t in tests if t["status"] != "passed"]
+    if dead is not None:
+        status, message = dead.kind, dead.detail + " The exercise scores 0."
+        score = 0.0
+    elif import_error is not None:
+        status, message = "error", f"could not import {ex.name}.py: {import_error.describe()}"
+    elif not tests:
+        status, message = "error", "no tests were collected for this exercise"
+    elif not failed:
+        status, message = "passed", ""
+    elif all(t["kind"] == "not-started" for t in failed) and len(failed) == len(tests):
+        status, message = "not started", "not started: every function still raises NotImplementedError"
+    else:
+        status = "failing"
+        first = next(t for t in failed)
+        message = f"{first['name']}: {first['message']}"
+    return {"name": ex.name, "section": ex.section, "title": ex.title, "title_ja": ex.title_ja,
+            "score": round(score, 2), "max_score": round(ex.points, 2), "status": status,
+            "message": message, "output_bytes": output_bytes, "tests": tests}

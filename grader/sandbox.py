@@ -1,0 +1,378 @@
+"""Runs one exercise's student module in a child process the grader can always kill.
+
+Isolation, strongest first (``isolation_mode()`` picks what the machine allows):
+
+* ``namespaces`` (root) / ``user-namespaces`` (ordinary user): ``unshare`` gives the
+  child its own PID, mount and network namespaces.  It sees a read-only ``/``, a
+  private scratch tmpfs, no network, and empty folders where the solutions and
+  the test suites are; it drops every capability before student code runs.  When
+  the child's first process dies the kernel kills every process it left behind.
+* ``processes``: no namespaces here; the child gets its own session and process
+  group, which is killed whole.  Daemons that call ``setsid`` can escape this.
+
+In every mode: resource limits (address space, file size, CPU), a wall-clock
+deadline on every call enforced here, stdout/stderr drained and capped, and only
+the manifest's module files copied in as regular files.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from . import wire
+
+WORKER = Path(__file__).with_name("worker.py")
+OUTPUT_KEEP = 16 * 1024
+MAX_MODULE_BYTES = 1 << 20
+
+
+class SandboxDied(Exception):
+    """The child is gone (crash, timeout, memory); the exercise cannot go on."""
+
+    def __init__(self, kind: str, detail: str):
+        super().__init__(detail)
+        self.kind = kind          # "timeout", "crash", "memory", "protocol", "start"
+        self.detail = detail
+
+
+class RemoteError(Exception):
+    """An exception raised by student code, re-raised here as plain data."""
+
+    def __init__(self, mro, message, frames):
+        self.mro = list(mro)
+        self.remote_message = message
+        self.frames = frames
+        super().__init__(self.describe())
+
+    @property
+    def type_name(self):
+        return self.mro[0] if self.mro else "Exception"
+
+    def describe(self) -> str:
+        where = ""
+        if self.frames:
+            fname, line, func, text = self.frames[-1]
+            where = f" (at {fname}:{line} in {func}: {text.strip()[:120]})"
+        return f"{self.type_name}: {self.remote_message[:1000]}{where}"
+
+
+_EXC_CLASSES: dict = {}
+
+
+def make_remote_error(mro, message, frames) -> RemoteError:
+    """A ``RemoteError`` that is also an instance of the first built-in exception
+    in the student's exception's MRO, so ``pytest.raises(ValueError)`` works.
+    Only ``Exception`` subclasses are mirrored: a student's ``KeyboardInterrupt``
+    or ``SystemExit`` must never stop the grader."""
+    import builtins
+
+    base = None
+    for name in mro:
+        klass = getattr(builtins, str(name), None)
+        if isinstance(klass, type) and issubclass(klass, Exception) and klass is not Exception:
+            base = klass
+            break
+    if base is None:
+        return RemoteError(mro, message, frames)
+    klass = _EXC_CLASSES.get(base)
+    if klass is None:
+        klass = type(f"Student{base.__name__}", (RemoteError, base), {})
+        _EXC_CLASSES[base] = klass
+    return klass(mro, message, frames)
+
+
+@functools.lru_cache(maxsize=None)
+def isolation_mode() -> str:
+    if os.environ.get("KATA_ISOLATION") in ("processes",):
+        return "processes"
+    if sys.platform != "linux" or shutil.which("unshare") is None or shutil.which("setpriv") is None:
+        return "processes"
+    base = ["unshare", "--mount", "--pid", "--fork", "--kill-child", "--mount-proc", "--net"]
+    probe = "mount -t tmpfs none /mnt 2>/dev/null || mount -t tmpfs none /tmp; mount -o remount,bind,ro /"
+    for mode, prefix in (("namespaces", base), ("user-namespaces", base[:1] + ["--user", "--map-root-user"] + base[1:])):
+        if mode == "namespaces" and os.geteuid() != 0:
+            continue
+        try:
+            r = subprocess.run([*prefix, "sh", "-c", probe], capture_output=True, timeout=20)
+        except (OSError, subprocess.SubprocessError):
+            continue
+        if r.returncode == 0:
+            return mode
+    return "processes"
+
+
+def unshare_prefix(mode: str) -> list[str]:
+    base = ["unshare", "--mount", "--pid", "--fork", "--kill-child", "--mount-proc", "--net"]
+    if mode == "user-namespaces":
+        return base[:1] + ["--user", "--map-root-user"] + base[1:]
+    return base
+
+
+class _Drain(threading.Thread):
+    """Reads the child's stdout/stderr so it never blocks; keeps the first 16 KiB."""
+
+    def __init__(self, fd):
+        super().__init__(daemon=True)
+        self.fd = fd
+        self.kept = bytearray()
+        self.total = 0
+
+    def run(self):
+        try:
+            while True:
+                chunk = os.read(self.fd, 1 << 16)
+                if not chunk:
+                    break
+                self.total += len(chunk)
+                if len(self.kept) < OUTPUT_KEEP:
+                    self.kept += chunk[: OUTPUT_KEEP - len(self.kept)]
+        except OSError:
+            pass
+        finally:
+            os.close(self.fd)
+
+    def text(self) -> str:
+        return bytes(self.kept).decode("utf-8", "replace")
+
+
+class Sandbox:
+    """One child process serving one exercise's module."""
+
+    def __init__(self, target: Path, module: str, modules, *, hide=(), device="cpu",
+                 call_timeout=30.0, start_timeout=90.0, memory_mb=6144, preload=(), threads=1,
+                 budget=600.0):
+        self.target = Path(target)
+        self.module = module
+        self.modules = list(modules)
+        self.hide = [str(Path(p).resolve()) for p in hide]
+        self.device = device
+        self.call_timeout = float(call_timeout)
+        self.start_timeout = float(start_timeout)
+        self.memory_mb = memory_mb
+        self.preload = list(preload)
+        self.threads = threads
+        self.budget = float(budget)
+        self.proc = None
+        self.box = None
+        self.dead: SandboxDied | None = None
+        self.import_error: RemoteError | None = None
+        self.mode = isolation_mode()
+        self.calls = 0
+        self.busy_s = 0.0
+
+    # -- lifecycle
+    def _prepare_box(self) -> Path:
+        box = Path(tempfile.mkdtemp(prefix="kata-box-"))
+        os.chmod(box, 0o755)
+        student = box / "student"
+        work = box / "work"
+        student.mkdir(mode=0o755)
+        work.mkdir(mode=0o777)
+        for name in self.modules:
+            src = self.target / f"{name}.py"
+            try:
+                fd = os.open(src, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+            except OSError:
+                continue  # missing or a symlink: not copied
+            try:
+                st = os.fstat(fd)
+                import stat as _stat
+
+                if not _stat.S_ISREG(st.st_mode) or st.st_size > MAX_MODULE_BYTES:
+                    continue
+                data = os.read(fd, MAX_MODULE_BYTES + 1)
+            finally:
+                os.close(fd)
+            (student / f"{name}.py").write_bytes(data)
+            os.chmod(student / f"{name}.py", 0o644)
+        return box
+
+    def start(self):
+        if self.proc is not None or self.dead is not None:
+            return
+        self.box = self._prepare_box()
+        req_r, req_w = os.pipe()
+        rep_r, rep_w = os.pipe()
+        out_r, out_w = os.pipe()
+        cfg = {
+            "stage": "boot" if self.mode != "processes" else "run",
+            "module": self.module,
+            "student_dir": str(self.box / "student"),
+            "work": str(self.box / "work"),
+            "hide": self.hide,
+            "scratch_mb": 512,
+            "memory_mb": None if self.device.startswith("cuda") else self.memory_mb,
+            "file_mb": 64,
+            "rfd": req_r,
+            "wfd": rep_w,
+            "preload": self.preload,
+            "threads": self.threads,
+        }
+        cmd = [sys.executable, "-I", "-B", str(WORKER), json.dumps(cfg)]
+        if self.mode != "processes":
+            cmd = [*unshare_prefix(self.mode), "--", *cmd]
+        env = child_env(self.box / "work", self.device, self.threads)
+        self.proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=out_w, stderr=out_w, pass_fds=(req_r, rep_w),
+            env=env, cwd=str(self.box / "work"), start_new_session=True, close_fds=True)
+        for fd in (req_r, rep_w, out_w):
+            os.close(fd)
+        self.wfd, self.rfd = req_w, rep_r
+        self.drain = _Drain(out_r)
+        self.drain.start()
+        started = time.monotonic()
+        header, _ = self._read_reply(self.start_timeout, "starting and importing the module")
+        self.busy_s += time.monotonic() - started
+        if not header.get("ready"):
+            err = header.get("error") or {}
+            self.import_error = make_remote_error(err.get("mro", ["ImportError"]),
+                                                  str(err.get("message", "")), err.get("frames", []))
+
+    def close(self):
+        if self.proc is not None:
+            if self.dead is None:
+                try:
+                    wire.write_frame(self.wfd, {"op": "exit"})
+                    self._read_reply(2.0, "exiting")
+                except (SandboxDied, OSError):
+                    pass
+            self._kill()
+        if self.box is not None:
+            shutil.rmtree(self.box, ignore_errors=True)
+            self.box = None
+
+    def _kill(self):
+        proc = self.proc
+        if proc is None:
+            return
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        for fd in (self.wfd, self.rfd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.drain.join(timeout=2)
+
+    def output(self) -> str:
+        return self.drain.text() if self.proc is not None else ""
+
+    # -- I/O with deadlines
+    def _read_exact_until(self, deadline: float, what: str):
+        def read_exact(n):
+            chunks, got = [], 0
+            while got < n:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self._die("timeout", f"took longer than {self._limit_text(what)} while {what}")
+                ready, _, _ = select.select([self.rfd], [], [], left)
+                if not ready:
+                    continue
+                chunk = os.read(self.rfd, min(n - got, 1 << 20))
+                if not chunk:
+                    self._died_unexpectedly(what)
+                chunks.append(chunk)
+                got += len(chunk)
+            return b"".join(chunks)
+        return read_exact
+
+    def _limit_text(self, what):
+        if what.startswith("starting"):
+            return f"{self.start_timeout:.0f} s"
+        if self.budget - self.busy_s < self.call_timeout:
+            return f"the exercise's remaining time budget (of {self.budget:.0f} s in all)"
+        return f"{self.call_timeout:.0f} s"
+
+    def _read_reply(self, timeout: float, what: str):
+        reader = wire.FrameReader(self._read_exact_until(time.monotonic() + timeout, what))
+        try:
+            return reader.read()
+        except wire.WireError as exc:
+            self._die("protocol", f"sent something that is not a valid reply while {what} ({exc})")
+
+    def _died_unexpectedly(self, what):
+        try:
+            code = self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            code = None
+        if code is None:
+            self._die("crash", f"closed its connection to the grader while {what}")
+        if code < 0 or code > 128:
+            sig = -code if code < 0 else code - 128
+            try:
+                name = signal.Signals(sig).name
+            except ValueError:
+                name = f"signal {sig}"
+            kind = "memory" if sig == signal.SIGKILL else "crash"
+            self._die(kind, f"was killed by {name} while {what}")
+        self._die("crash", f"exited with status {code} while {what} (sys.exit / os._exit in student code?)")
+
+    def _die(self, kind, detail):
+        self.dead = SandboxDied(kind, f"The student process {detail}.")
+        self._kill()
+        raise self.dead
+
+    # -- requests
+    def request(self, header: dict, blobs=(), what: str = "running a call"):
+        if self.dead is not None:
+            raise self.dead
+        self.start()
+        if self.import_error is not None:
+            raise self.import_error
+        started = time.monotonic()
+        try:
+            wire.write_frame(self.wfd, header, blobs)
+        except OSError:
+            self._died_unexpectedly(what)
+        left = self.budget - self.busy_s
+        if left <= 0:
+            self._die("timeout", f"used up the exercise's time budget of {self.budget:.0f} s")
+        timeout = min(self.call_timeout, left)
+        reply, rblobs = self._read_reply(timeout, what)
+        self.busy_s += time.monotonic() - started
+        self.calls += 1
+        return reply, rblobs
+
+
+def child_env(work: Path, device: str, threads: int) -> dict:
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(work),
+        "TMPDIR": str(work),
+        "LANG": "C.UTF-8",
+        "PYTHONHASHSEED": "0",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONUNBUFFERED": "1",
+        "OMP_NUM_THREADS": str(threads),
+        "MKL_NUM_THREADS": str(threads),
+        "OPENBLAS_NUM_THREADS": str(threads),
+        "TOKENIZERS_PARALLELISM": "false",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "HF_HOME": str(work / "hf"),
+        "MPLCONFIGDIR": str(work / "mpl"),
+        "MPLBACKEND": "Agg",
+        "TRANSFORMERS_VERBOSITY": "error",
+    }
+    for key in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "CUDA_VISIBLE_DEVICES", "LD_LIBRARY_PATH"):
+        if key in os.environ:
+            env[key] = os.environ[key]
+    if not device.startswith("cuda"):
+        env["CUDA_VISIBLE_DEVICES"] = ""
+    return env

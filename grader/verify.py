@@ -1,0 +1,179 @@
+"""``python -m grader.verify``: the project's own check of its suites.
+
+It fails unless
+- ``solutions/`` scores full marks on every exercise;
+- the untouched ``exercises/`` score 0, and every graded test fails on them;
+- every known-bug variant in ``tests/bugs/<exercise>.toml`` loses points;
+- every alternative-style variant there keeps full marks.
+"""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import multiprocessing
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from . import manifest as manifest_mod
+
+ROOT = manifest_mod.ROOT
+BUGS = ROOT / "tests" / "bugs"
+
+
+class VariantError(Exception):
+    pass
+
+
+def load_variants(exercise: str) -> list[dict]:
+    path = BUGS / f"{exercise}.toml"
+    if not path.is_file():
+        return []
+    data = manifest_mod.tomllib.loads(path.read_text(encoding="utf-8"))
+    out = []
+    for kind in ("bug", "alternative"):
+        for item in data.get(kind, []):
+            out.append({"kind": kind, "exercise": exercise, **item})
+    return out
+
+
+def apply_variant(variant: dict, folder: Path) -> None:
+    """Edit ``folder``'s copy of the module as the variant says; each ``find`` must occur
+    exactly ``count`` times (default 1) so a stale variant is caught, not silently ignored."""
+    path = folder / variant.get("file", f"{variant['exercise']}.py")
+    text = path.read_text(encoding="utf-8")
+    edits = variant.get("edits") or [{"find": variant["find"], "replace": variant.get("replace", ""),
+                                      "count": variant.get("count", 1)}]
+    for edit in edits:
+        find, count = edit["find"], int(edit.get("count", 1))
+        found = text.count(find)
+        if found != count:
+            raise VariantError(f"{variant['exercise']}/{variant['name']}: {find!r} occurs {found} times in "
+                               f"{path.name}, expected {count}")
+        text = text.replace(find, edit.get("replace", ""))
+    path.write_text(text, encoding="utf-8")
+
+
+def _init_worker():
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:
+        pass
+
+
+def _grade(job: dict) -> dict:
+    from .run import grade
+
+    started = time.monotonic()
+    if job["kind"] in ("solutions", "stubs"):
+        target = ROOT / ("solutions" if job["kind"] == "solutions" else "exercises")
+        report = grade(target, job["exercises"])
+        return {**job, "report": report, "seconds": time.monotonic() - started}
+    scratch = Path(tempfile.mkdtemp(prefix="kata-variant-"))
+    try:
+        target = scratch / "submission"
+        shutil.copytree(ROOT / "solutions", target)
+        try:
+            apply_variant(job["variant"], target)
+        except VariantError as exc:
+            return {**job, "error": str(exc), "seconds": time.monotonic() - started}
+        report = grade(target, [job["variant"]["exercise"]], exitfirst=job["kind"] == "bug")
+        return {**job, "report": report, "seconds": time.monotonic() - started}
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def check(result: dict) -> list[str]:
+    """Problems found in one job's result (empty when it is as required)."""
+    if "error" in result:
+        return [result["error"]]
+    problems = []
+    report = result["report"]
+    for err in report.get("collect_errors", []):
+        problems.append(f"suite error in {err['where']}: {err['error'][-400:]}")
+    for ex in report["exercises"]:
+        if result["kind"] == "solutions":
+            if ex["score"] < ex["max_score"] - 1e-6 or not ex["tests"]:
+                bad = [f"{t['name']}: {t['message'][:300]}" for t in ex["tests"] if t["status"] != "passed"]
+                problems.append(f"solutions/{ex['name']}.py scores {ex['score']} of {ex['max_score']} "
+                                f"({ex['message'][:300]}) " + "; ".join(bad[:5]))
+        elif result["kind"] == "stubs":
+            passing = [t["name"] for t in ex["tests"] if t["status"] == "passed"]
+            if passing:
+                problems.append(f"exercises/{ex['name']}.py (untouched stub) passes {', '.join(passing)}: "
+                                "a graded test must fail on the stub")
+            if ex["score"] != 0:
+                problems.append(f"exercises/{ex['name']}.py (untouched stub) scores {ex['score']}, expected 0")
+            if ex["status"] != "not started":
+                problems.append(f"exercises/{ex['name']}.py (untouched stub) has status {ex['status']!r} "
+                                f"({ex['message'][:200]}), expected 'not started'")
+        else:
+            v = result["variant"]
+            label = f"{v['exercise']}/{v['name']} ({v.get('description', '')})"
+            if result["kind"] == "bug" and ex["score"] >= ex["max_score"] - 1e-6:
+                problems.append(f"known bug {label} keeps full marks: the suite does not catch it")
+            if result["kind"] == "alternative" and ex["score"] < ex["max_score"] - 1e-6:
+                bad = [f"{t['name']}: {t['message'][:300]}" for t in ex["tests"] if t["status"] != "passed"]
+                problems.append(f"alternative {label} loses points ({ex['score']} of {ex['max_score']}): "
+                                + "; ".join(bad[:3]))
+    return problems
+
+
+def main(argv=None) -> int:
+    names = [e.name for e in manifest_mod.load()]
+    p = argparse.ArgumentParser(prog="python -m grader.verify", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--only", nargs="+", metavar="EXERCISE", help="check only these exercises")
+    p.add_argument("--jobs", type=int, default=min(4, os.cpu_count() or 1), help="grading processes")
+    p.add_argument("--skip-variants", action="store_true", help="do not grade the bug/alternative variants")
+    args = p.parse_args(argv)
+    exercises = args.only or names
+    unknown = [e for e in exercises if e not in names]
+    if unknown:
+        print(f"verify: error: unknown exercise(s) {unknown}; valid: {', '.join(names)}", file=sys.stderr)
+        return 2
+    exercises = [e for e in names if e in exercises and (ROOT / "solutions" / f"{e}.py").is_file()]
+    jobs = [{"kind": "solutions", "exercises": [e], "label": f"solutions/{e}"} for e in exercises]
+    jobs += [{"kind": "stubs", "exercises": [e], "label": f"exercises/{e} (stub)"} for e in exercises]
+    if not args.skip_variants:
+        for e in exercises:
+            variants = load_variants(e)
+            if not any(v["kind"] == "bug" for v in variants):
+                print(f"verify: warning: {e} has no known-bug variants in tests/bugs/{e}.toml")
+            for v in variants:
+                jobs.append({"kind": v["kind"], "variant": v, "label": f"{v['kind']} {e}/{v['name']}"})
+    started = time.monotonic()
+    problems: list[str] = []
+    ctx = multiprocessing.get_context("spawn")
+    print(f"verify: {len(jobs)} gradings of {len(exercises)} exercise(s) with {args.jobs} process(es)", flush=True)
+    with cf.ProcessPoolExecutor(max_workers=max(1, args.jobs), mp_context=ctx, initializer=_init_worker) as pool:
+        futures = {pool.submit(_grade, job): job for job in jobs}
+        for fut in cf.as_completed(futures):
+            job = futures[fut]
+            try:
+                result = fut.result()
+            except Exception as exc:  # noqa: BLE001 - report and go on
+                problems.append(f"{job['label']}: grading raised {type(exc).__name__}: {exc}")
+                print(f"  FAIL {job['label']}: grading raised {exc}", flush=True)
+                continue
+            found = check(result)
+            problems.extend(found)
+            score = ""
+            if "report" in result:
+                score = f"{result['report']['score']:g}/{result['report']['max_score']:g}"
+            print(f"  {'FAIL' if found else 'ok  '} {job['label']:<45} {score:>9} {result['seconds']:6.1f} s",
+                  flush=True)
+            for line in found:
+                print(f"       {line}", flush=True)
+    print(f"verify: {len(jobs)} gradings in {time.monotonic() - started:.1f} s; "
+          f"{len(problems)} problem(s)")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""Sessions: ``grade`` (students), ``verify`` (the project's own check), ``hint``.
+
+All sessions share one virtualenv, ``.nox/kata``, holding the dependencies that
+``pyproject.toml`` declares, pinned by ``constraints.txt`` (the versions this kata
+is tested with, ``torch==2.13.0`` among them).  The install is skipped when neither
+file changed, so a second ``nox -s grade`` starts in seconds.
+"""
+import hashlib
+import os
+import sys
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+VENV = ROOT / ".nox" / "kata"
+nox.options.sessions = ["grade"]
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+def kata_python(session) -> str:
+    """The shared virtualenv's python, created and filled on first use."""
+    bindir = "Scripts" if os.name == "nt" else "bin"
+    python = VENV / bindir / "python"
+    digest = hashlib.sha256()
+    for name in ("pyproject.toml", "constraints.txt"):
+        digest.update((ROOT / name).read_bytes())
+    stamp = VENV / ".kata-installed"
+    if python.exists() and stamp.exists() and stamp.read_text() == digest.hexdigest():
+        return str(python)
+    if not python.exists():
+        session.run(sys.executable, "-m", "venv", str(VENV), external=True)
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    session.run(str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                "-c", str(ROOT / "constraints.txt"), *deps, external=True)
+    stamp.write_text(digest.hexdigest())
+    return str(python)
+
+
+@nox.session(venv_backend="none")
+def grade(session):
+    """Grade your exercises: nox -s grade [-- EXERCISE ... --target DIR --json FILE --fail-under N]."""
+    session.run(kata_python(session), "-m", "grader", *session.posargs, external=True)
+
+
+@nox.session(venv_backend="none")
+def verify(session):
+    """The project's own check: grader self-tests, solutions 100 %, stubs 0, known bugs caught."""
+    python = kata_python(session)
+    session.run(python, "-m", "pytest", "-q", "tests/selftest", *session.posargs, external=True)
+    session.run(python, "-m", "grader.verify", external=True)
+
+
+@nox.session(venv_backend="none")
+def hint(session):
+    """Show the next hint for an exercise: nox -s hint -- EXERCISE [--level N] [--lang ja]."""
+    session.run(kata_python(session), "-m", "grader.hint", *session.posargs, external=True)

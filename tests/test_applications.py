@@ -1,0 +1,666 @@
+"""Suite for `applications` (3.7 NER and QA, 3.9 feature extraction and sentence embeddings).
+
+Three kinds of check:
+- against the reference (`reference`) on hypothesis-drawn inputs (pooling);
+- against what the real libraries compute: sentence-transformers with the real all-MiniLM-L6-v2
+  weights, HuggingFace's token-classification pipeline (`aggregation_strategy="simple"`), torch's
+  cosine similarity, and a brute-force search over every valid answer span;
+- properties: padding never counts, special tokens are skipped, spans stay in the context.
+"""
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from grader.checks import (as_float64, assert_close, assert_finite, assert_not_mutated, assert_shape,
+                           graded)
+from grader.hf import minilm_dir, seeded, vocab_path
+
+POOLINGS = ("mean_pool", "max_pool", "cls_pool")
+
+# The chapter's five sentences (3.9): the first two say the same thing in different words.
+CHAPTER_SENTENCES = [
+    "The cat sits on the mat.",
+    "A feline rests on a rug.",
+    "The stock market fell sharply today.",
+    "Transformers read a whole sentence at once with self-attention.",
+    "I enjoy hiking in the mountains on weekends.",
+]
+
+# The chapter's QA example (3.7).  The chapter prints the answer at characters 50..54; the real
+# offsets put "2017" at 56..60, and that is what this suite checks.
+QA_QUESTION = "When was the Transformer architecture presented?"
+QA_CONTEXT = 'The Transformer architecture was presented by Google in 2017 in the paper "Attention Is All You Need".'
+
+# NER sentences in the chapter's spirit; labels come from a small seeded, untrained model, so every
+# B-/I- pattern shows up somewhere.
+NER_SENTENCES = [
+    "Hugging Face Inc. is a company based in New York City. Its headquarters are in DUMBO, "
+    "therefore very close to the Manhattan Bridge.",
+    "Jacob Devlin and his colleagues at Google released BERT in 2018.",
+    "Tohoku University in Sendai published a Japanese BERT model trained on Wikipedia!",
+]
+NER_LABELS = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
+
+WORDS = ["the", "The", "transformer", "BERT", "attention", "was", "presented", "by", "Google", "in",
+         "2017", "2018", "model", "Tokyo", "researchers", "self-attention", "pre-training", "encoder",
+         "embeddings", "Vaswani", "et", "al.", "(", ")", ",", ".", "?", "is", "a", "of", "unbelievably",
+         "tokenization", "Hugging", "Face", "feline", "rug", "naïve", "co-operation"]
+
+
+# ------------------------------------------------------------------ helpers
+
+def _softmax64(x):
+    x = np.asarray(x, dtype=np.float64)
+    e = np.exp(x - x.max())
+    return e / e.sum()
+
+
+def _is_special(offset):
+    return offset is None or tuple(offset) == (0, 0)
+
+
+def _number(x, name):
+    """A real number from a plain float/int, a NumPy scalar, or a one-element tensor/array."""
+    if isinstance(x, bool) or not (isinstance(x, (int, float, np.number, np.ndarray)) or torch.is_tensor(x)):
+        raise AssertionError(f"{name}: expected a number, got {type(x).__name__}")
+    v = as_float64(x)
+    if v.size != 1:
+        raise AssertionError(f"{name}: expected one number, got an array of shape {v.shape}")
+    v = float(v.reshape(()))
+    if not math.isfinite(v):
+        raise AssertionError(f"{name}: expected a finite number, got {v}")
+    return v
+
+
+def _integer(x, name):
+    if isinstance(x, bool) or not isinstance(x, (int, np.integer)):
+        raise AssertionError(f"{name}: expected an int, got {type(x).__name__} ({x!r})")
+    return int(x)
+
+
+def _check_entities(got, want, what):
+    """`got` (the student's entities) equals `want` (the pipeline's), field by field."""
+    if not isinstance(got, list):
+        raise AssertionError(f"{what}: expected a list of entity dicts, got {type(got).__name__}")
+    summary = [(w["entity_group"], int(w["start"]), int(w["end"])) for w in want]
+    if len(got) != len(want):
+        got_summary = [(g.get("entity_group"), g.get("start"), g.get("end")) if isinstance(g, dict) else g
+                       for g in got]
+        raise AssertionError(f"{what}: expected {len(want)} entities (entity_group, start, end) {summary}, "
+                             f"got {len(got)}: {got_summary}")
+    keys = {"entity_group", "score", "start", "end", "word"}
+    for k, (g, w) in enumerate(zip(got, want)):
+        if not isinstance(g, dict) or not keys <= set(g):
+            raise AssertionError(f"{what}: entity {k} must be a dict with keys {sorted(keys)}, got {g!r}")
+        if g["entity_group"] != w["entity_group"]:
+            raise AssertionError(f"{what}: entity {k} has entity_group {g['entity_group']!r}, expected "
+                                 f"{w['entity_group']!r} (all expected: {summary})")
+        for key in ("start", "end"):
+            if _integer(g[key], f"{what}: entity {k} {key}") != int(w[key]):
+                raise AssertionError(f"{what}: entity {k} ({w['entity_group']}) has {key}={g[key]!r}, "
+                                     f"expected {int(w[key])} (all expected: {summary})")
+        # the pipeline averages float32 probabilities; 1e-6 is float32 rounding, a wrong rule
+        # (first token's score, max, a product) is off by far more
+        score = _number(g["score"], f"{what}: entity {k} score")
+        if not abs(score - float(w["score"])) <= 1e-6:
+            raise AssertionError(f"{what}: entity {k} ({w['entity_group']}, {w['start']}..{w['end']}) has "
+                                 f"score {score:.7g}, expected {float(w['score']):.7g} "
+                                 "(the mean of its tokens' scores)")
+        if g["word"] != w["word"]:
+            raise AssertionError(f"{what}: entity {k} ({w['entity_group']}, {w['start']}..{w['end']}) has "
+                                 f"word {g['word']!r}, expected {w['word']!r}")
+
+
+# ------------------------------------------------------------------ fixtures
+
+@pytest.fixture(scope="module")
+def st_model():
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(minilm_dir()), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def hf_minilm():
+    from transformers import BertModel
+
+    return BertModel.from_pretrained(str(minilm_dir())).eval()
+
+
+@pytest.fixture(scope="module")
+def hf_tokenizer():
+    from transformers import BertTokenizer
+
+    return BertTokenizer(vocab=str(vocab_path()))
+
+
+@pytest.fixture(scope="module")
+def remote_minilm(student, device):
+    """The real all-MiniLM-L6-v2 and its tokenizer, built inside the student's sandbox."""
+    model = student.build("transformers.AutoModel.from_pretrained", str(minilm_dir()))
+    model.to(device)
+    model.eval()
+    tokenizer = student.build("transformers.AutoTokenizer.from_pretrained", str(minilm_dir()))
+    return model, tokenizer
+
+
+@pytest.fixture(scope="module")
+def ner_pipes(hf_tokenizer):
+    """Two seeded small BertForTokenClassification models with a BIO id2label, each in a pipeline."""
+    from transformers import BertConfig, BertForTokenClassification, pipeline
+
+    cfg = BertConfig(vocab_size=hf_tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1,
+                     num_attention_heads=2, intermediate_size=64, max_position_embeddings=128,
+                     id2label=dict(enumerate(NER_LABELS)), label2id={l: i for i, l in enumerate(NER_LABELS)})
+    pipes = []
+    for seed in (0, 1):
+        model = seeded(lambda: BertForTokenClassification(cfg), seed).eval()
+        with torch.no_grad():   # sharper (but still varied) predictions than a fresh init gives
+            model.classifier.weight.mul_(30.0)
+        pipes.append(pipeline("token-classification", model=model, tokenizer=hf_tokenizer,
+                              aggregation_strategy="simple", device="cpu"))
+    return pipes
+
+
+def _pipeline_token_inputs(pipe, text):
+    """What the pipeline sees per token: (tokens, label_ids, scores, offsets), special tokens included."""
+    tok, model = pipe.tokenizer, pipe.model
+    enc = tok(text, return_offsets_mapping=True, return_tensors="pt")
+    offsets = [tuple(int(v) for v in o) for o in enc.pop("offset_mapping")[0]]
+    with torch.no_grad():
+        logits = model(**enc).logits[0].numpy()
+    e = np.exp(logits - logits.max(-1, keepdims=True))
+    probs = e / e.sum(-1, keepdims=True)                       # float32, as the pipeline computes it
+    label_ids = [int(i) for i in probs.argmax(-1)]
+    scores = [float(probs[i, label_ids[i]]) for i in range(len(label_ids))]
+    tokens = tok.convert_ids_to_tokens(enc["input_ids"][0].tolist())
+    # the suite's own extraction must agree with the pipeline's per-token view
+    per_token = pipe(text, aggregation_strategy="none", ignore_labels=[])
+    real = [i for i, o in enumerate(offsets) if o != (0, 0)]
+    assert [p["index"] for p in per_token] == real, "suite error: token extraction disagrees with the pipeline"
+    for p in per_token:
+        i = p["index"]
+        assert p["entity"] == NER_LABELS[label_ids[i]] and (p["start"], p["end"]) == offsets[i], \
+            "suite error: token extraction disagrees with the pipeline"
+    return tokens, label_ids, scores, offsets
+
+
+# ------------------------------------------------------------------ pooling
+
+@st.composite
+def pool_inputs(draw):
+    B = draw(st.integers(1, 4))
+    L = draw(st.integers(1, 8))
+    H = draw(st.integers(1, 6))
+    dtype = draw(st.sampled_from([torch.float32, torch.float64]))
+    mask_dtype = draw(st.sampled_from([torch.long, torch.bool]))
+    seed = draw(st.integers(0, 2**32 - 1))
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(B, L, H, generator=g, dtype=torch.float64).mul(3).to(dtype)
+    kind = draw(st.sampled_from(["right", "left", "holes"]))
+    lengths = [draw(st.integers(0, L)) for _ in range(B)]
+    pos = torch.arange(L)
+    rows = []
+    for n in lengths:
+        if kind == "right":
+            rows.append(pos < n)
+        elif kind == "left":
+            rows.append(pos >= L - n)
+        else:
+            rows.append(torch.rand(L, generator=g) < 0.6)
+    mask = torch.stack(rows).to(mask_dtype)
+    return x, mask
+
+
+def _pool_tolerance(dtype):
+    # float32: a sum of <= 8 values of size ~3 rounds at ~1e-6; a padding leak is O(1)
+    return (1e-6, 1e-5) if dtype == torch.float32 else (1e-12, 1e-12)
+
+
+def _check_pool(student, reference, name, x, mask, device):
+    x, mask = x.to(device), mask.to(device)
+    got = getattr(student, name)(x, mask)
+    assert_not_mutated(student, f"{name}'s inputs")
+    want = getattr(reference, name)(x, mask)
+    atol, rtol = _pool_tolerance(x.dtype)
+    assert_close(got, want, atol=atol, rtol=rtol, name=f"{name} output for x {tuple(x.shape)}, "
+                 f"mask {mask.long().tolist()}")
+
+
+@graded(max_examples=20)
+@given(pool_inputs())
+def test_mean_pool_matches_reference(student, reference, device, inputs):
+    _check_pool(student, reference, "mean_pool", *inputs, device)
+
+
+@graded(max_examples=20)
+@given(pool_inputs())
+def test_max_pool_matches_reference(student, reference, device, inputs):
+    _check_pool(student, reference, "max_pool", *inputs, device)
+
+
+@graded(max_examples=20)
+@given(pool_inputs())
+def test_cls_pool_matches_reference(student, reference, device, inputs):
+    _check_pool(student, reference, "cls_pool", *inputs, device)
+
+
+@pytest.mark.parametrize("name", POOLINGS)
+def test_pooling_alone_equals_padded_in_batch(student, device, name):
+    """A sentence alone and the same sentence padded in a batch pool to the same vector."""
+    g = torch.Generator().manual_seed(3)
+    H = 5
+    for n, sign in ((3, 1.0), (2, -1.0)):     # negative hidden states: a zeroed pad must not win max
+        real = torch.randn(1, n, H, generator=g).abs().add(0.5).mul(sign)
+        alone = getattr(student, name)(real.to(device), torch.ones(1, n, dtype=torch.long).to(device))
+        # right padding with huge garbage, then left padding with garbage
+        L = n + 4
+        right = torch.full((2, L, H), 1e4)
+        right[1] = -1e4
+        right[0, :n] = real[0]
+        right_mask = torch.zeros(2, L, dtype=torch.long)
+        right_mask[0, :n] = 1
+        right_mask[1, :L - 1] = 1
+        right[1, :L - 1] = torch.randn(L - 1, H, generator=g)
+        left = torch.full((1, L, H), 1e4)
+        left[0, L - n:] = real[0]
+        left_mask = torch.zeros(1, L, dtype=torch.long)
+        left_mask[0, L - n:] = 1
+        for label, x, m in (("right-padded", right, right_mask), ("left-padded", left, left_mask)):
+            batched = getattr(student, name)(x.to(device), m.to(device))
+            assert_shape(batched, (x.shape[0], H), f"{name} of a {label} batch")
+            # float32 sums of <= 3 values: 1e-5 is rounding; a padding leak is >= 1e-1
+            assert_close(batched[:1], alone, atol=1e-5, rtol=1e-6,
+                         name=f"{name}: the {n}-token sentence {label} in a batch vs alone "
+                              "(padding must never count)")
+
+
+@pytest.mark.parametrize("name", POOLINGS)
+def test_all_padding_row_pools_to_zeros(student, device, name):
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(3, 4, 6, generator=g) - 5.0
+    mask = torch.tensor([[1, 1, 0, 0], [0, 0, 0, 0], [1, 1, 1, 1]])
+    got = getattr(student, name)(x.to(device), mask.to(device))
+    assert_shape(got, (3, 6), name)
+    assert_finite(got, f"{name} output")
+    assert_close(got[1], torch.zeros(6, device=device), atol=0.0,
+                 name=f"{name} of a row whose attention_mask is all 0")
+
+
+def test_cls_pool_takes_first_real_position(student, device):
+    x = torch.arange(2 * 4 * 3, dtype=torch.float32).reshape(2, 4, 3)
+    mask = torch.tensor([[1, 1, 1, 0], [0, 0, 1, 1]])          # second row is left-padded
+    got = student.cls_pool(x.to(device), mask.to(device))
+    assert_close(got, torch.stack([x[0, 0], x[1, 2]]).to(device), atol=0.0,
+                 name="cls_pool (row 1 is left-padded: its first real token is position 2)")
+
+
+def test_mean_and_max_pool_match_sentence_transformers_pooling(student, device):
+    from sentence_transformers.models import Pooling
+
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(4, 7, 16, generator=g)
+    mask = torch.tensor([[1] * 7, [1] * 3 + [0] * 4, [1] + [0] * 6, [1] * 5 + [0] * 2])
+    for mode, name in (("mean", "mean_pool"), ("max", "max_pool")):
+        want = Pooling(16, pooling_mode=mode)({"token_embeddings": x, "attention_mask": mask})["sentence_embedding"]
+        got = getattr(student, name)(x.to(device), mask.to(device))
+        assert_close(got, want.to(device), atol=1e-6, rtol=1e-5,
+                     name=f"{name} vs sentence-transformers' Pooling(pooling_mode={mode!r})")
+
+
+@pytest.mark.parametrize("name", POOLINGS)
+def test_pooling_rejects_mask_of_wrong_shape(student, device, name):
+    x = torch.zeros(2, 5, 3, device=device)
+    mask = torch.ones(2, 6, dtype=torch.long, device=device)
+    with pytest.raises(ValueError, match="attention_mask"):
+        getattr(student, name)(x, mask)
+
+
+# ------------------------------------------------------------------ cosine similarity
+
+@graded(max_examples=20)
+@given(st.integers(1, 6), st.integers(1, 8), st.sampled_from([torch.float32, torch.float64]),
+       st.integers(0, 2**32 - 1))
+def test_cosine_similarity_matrix_matches_torch(student, device, n, h, dtype, seed):
+    g = torch.Generator().manual_seed(seed)
+    emb = torch.randn(n, h, generator=g, dtype=torch.float64)
+    emb = emb * torch.exp(torch.randn(n, 1, generator=g, dtype=torch.float64) * 2)   # varied norms
+    assume(bool((emb.norm(dim=1) > 1e-3).all()))
+    emb = emb.to(dtype).to(device)
+    got = student.cosine_similarity_matrix(emb)
+    assert_not_mutated(student, "cosine_similarity_matrix's input")
+    want = torch.nn.functional.cosine_similarity(emb[:, None, :], emb[None, :, :], dim=-1)
+    # float32 dot products of unit vectors round at ~1e-7; unnormalised dot products are far off
+    atol = 1e-5 if dtype == torch.float32 else 1e-10
+    assert_close(got, want, atol=atol, name=f"cosine_similarity_matrix of {n} vectors of size {h}")
+
+
+# ------------------------------------------------------------------ sentence embeddings
+
+# Sentence embeddings with the same weights and tokenizer: the only differences are float32 rounding
+# of padded vs unpadded batches (~1e-7 on unit vectors); counting padding, forgetting to normalise or
+# pooling another way moves components by 1e-3 or more.
+EMB_ATOL = 1e-5
+
+
+def test_sentence_embedding_equals_sentence_transformers_on_chapter_sentences(student, remote_minilm, st_model):
+    model, tok = remote_minilm
+    got = student.sentence_embedding(CHAPTER_SENTENCES, model, tok, pooling="mean", normalize=True)
+    want = st_model.encode(CHAPTER_SENTENCES, convert_to_tensor=True, normalize_embeddings=True).cpu()
+    assert_shape(got, (5, 384), "sentence_embedding of the chapter's five sentences")
+    assert_close(got.cpu() if torch.is_tensor(got) else got, want, atol=EMB_ATOL,
+                 name="sentence_embedding vs sentence-transformers (all-MiniLM-L6-v2)")
+
+
+def test_chapter_similarity_ranks_cat_and_feline_closest(student, remote_minilm, st_model):
+    model, tok = remote_minilm
+    emb = student.sentence_embedding(CHAPTER_SENTENCES, model, tok, pooling="mean", normalize=True)
+    sim = student.cosine_similarity_matrix(emb)
+    want_emb = st_model.encode(CHAPTER_SENTENCES, convert_to_tensor=True, normalize_embeddings=True).cpu()
+    want = want_emb @ want_emb.T
+    assert_close(sim.cpu() if torch.is_tensor(sim) else sim, want, atol=EMB_ATOL,
+                 name="cosine similarity matrix of the chapter's sentences")
+    off = as_float64(sim) - 10 * np.eye(5)
+    for row, other in ((0, 1), (1, 0)):
+        best = int(off[row].argmax())
+        assert best == other, (f"{CHAPTER_SENTENCES[row]!r} should be closest to {CHAPTER_SENTENCES[other]!r}, "
+                               f"but your matrix ranks {CHAPTER_SENTENCES[best]!r} closest")
+
+
+texts_strategy = st.lists(
+    st.one_of(
+        st.lists(st.sampled_from(WORDS), min_size=1, max_size=20).map(" ".join),
+        st.text(alphabet=st.characters(codec="ascii", categories=["L", "N", "P", "Zs"]), max_size=40),
+    ),
+    min_size=1, max_size=4)
+
+
+@graded(max_examples=8)
+@given(texts_strategy)
+def test_sentence_embedding_equals_sentence_transformers_on_drawn_text(student, remote_minilm, st_model, texts):
+    model, tok = remote_minilm
+    got = student.sentence_embedding(texts, model, tok, pooling="mean", normalize=True)
+    want = st_model.encode(texts, convert_to_tensor=True, normalize_embeddings=True).cpu()
+    assert_close(got.cpu() if torch.is_tensor(got) else got, want, atol=EMB_ATOL,
+                 name=f"sentence_embedding of {texts!r} vs sentence-transformers")
+
+
+@pytest.mark.parametrize("pooling", ["mean", "max", "cls"])
+def test_sentence_embedding_pooling_options(student, reference, remote_minilm, hf_minilm, hf_tokenizer, pooling):
+    model, tok = remote_minilm
+    got = student.sentence_embedding(CHAPTER_SENTENCES, model, tok, pooling=pooling, normalize=False)
+    enc = hf_tokenizer(CHAPTER_SENTENCES, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        hidden = hf_minilm(**enc).last_hidden_state
+    want = getattr(reference, f"{pooling}_pool")(hidden, enc["attention_mask"])
+    # hidden states of size ~1 through 6 float32 layers: 1e-5 absolute is rounding
+    assert_close(got.cpu() if torch.is_tensor(got) else got, want, atol=1e-5, rtol=1e-5,
+                 name=f"sentence_embedding(pooling={pooling!r}, normalize=False)")
+
+
+def test_sentence_embedding_rejects_unknown_pooling(student, remote_minilm):
+    model, tok = remote_minilm
+    with pytest.raises(ValueError, match="pooling"):
+        student.sentence_embedding(["a"], model, tok, pooling="median")
+
+
+# ------------------------------------------------------------------ NER grouping
+
+def test_group_entities_matches_hf_pipeline_on_sentences(student, ner_pipes):
+    for k, pipe in enumerate(ner_pipes):
+        id2label = dict(pipe.model.config.id2label)
+        for text in NER_SENTENCES:
+            tokens, label_ids, scores, offsets = _pipeline_token_inputs(pipe, text)
+            got = student.group_entities(tokens, label_ids, scores, offsets, id2label)
+            want = pipe(text)
+            labelled = " ".join(f"{t}/{id2label[i]}" for t, i in zip(tokens, label_ids))
+            _check_entities(got, want, f"model {k}, sentence {text[:30]!r}... (tokens/labels: {labelled})")
+
+
+# tokens as BERT's tokenizer makes them: words, ## pieces, punctuation
+TOKEN_POOL = ["hugging", "face", "##face", "inc", ".", ",", "?", "!", "new", "york", "city", "tokyo",
+              "jacob", "dev", "##lin", "google", "bert", "-", "(", ")", "the", "of", "##s", "##ization",
+              "2018", "'", ";", "a"]
+
+
+@st.composite
+def label_sequences(draw):
+    """A tokenised sentence with BIO labels: runs, I- without B-, type changes, subwords, O."""
+    segments = draw(st.lists(st.tuples(st.sampled_from(NER_LABELS), st.integers(1, 3)), min_size=1, max_size=6))
+    labels = [lab for lab, n in segments for _ in range(n)]
+    tokens = [draw(st.sampled_from(TOKEN_POOL)) for _ in labels]
+    scores = [draw(st.floats(0.1, 1.0, width=32)) for _ in labels]
+    offsets, pos = [], 0
+    for t in tokens:
+        piece = t[2:] if t.startswith("##") else t
+        if not t.startswith("##") and offsets:
+            pos += 1                                              # a space before a new word
+        offsets.append((pos, pos + len(piece)))
+        pos += len(piece)
+    special = draw(st.sampled_from([None, (0, 0)]))
+    items = [(t, NER_LABELS.index(lab), s, o) for t, lab, s, o in zip(tokens, labels, scores, offsets)]
+    # specials: [CLS] first, [SEP] last, sometimes a [SEP] in the middle (a sentence pair); all skipped,
+    # even when the model labels them as an entity
+    if len(items) > 1 and draw(st.booleans()):
+        items.insert(draw(st.integers(1, len(items) - 1)), ("[SEP]", draw(st.integers(0, 8)), 0.5, special))
+    items = [("[CLS]", draw(st.integers(0, 8)), 0.9, special)] + items + [("[SEP]", draw(st.integers(0, 8)), 0.8, special)]
+    return [list(col) for col in zip(*items)]
+
+
+def _pipeline_grouping(pipe, tokens, label_ids, scores, offsets):
+    """The pipeline's own grouping step applied to given per-token predictions."""
+    entities = [{"entity": NER_LABELS[lab], "score": np.float32(s), "word": t, "start": o[0], "end": o[1],
+                 "index": i}
+                for i, (t, lab, s, o) in enumerate(zip(tokens, label_ids, scores, offsets)) if not _is_special(o)]
+    if not entities:
+        return []
+    return [e for e in pipe.group_entities(entities) if e["entity_group"] != "O"]
+
+
+@graded(max_examples=40)
+@given(label_sequences())
+def test_group_entities_matches_hf_grouping_on_generated_labels(student, ner_pipes, seq):
+    tokens, label_ids, scores, offsets = seq
+    id2label = dict(enumerate(NER_LABELS))
+    got = student.group_entities(tokens, label_ids, scores, offsets, id2label)
+    want = _pipeline_grouping(ner_pipes[0], tokens, label_ids, scores, offsets)
+    labelled = " ".join(f"{t}/{NER_LABELS[i]}" for t, i in zip(tokens, label_ids))
+    _check_entities(got, want, f"tokens/labels {labelled}")
+
+
+def test_group_entities_bio_rules(student, ner_pipes):
+    """One case per rule, each with its own message."""
+    cases = {
+        "B- then I- of the same type is one entity": ["B-PER", "I-PER", "O"],
+        "I- without a B- starts an entity": ["O", "I-LOC", "I-LOC"],
+        "B- after B- starts a new entity": ["B-ORG", "B-ORG", "I-ORG"],
+        "a change of type ends the entity": ["B-PER", "I-LOC", "I-LOC"],
+        "O ends the entity and is never returned": ["B-MISC", "O", "I-MISC"],
+    }
+    tokens = ["[CLS]", "jacob", "dev", "##lin", "[SEP]"]
+    offsets = [(0, 0), (0, 5), (6, 9), (9, 12), (0, 0)]
+    scores = [0.99, 0.9, 0.6, 0.3, 0.99]
+    for rule, labels in cases.items():
+        ids = [NER_LABELS.index("B-PER")] + [NER_LABELS.index(l) for l in labels] + [NER_LABELS.index("B-LOC")]
+        got = student.group_entities(tokens, ids, scores, offsets, dict(enumerate(NER_LABELS)))
+        want = _pipeline_grouping(ner_pipes[0], tokens, ids, scores, offsets)
+        _check_entities(got, want, f"{rule} (labels {labels} on 'jacob dev ##lin', [CLS]/[SEP] labelled "
+                                   "B-PER/B-LOC must be skipped)")
+
+
+def test_group_entities_word_joins_subwords_and_punctuation(student, ner_pipes):
+    tokens = ["[CLS]", "hugging", "##face", "inc", ".", ",", "new", "-", "york", "?", "##s", "[SEP]"]
+    offsets = [None, (0, 7), (7, 11), (12, 15), (15, 16), (16, 17), (18, 21), (21, 22), (22, 26), (26, 27),
+               (27, 28), None]
+    ids = [0] + [NER_LABELS.index("I-ORG")] * 10 + [0]
+    scores = [0.5] * len(tokens)
+    got = student.group_entities(tokens, ids, scores, offsets, dict(enumerate(NER_LABELS)))
+    want = _pipeline_grouping(ner_pipes[0], tokens, ids, scores, offsets)
+    _check_entities(got, want, "one ORG entity over 'hugging ##face inc . , new - york ? ##s'")
+    # an entity that starts on a ## piece keeps it, as the pipeline does
+    ids = [0, 0, NER_LABELS.index("B-ORG")] + [0] * 9
+    got = student.group_entities(tokens, ids, scores, offsets, dict(enumerate(NER_LABELS)))
+    want = _pipeline_grouping(ner_pipes[0], tokens, ids, scores, offsets)
+    _check_entities(got, want, "an ORG entity on the piece '##face' alone")
+
+
+# ------------------------------------------------------------------ QA span decoding
+
+def _qa_offsets(tok, question, context, special_style):
+    enc = tok(question, context, return_offsets_mapping=True)
+    seq_ids = enc.sequence_ids()
+    offsets = []
+    for o, s in zip(enc["offset_mapping"], seq_ids):
+        if s == 1:
+            offsets.append((int(o[0]), int(o[1])))
+        elif s is None:
+            offsets.append((0, 0) if special_style != "none" else None)   # [CLS], [SEP]
+        else:
+            offsets.append(None if special_style != "zeros" else (0, 0))  # the question's tokens
+    return enc.tokens(), offsets
+
+
+def _brute_force(start_logits, end_logits, offsets, max_answer_len):
+    """Every valid span (i, j) -> its score, in float64."""
+    ctx = np.array([not _is_special(o) for o in offsets])
+    s = np.where(ctx, np.asarray(start_logits, np.float64), -np.inf)
+    e = np.where(ctx, np.asarray(end_logits, np.float64), -np.inf)
+    ps, pe = _softmax64(s), _softmax64(e)
+    spans = {}
+    for i in np.flatnonzero(ctx):
+        for j in np.flatnonzero(ctx):
+            if i <= j < i + max_answer_len:
+                spans[(int(i), int(j))] = float(ps[i] * pe[j])
+    return spans
+
+
+def _check_span(got, start_logits, end_logits, offsets, context, max_answer_len, what):
+    if not isinstance(got, dict) or not {"answer", "score", "start", "end"} <= set(got):
+        raise AssertionError(f"{what}: expected a dict with keys answer, score, start, end; got {got!r}")
+    start, end = _integer(got["start"], f"{what}: start"), _integer(got["end"], f"{what}: end")
+    score = _number(got["score"], f"{what}: score")
+    if not isinstance(got["answer"], str) or got["answer"] != context[start:end]:
+        raise AssertionError(f"{what}: answer {got['answer']!r} is not context[{start}:{end}] = "
+                             f"{context[start:end]!r}")
+    spans = _brute_force(start_logits, end_logits, offsets, max_answer_len)
+    best = max(spans.values())
+    best_span = max(spans, key=spans.get)
+    want = (f"expected {context[offsets[best_span[0]][0]:offsets[best_span[1]][1]]!r} at "
+            f"{offsets[best_span[0]][0]}..{offsets[best_span[1]][1]} with score {best:.6g}")
+    matches = [(i, j) for (i, j) in spans if offsets[i][0] == start and offsets[j][1] == end]
+    if not matches:
+        raise AssertionError(f"{what}: characters {start}..{end} ({got['answer']!r}) are not a valid span of "
+                             f"context tokens with end >= start and at most {max_answer_len} tokens; {want}")
+    i, j = matches[0]
+    # float32 softmax products round at ~1e-7; a span that is not the best, or a softmax over the
+    # question too, is off by far more.  Spans whose scores tie within 1e-6 are all accepted.
+    if not spans[(i, j)] >= best - 1e-6:
+        raise AssertionError(f"{what}: span {got['answer']!r} at {start}..{end} (tokens {i}..{j}) scores "
+                             f"{spans[(i, j)]:.6g}, but a better valid span exists: {want}")
+    if not abs(score - spans[(i, j)]) <= 2e-6:
+        raise AssertionError(f"{what}: span {got['answer']!r} has score {score:.7g}, expected "
+                             f"{spans[(i, j)]:.7g} (start probability x end probability, each a softmax "
+                             "over the context tokens only)")
+
+
+@st.composite
+def qa_inputs(draw):
+    question = " ".join(draw(st.lists(st.sampled_from(WORDS), min_size=1, max_size=8)))
+    context = " ".join(draw(st.lists(st.sampled_from(WORDS), min_size=1, max_size=25)))
+    style = draw(st.sampled_from(["hf", "none", "zeros"]))
+    max_answer_len = draw(st.one_of(st.none(), st.integers(1, 20)))
+    return question, context, style, max_answer_len, draw(st.data())
+
+
+@graded(max_examples=30)
+@given(qa_inputs())
+def test_best_span_matches_brute_force(student, device, hf_tokenizer, inputs):
+    question, context, style, max_answer_len, data = inputs
+    tokens, offsets = _qa_offsets(hf_tokenizer, question, context, style)
+    L = len(offsets)
+    logits = st.lists(st.floats(-10, 10, width=32), min_size=L, max_size=L)
+    start_logits = torch.tensor(data.draw(logits), dtype=torch.float32)
+    end_logits = torch.tensor(data.draw(logits), dtype=torch.float32)
+    kwargs = {} if max_answer_len is None else {"max_answer_len": max_answer_len}
+    got = student.best_span(start_logits.to(device), end_logits.to(device), offsets, context, **kwargs)
+    assert_not_mutated(student, "best_span's inputs")
+    _check_span(got, start_logits.numpy(), end_logits.numpy(), offsets, context, max_answer_len or 15,
+                f"best_span on context {context!r} (tokens {tokens})")
+
+
+def _peaked(L, hot, base=0.0, value=8.0):
+    x = torch.full((L,), base)
+    for i, v in hot.items():
+        x[i] = v if v is not None else value
+    return x
+
+
+def test_best_span_chapter_context_finds_2017_at_56_60(student, device, hf_tokenizer):
+    tokens, offsets = _qa_offsets(hf_tokenizer, QA_QUESTION, QA_CONTEXT, "hf")
+    k = tokens.index("2017")
+    L = len(tokens)
+    start, end = _peaked(L, {k: 8.0, 0: 9.0}), _peaked(L, {k: 8.0, 0: 9.0})   # [CLS] scores higher but is no answer
+    got = student.best_span(start.to(device), end.to(device), offsets, QA_CONTEXT)
+    _check_span(got, start.numpy(), end.numpy(), offsets, QA_CONTEXT, 15, "best_span on the chapter's context")
+    assert (got["answer"], got["start"], got["end"]) == ("2017", 56, 60), \
+        f"expected the answer '2017' at characters 56..60, got {got['answer']!r} at {got['start']}..{got['end']}"
+
+
+def test_best_span_never_answers_from_the_question(student, device, hf_tokenizer):
+    tokens, offsets = _qa_offsets(hf_tokenizer, QA_QUESTION, QA_CONTEXT, "hf")
+    L = len(tokens)
+    q = [i for i, o in enumerate(offsets) if o is None]
+    ctx = [i for i, o in enumerate(offsets) if not _is_special(o)]
+    # the question's tokens carry the highest logits; the best context span is ctx[3]..ctx[4]
+    start = _peaked(L, {**{i: 12.0 for i in q}, ctx[3]: 5.0})
+    end = _peaked(L, {**{i: 12.0 for i in q}, ctx[4]: 5.0})
+    got = student.best_span(start.to(device), end.to(device), offsets, QA_CONTEXT)
+    _check_span(got, start.numpy(), end.numpy(), offsets, QA_CONTEXT, 15,
+                "best_span when the question's tokens (offsets None) have the largest logits")
+
+
+def test_best_span_end_never_before_start(student, device, hf_tokenizer):
+    tokens, offsets = _qa_offsets(hf_tokenizer, QA_QUESTION, QA_CONTEXT, "hf")
+    L = len(tokens)
+    ctx = [i for i, o in enumerate(offsets) if not _is_special(o)]
+    # the start logits peak after the end logits: the best pair (start, end) has end < start
+    start = _peaked(L, {ctx[6]: 9.0, ctx[2]: 6.0})
+    end = _peaked(L, {ctx[3]: 9.0, ctx[8]: 6.0})
+    got = student.best_span(start.to(device), end.to(device), offsets, QA_CONTEXT)
+    _check_span(got, start.numpy(), end.numpy(), offsets, QA_CONTEXT, 15,
+                "best_span when the start logits peak after the end logits")
+
+
+@pytest.mark.parametrize("max_answer_len", [1, 3])
+def test_best_span_respects_max_answer_len(student, device, hf_tokenizer, max_answer_len):
+    tokens, offsets = _qa_offsets(hf_tokenizer, QA_QUESTION, QA_CONTEXT, "hf")
+    L = len(tokens)
+    ctx = [i for i, o in enumerate(offsets) if not _is_special(o)]
+    start = _peaked(L, {ctx[1]: 9.0, ctx[5]: 4.0})
+    end = _peaked(L, {ctx[7]: 9.0, ctx[5]: 4.0})        # the best unrestricted span is 7 tokens long
+    got = student.best_span(start.to(device), end.to(device), offsets, QA_CONTEXT, max_answer_len=max_answer_len)
+    _check_span(got, start.numpy(), end.numpy(), offsets, QA_CONTEXT, max_answer_len,
+                f"best_span with max_answer_len={max_answer_len}")
+
+
+def test_best_span_first_context_token_at_character_zero_counts(student, device, hf_tokenizer):
+    tokens, offsets = _qa_offsets(hf_tokenizer, QA_QUESTION, QA_CONTEXT, "zeros")
+    ctx = [i for i, o in enumerate(offsets) if not _is_special(o)]
+    assert offsets[ctx[0]][0] == 0 and offsets[ctx[0]][1] > 0
+    L = len(tokens)
+    start, end = _peaked(L, {ctx[0]: 8.0}), _peaked(L, {ctx[0]: 8.0})
+    got = student.best_span(start.to(device), end.to(device), offsets, QA_CONTEXT)
+    _check_span(got, start.numpy(), end.numpy(), offsets, QA_CONTEXT, 15,
+                "best_span when the answer is the context's first word (offset (0, 3) is context, "
+                "only (0, 0) and None are not)")
+
+
+def test_best_span_rejects_mismatched_lengths(student, device, hf_tokenizer):
+    tokens, offsets = _qa_offsets(hf_tokenizer, QA_QUESTION, QA_CONTEXT, "hf")
+    L = len(tokens)
+    with pytest.raises(ValueError):
+        student.best_span(torch.zeros(L + 1, device=device), torch.zeros(L + 1, device=device), offsets, QA_CONTEXT)
