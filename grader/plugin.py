@@ -30,6 +30,10 @@ def pytest_addoption(parser):
     group.addoption("--kata-device", default="cpu", help="cpu or cuda")
     group.addoption("--kata-hide", action="append", default=[],
                     help="a folder the sandbox must not see (may repeat)")
+    group.addoption("--kata-call-timeout", type=float, default=None,
+                    help="override the manifest's per-call time limit (seconds)")
+    group.addoption("--kata-start-timeout", type=float, default=60.0,
+                    help="time limit for starting the sandbox and importing the module (seconds)")
 
 
 def pytest_configure(config):
@@ -78,7 +82,9 @@ def student(request):
     target = Path(config.getoption("--kata-target"))
     sandbox = Sandbox(
         target, name, [e.name for e in manifest_mod.load()], hide=[*_hidden_paths(config), str(target)],
-        device=config.getoption("--kata-device"), call_timeout=ex.call_timeout, budget=ex.budget,
+        device=config.getoption("--kata-device"),
+        call_timeout=config.getoption("--kata-call-timeout") or ex.call_timeout, budget=ex.budget,
+        start_timeout=config.getoption("--kata-start-timeout"),
         memory_mb=ex.memory_mb, preload=ex.preload)
     config.kata_sandboxes.setdefault(name, []).append(sandbox)
     try:
@@ -102,15 +108,25 @@ def reference(request):
 
 # ------------------------------------------------------------------ messages
 
+try:
+    BaseExceptionGroup
+except NameError:  # Python 3.10
+    from exceptiongroup import BaseExceptionGroup  # type: ignore  # noqa: A004
+
+
 def failure_message(excinfo) -> tuple[str, str]:
     """(kind, message) for a failed test, written for the student."""
     exc = excinfo.value
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:   # hypothesis: several distinct failures
+        exc = exc.exceptions[0]
     notes = getattr(exc, "__notes__", None) or []
-    example = [str(n)[:1500] for n in notes if "Falsifying" in str(n)][:1]
+    example = [str(n)[:1500] for n in notes if "Falsifying" in str(n) or "Failing test case" in str(n)][:1]
     tail = ("\nInputs that reproduce it (hypothesis' smallest example):\n" + example[0]) if example else ""
     if isinstance(exc, SandboxDied):
         return exc.kind, exc.detail
     if isinstance(exc, RemoteError):
+        if exc.type_name == "MemoryError":
+            return "memory", f"your code ran out of memory (the sandbox's limit): {exc.describe()}"
         if exc.type_name == "NotImplementedError":
             return "not-started", "not implemented yet (the stub raises NotImplementedError)"
         return "error", f"your code raised {exc.describe()}{tail}"

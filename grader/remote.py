@@ -54,8 +54,11 @@ class _Client:
         return self.request({"op": "call", "target": target, "args": tree_args, "kwargs": tree_kwargs},
                             enc.blobs, what)
 
-    def getattr(self, target: dict, what: str):
-        return self.request({"op": "getattr", "target": target}, (), what)
+    def getattr(self, target: dict, what: str, label: str = ""):
+        value = self.request({"op": "getattr", "target": target}, (), what)
+        if isinstance(value, RemoteObject) and label:
+            object.__setattr__(value, "text", label)
+        return value
 
 
 class RemoteObject(wire.Handle):
@@ -71,7 +74,7 @@ class RemoteObject(wire.Handle):
         if name.startswith("__"):
             raise AttributeError(name)
         return self._client.getattr({"kind": "object", "id": self.id, "name": name},
-                                    f"reading attribute {name!r} of a {self.short_type}")
+                                    f"reading attribute {name!r} of {self.label}", f"{self.label}.{name}")
 
     def __setattr__(self, name, value):
         if name in RemoteObject.__slots__ or name in wire.Handle.__slots__:
@@ -83,12 +86,15 @@ class RemoteObject(wire.Handle):
                              f"setting attribute {name!r}")
 
     def __call__(self, *args, **kwargs):
-        return self._client.call({"kind": "object", "id": self.id}, args, kwargs,
-                                 f"calling {self.short_type}")
+        return self._client.call({"kind": "object", "id": self.id}, args, kwargs, f"calling {self.label}")
 
     @property
     def short_type(self) -> str:
         return self.type_name.rsplit(".", 1)[-1]
+
+    @property
+    def label(self) -> str:
+        return self.text or f"a {self.short_type}"
 
     def __repr__(self):
         return f"<student object {self.short_type}>"
@@ -107,7 +113,7 @@ class StudentModule:
             raise AttributeError(name)
         if name in self._cache:
             return self._cache[name]
-        value = self._client.getattr({"kind": "module", "name": name}, f"looking up {name!r}")
+        value = self._client.getattr({"kind": "module", "name": name}, f"looking up {name!r}", name)
         if isinstance(value, RemoteObject):
             self._cache[name] = value
         return value

@@ -80,7 +80,7 @@ class Collector:
 
 
 def grade(target, exercises, *, tests_dirs=(), device="cpu", exitfirst=False, solutions=None,
-          quiet=True) -> dict:
+          quiet=True, call_timeout=None, start_timeout=None) -> dict:
     """Grade ``exercises`` of the folder ``target``; return the report as a dict."""
     target = Path(target).resolve()
     man = manifest_mod.by_name()
@@ -100,6 +100,10 @@ def grade(target, exercises, *, tests_dirs=(), device="cpu", exitfirst=False, so
         args += ["--kata-hide", str(Path(d).resolve())]
     if exitfirst:
         args.append("-x")
+    if call_timeout is not None:
+        args += ["--kata-call-timeout", str(call_timeout)]
+    if start_timeout is not None:
+        args += ["--kata-start-timeout", str(start_timeout)]
     sink = io.StringIO()
     if files:
         if quiet:

@@ -200,6 +200,7 @@ class Sandbox:
     def start(self):
         if self.proc is not None or self.dead is not None:
             return
+        self.started_at = time.monotonic()
         self.box = self._prepare_box()
         req_r, req_w = os.pipe()
         rep_r, rep_w = os.pipe()
@@ -217,6 +218,7 @@ class Sandbox:
             "wfd": rep_w,
             "preload": self.preload,
             "threads": self.threads,
+            "nproc": _processes_of_this_user() + 256,
         }
         cmd = [sys.executable, "-I", "-B", str(WORKER), json.dumps(cfg)]
         if self.mode != "processes":
@@ -326,15 +328,17 @@ class Sandbox:
     def _die(self, kind, detail):
         self.dead = SandboxDied(kind, f"The student process {detail}.")
         self._kill()
-        raise self.dead
+        raise SandboxDied(kind, self.dead.detail)
 
     # -- requests
     def request(self, header: dict, blobs=(), what: str = "running a call"):
+        # fresh exception objects each time: re-raising one instance grows its traceback
         if self.dead is not None:
-            raise self.dead
+            raise SandboxDied(self.dead.kind, self.dead.detail)
         self.start()
         if self.import_error is not None:
-            raise self.import_error
+            e = self.import_error
+            raise make_remote_error(e.mro, e.remote_message, e.frames)
         started = time.monotonic()
         try:
             wire.write_frame(self.wfd, header, blobs)
@@ -348,6 +352,23 @@ class Sandbox:
         self.busy_s += time.monotonic() - started
         self.calls += 1
         return reply, rblobs
+
+
+def _processes_of_this_user() -> int:
+    """Processes and threads of this uid now: RLIMIT_NPROC counts them all, so the
+    sandbox's limit is set this far above them (a fork bomb stops at +256)."""
+    uid, count = os.getuid(), 0
+    try:
+        for entry in os.scandir("/proc"):
+            if entry.name.isdigit():
+                try:
+                    if entry.stat().st_uid == uid:
+                        count += len(os.listdir(f"/proc/{entry.name}/task"))
+                except OSError:
+                    pass
+    except OSError:
+        return 4096
+    return count
 
 
 def child_env(work: Path, device: str, threads: int) -> dict:

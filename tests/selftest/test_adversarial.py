@@ -1,0 +1,259 @@
+"""The adversarial corpus: submissions that hang, crash, flood, escape or cheat, and honest
+controls. Each is the reference (or the stub) for attention_numpy with a few lines appended,
+graded for real; each must get the outcome written beside it.
+
+Cheats start from the *stub*: a cheat that worked would show as points above 0.
+"""
+import os
+import shutil
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+MARKER = Path("/tmp/kata-selftest-escape-marker")
+
+WRAP = """
+_real_sdpa = scaled_dot_product_attention
+def scaled_dot_product_attention(*args, **kwargs):
+{body}
+    return _real_sdpa(*args, **kwargs)
+"""
+
+
+def wrap(body):
+    return WRAP.format(body=textwrap.indent(textwrap.dedent(body).strip("\n"), "    "))
+
+
+CASES = {
+    # ---- honest controls: must keep full marks
+    "honest_prints": dict(base="solution", code=wrap("print('attention called', [a.shape for a in args])"),
+                          score="full"),
+    "honest_threads": dict(base="solution", code=wrap("""
+        import threading
+        box = {}
+        def work():
+            try:
+                box['r'] = _real_sdpa(*args, **kwargs)
+            except Exception as exc:
+                box['e'] = exc
+        t = threading.Thread(target=work)
+        t.start(); t.join()
+        if 'e' in box:
+            raise box['e']
+        return box['r']"""), score="full"),
+    "floods_stdout_once": dict(base="solution", code="import sys\nsys.stdout.write('x' * 50_000_000)\n",
+                               score="full"),
+    # ---- broken: that exercise scores 0 with the reason, the run goes on
+    "os_exit_in_call": dict(base="solution", code=wrap("import os; os._exit(0)"), score="zero",
+                            status={"crash"}),
+    "sys_exit_at_import": dict(base="solution", code="import sys\nsys.exit(0)\n", score="zero",
+                               status={"error"}),
+    "syntax_error": dict(base="solution", code="def broken(:\n    pass\n", score="zero", status={"error"},
+                         message="attention_numpy.py"),
+    "segfault_in_call": dict(base="solution", code=wrap("import ctypes; ctypes.string_at(0)"), score="zero",
+                             status={"crash"}, message="SIGSEGV"),
+    "busy_loop_in_call": dict(base="solution", code=wrap("while True: pass"), score="zero", status={"timeout"}),
+    "sleep_ignoring_signals": dict(base="solution", code=wrap("""
+        import signal, time
+        for s in (signal.SIGTERM, signal.SIGINT, signal.SIGALRM): signal.signal(s, signal.SIG_IGN)
+        time.sleep(10_000)"""), score="zero", status={"timeout"}),
+    "hang_at_import": dict(base="solution", code="import time\ntime.sleep(10_000)\n", score="zero",
+                           status={"timeout"}),
+    "reads_stdin": dict(base="solution", code=wrap("input()"), score="less"),
+    "memory_bomb": dict(base="solution", code=wrap("x = bytearray(64 << 30)"), score="less"),
+    "fork_bomb": dict(base="solution", code=wrap("""
+        import os
+        while True:
+            try:
+                os.fork()
+            except OSError:
+                pass"""), score="zero", status={"timeout", "crash"}),
+    "daemon_rewrites_files_later": dict(base="solution", code=f"""
+import os, time
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        time.sleep(4)
+        for p in ({str(MARKER)!r}, {str(ROOT / 'pwned.json')!r}):
+            try:
+                open(p, 'w').write('{{"score": 1e9}}')
+            except OSError:
+                pass
+        os._exit(0)
+    os._exit(0)
+""", score="full", after="no_escape"),
+    "writes_outside_scratch": dict(base="solution", code=f"""
+for p in ({str(ROOT / 'pwned.json')!r}, {str(ROOT / 'tests' / 'pwned.py')!r}, {str(MARKER)!r}):
+    try:
+        open(p, 'w').write('pwned')
+    except OSError:
+        pass
+""", score="full", after="no_escape"),
+    # ---- cheats (on top of the stub): none may raise the score above 0
+    "fake_grader_output": dict(base="stub", code="print('attention_numpy  10 / 10  passed\\nTotal: 10 / 10 points (100 %)')\n",
+                               score="zero"),
+    "always_equal_ndarray": dict(base="stub", code="""
+import numpy as np
+class Equal(np.ndarray):
+    def __eq__(self, other): return np.ones(np.shape(other), dtype=bool)
+    def __array_function__(self, func, types, args, kwargs): return True
+def softmax(x, axis=-1):
+    return np.zeros_like(x).view(Equal)
+def scaled_dot_product_attention(Q, K, V, mask=None):
+    return (np.zeros(Q.shape[:-1] + V.shape[-1:], Q.dtype).view(Equal),
+            np.zeros(Q.shape[:-1] + K.shape[-2:-1], Q.dtype).view(Equal))
+""", score="zero"),
+    "nan_everywhere": dict(base="stub", code="""
+import numpy as np
+def softmax(x, axis=-1): return np.full_like(x, np.nan)
+def scaled_dot_product_attention(Q, K, V, mask=None):
+    return np.full(Q.shape[:-1] + V.shape[-1:], np.nan, Q.dtype), np.full(Q.shape[:-1] + K.shape[-2:-1], np.nan, Q.dtype)
+""", score="zero"),
+    "patches_the_test_libraries": dict(base="stub", code="""
+import numpy as np, numpy.testing
+numpy.testing.assert_allclose = lambda *a, **k: None
+np.allclose = lambda *a, **k: True
+np.testing.assert_allclose.__code__ = (lambda *a, **k: None).__code__
+try:
+    from hypothesis import settings
+    settings.register_profile('cheat', max_examples=1); settings.load_profile('cheat')
+    import _pytest.reports
+    _pytest.reports.TestReport.outcome = 'passed'
+except Exception:
+    pass
+""", score="zero"),
+    "skips_and_exits": dict(base="stub", code="""
+import unittest
+def softmax(x, axis=-1):
+    raise unittest.SkipTest('skip me')
+def scaled_dot_product_attention(Q, K, V, mask=None):
+    import pytest
+    pytest.exit('done', returncode=0)
+""", score="zero"),
+    "keyboard_interrupt": dict(base="stub", code="""
+def softmax(x, axis=-1):
+    raise KeyboardInterrupt
+def scaled_dot_product_attention(Q, K, V, mask=None):
+    raise SystemExit(0)
+""", score="zero"),
+    "reads_the_caller": dict(base="stub", code="""
+import sys, inspect
+def softmax(x, axis=-1):
+    for frame in inspect.stack():
+        for name in ('want', 'expected', 'reference'):
+            if name in frame.frame.f_locals:
+                return frame.frame.f_locals[name]
+    raise RuntimeError('nothing to steal')
+scaled_dot_product_attention = softmax
+""", score="zero"),
+    "imports_the_reference": dict(base="stub", code=f"""
+import importlib.util, sys
+for path in ({str(ROOT / 'solutions' / 'attention_numpy.py')!r},):
+    try:
+        spec = importlib.util.spec_from_file_location('stolen', path)
+        stolen = importlib.util.module_from_spec(spec); spec.loader.exec_module(stolen)
+        softmax, scaled_dot_product_attention = stolen.softmax, stolen.scaled_dot_product_attention
+    except Exception:
+        pass
+sys.path.insert(0, {str(ROOT)!r})
+try:
+    from solutions.attention_numpy import softmax, scaled_dot_product_attention
+except Exception:
+    pass
+""", score="zero"),
+    "remembers_first_answer": dict(base="solution", code="""
+_first = {}
+_real_softmax = softmax
+def softmax(x, axis=-1):
+    return _first.setdefault('r', _real_softmax(x, axis))
+""", score="less"),
+    # ---- files beside the module: only the module itself is used, and only as a regular file
+    "symlink_to_reference": dict(base=None, symlink=True, score="zero", status={"error"}),
+    "conftest_and_sitecustomize": dict(base="stub", code="", extra={
+        "conftest.py": "import pytest\n@pytest.hookimpl(hookwrapper=True)\ndef pytest_runtest_makereport(item, call):\n"
+                       "    o = yield\n    o.get_result().outcome = 'passed'\n",
+        "sitecustomize.py": "import numpy\nnumpy.allclose = lambda *a, **k: True\n",
+        "pytest.ini": "[pytest]\naddopts = -p no:python\n",
+        "numpy.py": "raise SystemExit\n",
+    }, score="zero"),
+}
+
+
+def build(name, case, folder: Path):
+    folder.mkdir(parents=True)
+    if case.get("symlink"):
+        (folder / "attention_numpy.py").symlink_to(ROOT / "solutions" / "attention_numpy.py")
+        return
+    src = ROOT / ("solutions" if case["base"] == "solution" else "exercises") / "attention_numpy.py"
+    (folder / "attention_numpy.py").write_text(src.read_text() + "\n" + case["code"])
+    for fname, text in case.get("extra", {}).items():
+        (folder / fname).write_text(text)
+
+
+@pytest.fixture(scope="module")
+def outcomes(grade_jobs, tmp_path_factory):
+    base = tmp_path_factory.mktemp("adversarial")
+    MARKER.unlink(missing_ok=True)
+    for p in (ROOT / "pwned.json", ROOT / "tests" / "pwned.py"):
+        p.unlink(missing_ok=True)
+    jobs = []
+    for name, case in CASES.items():
+        build(name, case, base / name)
+        jobs.append({"target": str(base / name), "exercises": ["attention_numpy"],
+                     "options": {"call_timeout": 4, "start_timeout": 15}})
+    started = time.monotonic()
+    reports = grade_jobs(jobs)
+    elapsed = time.monotonic() - started
+    time.sleep(max(0.0, 5.5 - elapsed))      # let any escaped daemon reach its write
+    return {name: r["exercises"][0] for name, r in zip(CASES, reports)}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_adversarial_outcome(outcomes, name):
+    case, ex = CASES[name], outcomes[name]
+    summary = f"{name}: score {ex['score']}/{ex['max_score']}, status {ex['status']!r}, {ex['message'][:300]!r}"
+    if case["score"] == "full":
+        assert ex["score"] == ex["max_score"], summary
+    elif case["score"] == "zero":
+        assert ex["score"] == 0, summary
+    else:
+        assert ex["score"] < ex["max_score"], summary
+    if "status" in case:
+        assert ex["status"] in case["status"], summary
+    if "message" in case:
+        assert case["message"] in ex["message"], summary
+    if case.get("after") == "no_escape":
+        escaped = [str(p) for p in (MARKER, ROOT / "pwned.json", ROOT / "tests" / "pwned.py") if p.exists()]
+        assert not escaped, f"{name}: the submission wrote {escaped} outside its scratch folder"
+
+
+def test_no_process_outlives_the_grading(outcomes):
+    leftovers = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"grader/worker.py" in cmd:
+                leftovers.append(pid)
+    assert not leftovers, f"sandbox processes still alive: {leftovers}"
+
+
+def test_flooded_output_is_counted_not_kept(outcomes):
+    assert outcomes["floods_stdout_once"]["output_bytes"] >= 50_000_000
+
+
+def test_same_submission_same_report_five_times(grade_jobs, tmp_path):
+    target = tmp_path / "sub"
+    shutil.copytree(ROOT / "solutions", target)
+    path = target / "attention_numpy.py"
+    path.write_text(path.read_text().replace("np.asarray(-1e9, dtype=scores.dtype)", "np.asarray(-np.inf)"))
+    reports = grade_jobs([{"target": str(target), "exercises": ["attention_numpy"]}] * 5)
+    first = reports[0]["exercises"]
+    assert 0 < first[0]["score"] < first[0]["max_score"]
+    for r in reports[1:]:
+        assert r["exercises"] == first

@@ -1,0 +1,54 @@
+"""Bad invocations get one clear line and exit 2, never a traceback."""
+import pytest
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--target", "/no/such/folder"], "no such folder"),
+    (["--target", "docs"], "holds none of the exercise modules"),
+    (["no_such_exercise"], "valid exercises: attention_numpy"),
+    (["--fail-under", "150"], "between 0 and 100"),
+    (["--tests", "/no/such/suite"], "no such folder"),
+])
+def test_bad_invocations_say_what_is_wrong(cli, args, needle):
+    proc = cli(*args)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert needle in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_cuda_without_a_gpu_is_refused_clearly(cli):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    proc = cli("attention_numpy", "--device", "cuda")
+    assert proc.returncode == 2 and "no CUDA GPU" in proc.stderr, proc.stderr
+
+
+def test_reports_and_fail_under(cli, tmp_path):
+    out = tmp_path / "r.json"
+    junit = tmp_path / "j.xml"
+    gs = tmp_path / "results.json"
+    proc = cli("attention_numpy", "--json", str(out), "--junit", str(junit), "--gradescope", str(gs),
+               "--fail-under", "80")
+    assert proc.returncode == 1, proc.stdout + proc.stderr      # the untouched stub scores 0
+    import json
+    import xml.etree.ElementTree as ET
+
+    report = json.loads(out.read_text())
+    assert report["score"] == 0 and report["max_score"] > 0
+    ex = report["exercises"][0]
+    assert ex["name"] == "attention_numpy" and ex["status"] == "not started" and ex["tests"]
+    assert {"name", "status", "points", "max_points", "message"} <= set(ex["tests"][0])
+    root = ET.parse(junit).getroot()
+    assert root.tag == "testsuites" and int(root.get("tests")) == len(ex["tests"])
+    results = json.loads(gs.read_text())
+    assert results["score"] == 0 and all({"score", "max_score", "name", "output", "visibility"} <= set(t)
+                                         for t in results["tests"])
+    assert "not started" in proc.stdout
+
+
+def test_solutions_pass_with_fail_under_100(cli):
+    proc = cli("attention_numpy", "--target", "solutions", "--fail-under", "100")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "10 / 10" in proc.stdout
