@@ -12,7 +12,7 @@ import numpy as np
 from hypothesis import HealthCheck, settings
 
 GRADED = dict(derandomize=True, database=None, deadline=None, print_blob=False,
-              suppress_health_check=list(HealthCheck))
+              report_multiple_bugs=False, suppress_health_check=list(HealthCheck))
 
 
 def graded(max_examples: int = 25, **extra):

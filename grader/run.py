@@ -69,9 +69,17 @@ class Collector:
                 msg = f"error in the test's {report.when}: " + str(report.longrepr).strip().splitlines()[-1][:500]
             res["message"] = msg
         elif report.skipped and res["status"] == "passed":
-            res["status"] = "failed"
-            res["kind"] = "skipped"
-            res["message"] = "skipped (a skipped test counts as failed)"
+            from .plugin import NEEDS_REFERENCE
+
+            reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else ""
+            if report.when == "setup" and NEEDS_REFERENCE in str(reason):
+                # only the trusted fixture skips this way (student code never runs here)
+                res["status"] = "excluded"
+                res["message"] = NEEDS_REFERENCE
+            else:
+                res["status"] = "failed"
+                res["kind"] = "skipped"
+                res["message"] = "skipped (a skipped test counts as failed)"
         if report.when == "call" and report.passed and res["status"] == "passed":
             res["ran"] = True
 
@@ -123,7 +131,9 @@ def grade(target, exercises, *, tests_dirs=(), device="cpu", exitfirst=False, so
 
 
 def _exercise_report(ex, collector: Collector) -> dict:
-    nodeids = [n for n, it in collector.items.items() if it["exercise"] == ex.name]
+    all_ids = [n for n, it in collector.items.items() if it["exercise"] == ex.name]
+    excluded = [n for n in all_ids if collector.results.get(n, {}).get("status") == "excluded"]
+    nodeids = [n for n in all_ids if n not in excluded]
     total_weight = sum(ex.weight(collector.items[n]["name"]) for n in nodeids) or 1.0
     tests, score = [], 0.0
     sandboxes = collector.sandboxes.get(ex.name, [])
@@ -152,6 +162,8 @@ def _exercise_report(ex, collector: Collector) -> dict:
         score = 0.0
     elif import_error is not None:
         status, message = "error", f"could not import {ex.name}.py: {import_error.describe()}"
+    elif not tests and excluded:
+        status, message = "not checked", "every check of this exercise needs the instructor's reference"
     elif not tests:
         status, message = "error", "no tests were collected for this exercise"
     elif not failed:
@@ -164,4 +176,16 @@ def _exercise_report(ex, collector: Collector) -> dict:
         message = f"{first['name']}: {first['message']}"
     return {"name": ex.name, "section": ex.section, "title": ex.title, "title_ja": ex.title_ja,
             "score": round(score, 2), "max_score": round(ex.points, 2), "status": status,
-            "message": message, "output_bytes": output_bytes, "tests": tests}
+            "message": message, "output_bytes": output_bytes, "tests": tests,
+            "excluded": [collector.items[n]["name"] for n in excluded]}
+
+
+def merge(parts: list) -> dict:
+    """One report from several ``grade`` reports of the same target (one per exercise)."""
+    report = dict(parts[0]) if parts else {"exercises": [], "collect_errors": []}
+    report["exercises"] = [ex for p in parts for ex in p["exercises"]]
+    report["collect_errors"] = [e for p in parts for e in p.get("collect_errors", [])]
+    report["score"] = round(sum(e["score"] for e in report["exercises"]), 2)
+    report["max_score"] = round(sum(e["max_score"] for e in report["exercises"]), 2)
+    report["seconds"] = round(sum(p.get("seconds", 0.0) for p in parts), 2)
+    return report

@@ -164,6 +164,7 @@ class Sandbox:
         self.budget = float(budget)
         self.proc = None
         self.box = None
+        self.imported = False
         self.dead: SandboxDied | None = None
         self.import_error: RemoteError | None = None
         self.mode = isolation_mode()
@@ -174,10 +175,13 @@ class Sandbox:
     def _prepare_box(self) -> Path:
         box = Path(tempfile.mkdtemp(prefix="kata-box-"))
         os.chmod(box, 0o755)
-        student = box / "student"
-        work = box / "work"
-        student.mkdir(mode=0o755)
-        work.mkdir(mode=0o777)
+        (box / "student").mkdir(mode=0o755)
+        (box / "work").mkdir(mode=0o777)
+        return box
+
+    def _fill_box(self) -> None:
+        """Copy the manifest's module files from the target, as regular files only."""
+        student = self.box / "student"
         for name in self.modules:
             src = self.target / f"{name}.py"
             try:
@@ -195,12 +199,30 @@ class Sandbox:
                 os.close(fd)
             (student / f"{name}.py").write_bytes(data)
             os.chmod(student / f"{name}.py", 0o644)
-        return box
 
     def start(self):
+        """Spawn (unless prestarted), copy the module in, and import it."""
+        if self.imported or self.dead is not None:
+            return
+        self.spawn()
+        self._fill_box()
+        started = time.monotonic()
+        try:
+            wire.write_frame(self.wfd, {"op": "import"})
+        except OSError:
+            self._died_unexpectedly("starting and importing the module")
+        header, _ = self._read_reply(self.start_timeout, "starting and importing the module")
+        self.busy_s += time.monotonic() - started
+        self.imported = True
+        if not header.get("ready"):
+            err = header.get("error") or {}
+            self.import_error = make_remote_error(err.get("mro", ["ImportError"]),
+                                                  str(err.get("message", "")), err.get("frames", []))
+
+    def spawn(self):
+        """Start the child and let it import its libraries; the student's module comes later."""
         if self.proc is not None or self.dead is not None:
             return
-        self.started_at = time.monotonic()
         self.box = self._prepare_box()
         req_r, req_w = os.pipe()
         rep_r, rep_w = os.pipe()
@@ -208,6 +230,7 @@ class Sandbox:
         cfg = {
             "stage": "boot" if self.mode != "processes" else "run",
             "module": self.module,
+            "origin": str(self.target),       # informational: which submission this child serves
             "student_dir": str(self.box / "student"),
             "work": str(self.box / "work"),
             "hide": self.hide,
@@ -232,13 +255,9 @@ class Sandbox:
         self.wfd, self.rfd = req_w, rep_r
         self.drain = _Drain(out_r)
         self.drain.start()
-        started = time.monotonic()
-        header, _ = self._read_reply(self.start_timeout, "starting and importing the module")
-        self.busy_s += time.monotonic() - started
-        if not header.get("ready"):
-            err = header.get("error") or {}
-            self.import_error = make_remote_error(err.get("mro", ["ImportError"]),
-                                                  str(err.get("message", "")), err.get("frames", []))
+        header, _ = self._read_reply(self.start_timeout, "starting the sandbox")
+        if not header.get("booted"):
+            self._die("start", "did not start properly")
 
     def close(self):
         if self.proc is not None:
@@ -352,6 +371,27 @@ class Sandbox:
         self.busy_s += time.monotonic() - started
         self.calls += 1
         return reply, rblobs
+
+
+# Sandboxes spawned ahead of time (watch mode): key -> Sandbox, taken by the `student` fixture.
+PRESTARTED: dict = {}
+
+
+def prestart_key(target, module: str, device: str) -> tuple:
+    return (str(Path(target).resolve()), module, device)
+
+
+def take_prestarted(target, module: str, device: str, **settings):
+    """A spawned-but-not-imported sandbox for this target/module, if one is waiting and was
+    made with the same settings; else None."""
+    sb = PRESTARTED.pop(prestart_key(target, module, device), None)
+    if sb is None:
+        return None
+    if sb.dead is not None or sb.proc is None or sb.proc.poll() is not None or any(
+            getattr(sb, k) != v for k, v in settings.items()):
+        sb.close()
+        return None
+    return sb
 
 
 def _processes_of_this_user() -> int:

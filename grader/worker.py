@@ -258,6 +258,15 @@ def run(cfg):
     torch = sys.modules.get("torch")
     if torch is not None and cfg.get("threads"):
         torch.set_num_threads(int(cfg["threads"]))
+    # booted: torch & co. are imported; wait until the grader has copied the module in
+    server.send({"booted": True})
+    reader = wire.FrameReader(server.read_exact)
+    try:
+        request, _ = reader.read()
+    except EOFError:
+        return
+    if request.get("op") != "import":
+        return
     sys.path.insert(0, cfg["student_dir"])
     seed_everything(0)
     try:

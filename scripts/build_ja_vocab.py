@@ -24,8 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "data" / "ja_corpus.txt"
 VOCAB = ROOT / "data" / "ja_vocab.txt"
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-VOCAB_SIZE = 3000        # an upper bound: the trainer stops when nothing is left to merge
-LIMIT_ALPHABET = 1200    # rarer characters are left out, so the vocabulary has real [UNK] cases
+VOCAB_SIZE = 5000        # an upper bound: the trainer stops when no pair is left to merge
+MIN_FREQUENCY = 2        # a pair seen once is not merged, so rare words stay split into pieces
 
 
 def read_corpus(path: Path = CORPUS) -> list[str]:
@@ -48,17 +48,20 @@ def build(sentences: list[str]) -> list[str]:
     """The vocabulary, one token per line, ids in file order (special tokens first)."""
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
+    lines = mecab_words(sentences)
+    # Determinism: the trainer gives the continuation pieces "##x" their ids in hash-map order
+    # and breaks ties between equally frequent pairs by id, so two runs can learn different
+    # merges (huggingface/tokenizers#1794).  Handing it every "##x" up front, sorted, as
+    # extra initial tokens fixes their ids and with them every tie-break.
+    continuation = sorted({"##" + ch for line in lines for word in line.split() for ch in word[1:]})
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]", continuing_subword_prefix="##"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     trainer = trainers.WordPieceTrainer(
-        vocab_size=VOCAB_SIZE, min_frequency=1, special_tokens=SPECIAL_TOKENS,
-        limit_alphabet=LIMIT_ALPHABET, continuing_subword_prefix="##", show_progress=False)
-    tok.train_from_iterator(mecab_words(sentences), trainer=trainer)
-    vocab = tok.get_vocab()
-    ordered = sorted(vocab, key=vocab.__getitem__)
-    # Special tokens first (ids 0-4), then the learnt pieces in a fixed order: the trainer's
-    # own ids can depend on hash-map order, the sorted list cannot.
-    rest = sorted(t for t in ordered if t not in SPECIAL_TOKENS)
+        vocab_size=VOCAB_SIZE, min_frequency=MIN_FREQUENCY, special_tokens=SPECIAL_TOKENS + continuation,
+        continuing_subword_prefix="##", show_progress=False)
+    tok.train_from_iterator(lines, trainer=trainer)
+    # Special tokens first (ids 0-4), then every learnt piece in sorted order.
+    rest = sorted(t for t in tok.get_vocab() if t not in SPECIAL_TOKENS)
     return SPECIAL_TOKENS + rest
 
 

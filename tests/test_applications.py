@@ -217,8 +217,8 @@ def pool_inputs(draw):
 
 
 def _pool_tolerance(dtype):
-    # float32: a sum of <= 8 values of size ~3 rounds at ~1e-6; a padding leak is O(1)
-    return (1e-6, 1e-5) if dtype == torch.float32 else (1e-12, 1e-12)
+    # float32: a sum of <= 8 values of size ~3 rounds at ~1e-6 (less after dividing); a padding leak is O(1)
+    return (1e-5, 1e-5) if dtype == torch.float32 else (1e-12, 1e-12)
 
 
 def _check_pool(student, reference, name, x, mask, device):
@@ -231,19 +231,19 @@ def _check_pool(student, reference, name, x, mask, device):
                  f"mask {mask.long().tolist()}")
 
 
-@graded(max_examples=20)
+@graded(max_examples=20, report_multiple_bugs=False)
 @given(pool_inputs())
 def test_mean_pool_matches_reference(student, reference, device, inputs):
     _check_pool(student, reference, "mean_pool", *inputs, device)
 
 
-@graded(max_examples=20)
+@graded(max_examples=20, report_multiple_bugs=False)
 @given(pool_inputs())
 def test_max_pool_matches_reference(student, reference, device, inputs):
     _check_pool(student, reference, "max_pool", *inputs, device)
 
 
-@graded(max_examples=20)
+@graded(max_examples=20, report_multiple_bugs=False)
 @given(pool_inputs())
 def test_cls_pool_matches_reference(student, reference, device, inputs):
     _check_pool(student, reference, "cls_pool", *inputs, device)
@@ -322,7 +322,7 @@ def test_pooling_rejects_mask_of_wrong_shape(student, device, name):
 
 # ------------------------------------------------------------------ cosine similarity
 
-@graded(max_examples=20)
+@graded(max_examples=20, report_multiple_bugs=False)
 @given(st.integers(1, 6), st.integers(1, 8), st.sampled_from([torch.float32, torch.float64]),
        st.integers(0, 2**32 - 1))
 def test_cosine_similarity_matrix_matches_torch(student, device, n, h, dtype, seed):
@@ -379,7 +379,7 @@ texts_strategy = st.lists(
     min_size=1, max_size=4)
 
 
-@graded(max_examples=8)
+@graded(max_examples=8, report_multiple_bugs=False)
 @given(texts_strategy)
 def test_sentence_embedding_equals_sentence_transformers_on_drawn_text(student, remote_minilm, st_model, texts):
     model, tok = remote_minilm
@@ -433,7 +433,7 @@ def label_sequences(draw):
     segments = draw(st.lists(st.tuples(st.sampled_from(NER_LABELS), st.integers(1, 3)), min_size=1, max_size=6))
     labels = [lab for lab, n in segments for _ in range(n)]
     tokens = [draw(st.sampled_from(TOKEN_POOL)) for _ in labels]
-    scores = [draw(st.floats(0.1, 1.0, width=32)) for _ in labels]
+    scores = [draw(st.floats(0.125, 1.0, width=32)) for _ in labels]
     offsets, pos = [], 0
     for t in tokens:
         piece = t[2:] if t.startswith("##") else t
@@ -461,7 +461,7 @@ def _pipeline_grouping(pipe, tokens, label_ids, scores, offsets):
     return [e for e in pipe.group_entities(entities) if e["entity_group"] != "O"]
 
 
-@graded(max_examples=40)
+@graded(max_examples=40, report_multiple_bugs=False)
 @given(label_sequences())
 def test_group_entities_matches_hf_grouping_on_generated_labels(student, ner_pipes, seq):
     tokens, label_ids, scores, offsets = seq
@@ -576,7 +576,7 @@ def qa_inputs(draw):
     return question, context, style, max_answer_len, draw(st.data())
 
 
-@graded(max_examples=30)
+@graded(max_examples=30, report_multiple_bugs=False)
 @given(qa_inputs())
 def test_best_span_matches_brute_force(student, device, hf_tokenizer, inputs):
     question, context, style, max_answer_len, data = inputs
@@ -592,10 +592,11 @@ def test_best_span_matches_brute_force(student, device, hf_tokenizer, inputs):
                 f"best_span on context {context!r} (tokens {tokens})")
 
 
-def _peaked(L, hot, base=0.0, value=8.0):
-    x = torch.full((L,), base)
+def _peaked(L, hot):
+    """Logits of length L: 0 everywhere except at the positions in ``hot``."""
+    x = torch.zeros(L)
     for i, v in hot.items():
-        x[i] = v if v is not None else value
+        x[i] = v
     return x
 
 
@@ -640,8 +641,9 @@ def test_best_span_respects_max_answer_len(student, device, hf_tokenizer, max_an
     tokens, offsets = _qa_offsets(hf_tokenizer, QA_QUESTION, QA_CONTEXT, "hf")
     L = len(tokens)
     ctx = [i for i, o in enumerate(offsets) if not _is_special(o)]
-    start = _peaked(L, {ctx[1]: 9.0, ctx[5]: 4.0})
-    end = _peaked(L, {ctx[7]: 9.0, ctx[5]: 4.0})        # the best unrestricted span is 7 tokens long
+    # the best unrestricted span is max_answer_len + 1 tokens long; the best allowed one is one shorter
+    start = _peaked(L, {ctx[1]: 9.0})
+    end = _peaked(L, {ctx[1 + max_answer_len]: 9.0, ctx[max_answer_len]: 3.0})
     got = student.best_span(start.to(device), end.to(device), offsets, QA_CONTEXT, max_answer_len=max_answer_len)
     _check_span(got, start.numpy(), end.numpy(), offsets, QA_CONTEXT, max_answer_len,
                 f"best_span with max_answer_len={max_answer_len}")

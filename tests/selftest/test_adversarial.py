@@ -95,7 +95,7 @@ for p in ({str(ROOT / 'pwned.json')!r}, {str(ROOT / 'tests' / 'pwned.py')!r}, {s
     # ---- cheats (on top of the stub): none may raise the score above 0
     "fake_grader_output": dict(base="stub", code="print('attention_numpy  10 / 10  passed\\nTotal: 10 / 10 points (100 %)')\n",
                                score="zero"),
-    "always_equal_ndarray": dict(base="stub", code="""
+    "always_equal_ndarray": dict(base="stub", same_as="zeros_control", code="""
 import numpy as np
 class Equal(np.ndarray):
     def __eq__(self, other): return np.ones(np.shape(other), dtype=bool)
@@ -105,13 +105,20 @@ def softmax(x, axis=-1):
 def scaled_dot_product_attention(Q, K, V, mask=None):
     return (np.zeros(Q.shape[:-1] + V.shape[-1:], Q.dtype).view(Equal),
             np.zeros(Q.shape[:-1] + K.shape[-2:-1], Q.dtype).view(Equal))
-""", score="zero"),
+""", score="less"),
+    "zeros_control": dict(base="stub", code="""
+import numpy as np
+def softmax(x, axis=-1):
+    return np.zeros_like(x)
+def scaled_dot_product_attention(Q, K, V, mask=None):
+    return (np.zeros(Q.shape[:-1] + V.shape[-1:], Q.dtype), np.zeros(Q.shape[:-1] + K.shape[-2:-1], Q.dtype))
+""", score="less"),
     "nan_everywhere": dict(base="stub", code="""
 import numpy as np
 def softmax(x, axis=-1): return np.full_like(x, np.nan)
 def scaled_dot_product_attention(Q, K, V, mask=None):
     return np.full(Q.shape[:-1] + V.shape[-1:], np.nan, Q.dtype), np.full(Q.shape[:-1] + K.shape[-2:-1], np.nan, Q.dtype)
-""", score="zero"),
+""", score="less", same_as="zeros_control", fewer=True),
     "patches_the_test_libraries": dict(base="stub", code="""
 import numpy as np, numpy.testing
 numpy.testing.assert_allclose = lambda *a, **k: None
@@ -208,7 +215,7 @@ def outcomes(grade_jobs, tmp_path_factory):
     reports = grade_jobs(jobs)
     elapsed = time.monotonic() - started
     time.sleep(max(0.0, 5.5 - elapsed))      # let any escaped daemon reach its write
-    return {name: r["exercises"][0] for name, r in zip(CASES, reports)}
+    return {name: {**r["exercises"][0], "target_folder": str(base)} for name, r in zip(CASES, reports)}
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -221,6 +228,12 @@ def test_adversarial_outcome(outcomes, name):
         assert ex["score"] == 0, summary
     else:
         assert ex["score"] < ex["max_score"], summary
+    if "same_as" in case:       # a cheat scores exactly what honest grading of its real outputs gives
+        control = outcomes[case["same_as"]]
+        if case.get("fewer"):
+            assert ex["score"] <= control["score"], f"{summary}; honest control {control['score']}"
+        else:
+            assert ex["score"] == control["score"], f"{summary}; honest control {control['score']}"
     if "status" in case:
         assert ex["status"] in case["status"], summary
     if "message" in case:
@@ -231,6 +244,7 @@ def test_adversarial_outcome(outcomes, name):
 
 
 def test_no_process_outlives_the_grading(outcomes):
+    base = str(next(iter(outcomes.values()))["target_folder"]).encode()
     leftovers = []
     for pid in os.listdir("/proc"):
         if pid.isdigit():
@@ -238,7 +252,7 @@ def test_no_process_outlives_the_grading(outcomes):
                 cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
             except OSError:
                 continue
-            if b"grader/worker.py" in cmd:
+            if b"grader/worker.py" in cmd and base in cmd:
                 leftovers.append(pid)
     assert not leftovers, f"sandbox processes still alive: {leftovers}"
 

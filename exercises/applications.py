@@ -1,0 +1,193 @@
+"""Exercise: using BERT's outputs — sentence embeddings (文埋め込み), NER (固有表現抽出) and
+question answering (質問応答) — chapter 3.7 and 3.9.
+
+A pretrained BERT gives one vector per token (``last_hidden_state``, shape ``(B, L, H)``).
+Applications turn those vectors into something useful:
+
+- 3.9 feature extraction (特徴抽出): pool the token vectors into one vector per sentence
+  (プーリング) and compare sentences by cosine similarity (コサイン類似度);
+- 3.7 named-entity recognition: turn one BIO label per token into entities such as
+  "New York City" → LOC, as HuggingFace's ``token-classification`` pipeline does;
+- 3.7 extractive question answering: turn the model's start and end logits into the best
+  answer span of the context, with its character positions.
+
+Every function here works on outputs you already have; none of them trains anything.
+
+Conventions (as everywhere in this kata): ``attention_mask`` is 1 / True for a real token
+and 0 / False for padding (HuggingFace's convention); float in, same float dtype out; torch
+outputs stay on the input's device; inputs are never modified; bad arguments raise
+``ValueError`` (or ``TypeError``) with a message that names the argument.
+
+Run ``nox -s grade -- applications`` to check your work, and
+``nox -s hint -- applications`` if you are stuck.
+"""
+import math  # noqa: F401
+
+import numpy as np  # noqa: F401
+import torch  # noqa: F401
+import torch.nn.functional as F  # noqa: F401
+
+
+# ---------------------------------------------------------------- pooling (3.9)
+
+def mean_pool(last_hidden_state, attention_mask):
+    """Mean pooling (平均プーリング): the average of the real tokens' vectors.
+
+    Args:
+        last_hidden_state: float tensor ``(B, L, H)``, one vector per token.
+        attention_mask: tensor ``(B, L)`` (long 0/1 as a tokenizer returns it, or bool);
+            1 / True marks a real token, 0 / False marks padding.
+
+    Returns:
+        ``(B, H)``, same dtype and device as ``last_hidden_state``.
+
+    Padding never counts: a sentence alone and the same sentence padded in a batch must
+    give the same vector, whatever numbers the padded positions hold.  A row with no real
+    token at all pools to a vector of zeros (not NaN).  This is what sentence-transformers'
+    mean pooling does (and what all-MiniLM-L6-v2 was trained with).
+
+    Hint: multiply by the mask (made ``(B, L, 1)`` and float), sum over the tokens, and
+    divide by the number of real tokens — but never divide by zero.
+
+    Raises ``ValueError`` naming ``attention_mask`` if its shape is not ``(B, L)``.
+    """
+    raise NotImplementedError("mean_pool")
+
+
+def max_pool(last_hidden_state, attention_mask):
+    """Max pooling (最大値プーリング): for each feature, the largest value over the real tokens.
+
+    Same arguments, shapes and rules as :func:`mean_pool`.
+
+    Note: the chapter's max-pooling listing takes the maximum over *all* positions, so a
+    padded position can win.  In this kata padding never counts.  Careful: zeroing the padded
+    positions is not enough either — when every real value of a feature is negative, a 0 from
+    padding would still win.  A row with no real token pools to zeros.
+    """
+    raise NotImplementedError("max_pool")
+
+
+def cls_pool(last_hidden_state, attention_mask):
+    """[CLS] pooling: the vector of the first real (non-padding) token of each row.
+
+    Same arguments, shapes and rules as :func:`mean_pool`.  With right padding (the usual
+    case) that is position 0, the ``[CLS]`` token; with left padding it is the first
+    position whose mask is 1.  A row with no real token pools to zeros.
+    """
+    raise NotImplementedError("cls_pool")
+
+
+def cosine_similarity_matrix(emb):
+    """All pairwise cosine similarities (コサイン類似度) of ``N`` vectors.
+
+    Args:
+        emb: float tensor ``(N, H)`` (non-zero rows).
+
+    Returns:
+        ``(N, N)`` tensor, same dtype and device, with ``out[i, j] = cos(emb[i], emb[j])``:
+        symmetric, ones on the diagonal, values in ``[-1, 1]``.  The rows need not be
+        normalised already.
+
+    Hint: divide each row by its length (L2 norm), then one matrix product does all pairs.
+    """
+    raise NotImplementedError("cosine_similarity_matrix")
+
+
+def sentence_embedding(texts, model, tokenizer, pooling="mean", normalize=False):
+    """Sentence embeddings (文埋め込み) from a BERT model, as in chapter 3.9.
+
+    Args:
+        texts: a list of strings.
+        model: a HuggingFace ``BertModel`` (e.g. the real all-MiniLM-L6-v2); it may be on a GPU.
+        tokenizer: its HuggingFace tokenizer.
+        pooling: ``"mean"``, ``"max"`` or ``"cls"`` (your functions above); anything else
+            raises ``ValueError`` naming ``pooling``.
+        normalize: if True, scale every embedding to length 1 (L2 norm), so that a dot
+            product is the cosine similarity.
+
+    Returns:
+        float tensor ``(len(texts), H)``.
+
+    With all-MiniLM-L6-v2, ``pooling="mean"`` and ``normalize=True`` this must equal what
+    ``sentence_transformers.SentenceTransformer("all-MiniLM-L6-v2").encode(texts,
+    normalize_embeddings=True)`` returns.  The chapter's five sentences rank "The cat sits on
+    the mat." closest to "A feline rests on a rug.".
+
+    Hint: tokenise the whole batch at once with padding (and truncation), put the tensors on
+    the model's device, run the model in eval mode without gradients, pool
+    ``last_hidden_state`` with the tokenizer's ``attention_mask``.
+    """
+    raise NotImplementedError("sentence_embedding")
+
+
+# ---------------------------------------------------------------- NER (3.7)
+
+def group_entities(tokens, label_ids, scores, offsets, id2label):
+    """Group per-token BIO predictions into entities (固有表現), like HuggingFace's
+    ``pipeline("token-classification", aggregation_strategy="simple")``.
+
+    Args (one entry per token of one tokenised sentence, special tokens included):
+        tokens: the token strings, e.g. ``["[CLS]", "hugging", "face", "inc", ".", "[SEP]"]``.
+        label_ids: the predicted label id of each token (the argmax of its logits).
+        scores: ``scores[i]`` is the probability (softmax) of token i's predicted label.
+        offsets: ``(start, end)`` character offsets of each token in the sentence, as a fast
+            tokenizer's ``offset_mapping`` gives them.  A token whose offset is ``None`` or
+            ``(0, 0)`` is a special token (``[CLS]``, ``[SEP]``, padding): skip it as if it
+            were not there, whatever label it got.  ``(0, 5)`` is a real token!
+        id2label: ``{id: label}``, labels in BIO form: ``"O"``, ``"B-PER"``, ``"I-PER"``, ...
+
+    Returns:
+        A list of dicts, one per entity in sentence order, each with
+        ``entity_group`` (the type without the ``B-``/``I-`` prefix, e.g. ``"PER"``),
+        ``score`` (the mean of its tokens' scores), ``start`` (the first token's start offset),
+        ``end`` (the last token's end offset) and ``word`` (its tokens joined back, see below).
+
+    The BIO rules, exactly as the pipeline applies them (walk the real tokens left to right):
+        - a token joins the current group if its type equals the group's type and its tag is
+          not ``B-`` (so ``B-PER I-PER`` is one entity, ``B-PER B-PER`` are two, and
+          ``I-LOC`` with no ``B-LOC`` before it still starts an entity);
+        - otherwise it starts a new group;
+        - ``O`` tokens form groups too, but groups of type ``O`` are not returned.
+
+    ``word`` joins the tokens as the tokenizer's ``convert_tokens_to_string`` does for
+    BERT: the first token as it is; after it, a ``##`` piece is glued on without its ``##``,
+    one of ``. , ? !`` is glued on as it is, and any other token follows one space.
+    ``["new", "york", "city", "."]`` → ``"new york city."``, ``["dev", "##lin"]`` → ``"devlin"``.
+    """
+    raise NotImplementedError("group_entities")
+
+
+# ---------------------------------------------------------------- QA (3.7)
+
+def best_span(start_logits, end_logits, offsets, context, max_answer_len=15):
+    """The best answer span (回答スパン) for extractive question answering.
+
+    Args:
+        start_logits, end_logits: 1-D float tensors of length ``L`` (one logit per token of
+            ``[CLS] question [SEP] context [SEP]``), as ``BertForQuestionAnswering`` outputs
+            them for one example (possibly on a GPU).
+        offsets: ``L`` entries, the ``(start, end)`` character offsets of each token *in the
+            context*, or ``None`` / ``(0, 0)`` for a token that is not part of the context
+            (special tokens and the question's tokens).  ``(0, 3)`` — the context's first
+            word — is context.
+        context: the context string.
+        max_answer_len: the longest answer allowed, in tokens.
+
+    Returns:
+        ``{"answer": str, "score": float, "start": int, "end": int}`` where
+        ``context[start:end] == answer``.
+
+    Search every pair of context tokens ``(i, j)`` with ``i <= j < i + max_answer_len``
+    (the end never before the start, never in the question) and keep the one with the
+    largest ``p_start[i] * p_end[j]``, where ``p_start`` and ``p_end`` are softmaxes taken
+    over the context tokens only.  ``start`` is token i's start offset and ``end`` token j's
+    end offset.
+
+    The chapter's example prints the answer "2017" at characters 50..54; the real offsets of
+    its context put it at 56..60 — always take positions from ``offsets``, never count them
+    by hand.  (transformers 5 removed the ``question-answering`` pipeline, so this is the
+    part of it you now write yourself.)
+
+    Raises ``ValueError`` if the logits and ``offsets`` differ in length.
+    """
+    raise NotImplementedError("best_span")

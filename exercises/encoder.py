@@ -1,0 +1,121 @@
+"""Exercise: a BERT encoder (エンコーダ) built from your own parts — chapters 3.1 and 3.6.
+
+This is where the chapter comes together.  With your ``MultiHeadAttention``
+(``attention_torch``) and your ``PositionwiseFeedForward`` (``feed_forward``) you
+build BERT's encoder layer, stack it, add BERT's embeddings, copy in the real
+pretrained weights of a HuggingFace ``BertModel`` (事前学習済みの重み) — and get the
+same hidden states as ``transformers`` does.
+
+BERT's layer is *post-LayerNorm* (the original Transformer's "Add & Norm"):
+
+    h   = LayerNorm(x + MultiHeadAttention(x, x, x, mask))
+    out = LayerNorm(h + FeedForward(h))          # FeedForward with exact GELU
+
+and BERT's input is the sum of three learned embeddings, then a LayerNorm:
+
+    x = LayerNorm(word_embeddings[input_ids] + position_embeddings[0..L-1]
+                  + token_type_embeddings[token_type_ids])
+
+(BERT learns its position embeddings; it does not use the sinusoidal table of 3.4.)
+
+Masks: this kata's convention everywhere — True / 1 = may attend, False / 0 =
+blocked — is exactly HuggingFace's ``attention_mask`` (1 for real tokens, 0 for
+[PAD]).  HuggingFace turns it into an *additive* mask inside the model; you pass
+a boolean mask to your own attention instead.
+
+Run ``nox -s grade -- encoder`` to check your work (it needs ``attention_torch``
+and ``feed_forward`` to work first), and ``nox -s hint -- encoder`` if you are stuck.
+"""
+import torch  # noqa: F401
+from torch import nn
+
+from attention_torch import MultiHeadAttention  # noqa: F401  (your own, from attention_torch.py)
+from feed_forward import PositionwiseFeedForward  # noqa: F401  (your own, from feed_forward.py)
+
+
+class EncoderLayer(nn.Module):
+    """One post-LayerNorm BERT encoder layer (エンコーダ層).
+
+    ``__init__(d_model, num_heads, d_ff, dropout=0.1, layer_norm_eps=1e-12)`` builds
+    a ``MultiHeadAttention(d_model, num_heads, ...)``, a
+    ``PositionwiseFeedForward(d_model, d_ff, dropout, activation="gelu")``, two
+    ``nn.LayerNorm(d_model, eps=layer_norm_eps)`` and dropout.  Attribute names are
+    yours to choose.
+
+    BERT uses ``layer_norm_eps=1e-12``, not PyTorch's default 1e-5: with real weights
+    the difference is visible in the hidden states, and the grader sees it.
+
+    ``forward(x, mask=None)``: ``x`` of shape ``(batch, seq_len, d_model)``; ``mask``
+    is None or broadcastable to the attention scores ``(batch, num_heads, seq_len,
+    seq_len)`` with True / 1 = may attend — e.g. ``(batch, 1, 1, seq_len)`` for
+    padding.  Returns the new hidden states, shape ``(batch, seq_len, d_model)``.
+    Dropout acts only in train mode.
+    """
+
+    def __init__(self, d_model, num_heads, d_ff, dropout=0.1, layer_norm_eps=1e-12):
+        super().__init__()
+        raise NotImplementedError("EncoderLayer.__init__")
+
+    def forward(self, x, mask=None):
+        raise NotImplementedError("EncoderLayer.forward")
+
+
+def load_bert_layer(layer, hf_layer):
+    """Copy a HuggingFace ``BertLayer``'s weights into your ``EncoderLayer`` (in place)
+    and return ``layer``.
+
+    Where BERT keeps each weight (``hf_layer.`` ...):
+
+    - ``attention.self.query`` / ``.key`` / ``.value``: ``nn.Linear`` -> your ``W_Q`` / ``W_K`` / ``W_V``
+    - ``attention.output.dense``: ``nn.Linear`` -> your ``W_O``
+    - ``attention.output.LayerNorm``: the LayerNorm after attention (first Add & Norm)
+    - ``intermediate.dense``: ``nn.Linear(d_model, d_ff)`` -> your ``linear1``
+    - ``output.dense``: ``nn.Linear(d_ff, d_model)`` -> your ``linear2``
+    - ``output.LayerNorm``: the LayerNorm after the feed-forward (second Add & Norm)
+
+    Both sides are ``nn.Linear``, which stores its weight as ``(out_features,
+    in_features)``: copy weights and biases one to one, without transposing.
+    Hint: ``with torch.no_grad(): mine.weight.copy_(theirs.weight)``.  Print
+    ``hf_layer`` to see the whole structure.
+    """
+    raise NotImplementedError("load_bert_layer")
+
+
+class BertEncoder(nn.Module):
+    """BERT's embeddings and its stack of encoder layers: ``BertModel`` without the pooler.
+
+    The constructor's signature is yours to choose (vocabulary size, d_model, number
+    of layers and heads, d_ff, max_position_embeddings, type_vocab_size,
+    layer_norm_eps, ...); the grader only builds a ``BertEncoder`` through ``from_hf``.
+
+    ``BertEncoder.from_hf(hf_bert_model)`` (a ``@classmethod``): read the sizes from
+    ``hf_bert_model.config`` (``vocab_size``, ``hidden_size``, ``num_hidden_layers``,
+    ``num_attention_heads``, ``intermediate_size``, ``max_position_embeddings``,
+    ``type_vocab_size``, ``layer_norm_eps``), build a ``BertEncoder``, copy the
+    embeddings (``hf_bert_model.embeddings.word_embeddings``, ``.position_embeddings``,
+    ``.token_type_embeddings``, ``.LayerNorm``) and every layer
+    (``hf_bert_model.encoder.layer[i]``, with ``load_bert_layer``), and return it.
+
+    ``forward(input_ids, attention_mask=None, token_type_ids=None)``:
+    ``input_ids`` ``(batch, seq_len)`` long; ``attention_mask`` ``(batch, seq_len)``
+    with 1 for real tokens and 0 for padding (None: nothing is padding);
+    ``token_type_ids`` ``(batch, seq_len)`` with 0 for sentence A and 1 for sentence
+    B (None: all 0).  Returns ``last_hidden_state`` ``(batch, seq_len, hidden_size)``,
+    equal to ``hf_bert_model(input_ids, attention_mask, token_type_ids).last_hidden_state``
+    at every real position.  What padded positions contain must not change the
+    real positions.
+
+    Hint: turn ``attention_mask`` ``(batch, seq_len)`` into a key mask of shape
+    ``(batch, 1, 1, seq_len)`` so that it broadcasts over heads and queries.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+        raise NotImplementedError("BertEncoder.__init__")
+
+    @classmethod
+    def from_hf(cls, hf_bert_model):
+        raise NotImplementedError("BertEncoder.from_hf")
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None):
+        raise NotImplementedError("BertEncoder.forward")

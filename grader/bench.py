@@ -1,0 +1,942 @@
+"""``python -m grader.bench`` (``nox -s bench``): how fast is the grader on this machine?
+
+It measures, on the machine it runs on, and prints a table (and writes the same
+numbers to ``bench.json``, or ``--json FILE``, so that runs can be compared):
+
+* wall time of a grade of ``solutions/`` (every exercise), of one exercise and of the
+  untouched stubs, each as a fresh ``python -m grader`` process (what a student's
+  repeated ``nox -s grade`` does, minus nox): the first ("cold") and the next
+  ("warm") run;
+* the same suites run by plain ``pytest`` against ``solutions/``: sandboxed as usual, and
+  "in-process" (``--kata-in-process``: the graded module runs in a thread of the pytest
+  process, no child process, no namespaces -- benchmark only, unsafe); the ratios
+  grader / pytest, and where the grader's time goes (process start and imports,
+  sandbox starts, the tests themselves);
+* time to first feedback for one exercise after a file is saved (watch mode when
+  ``grader/watch.py`` offers a one-shot option, otherwise a fresh one-exercise grade);
+* the slowest ten tests (pytest's ``--durations``);
+* throughput for a batch of N copies of the reference (attention_numpy and
+  attention_torch), graded one after the other and with every CPU in parallel;
+* the reference ``MultiHeadAttention`` / ``ScaledDotProductAttention`` against
+  ``torch.nn.MultiheadAttention`` / ``torch.nn.functional.scaled_dot_product_attention``,
+  on CPU and on a GPU when torch sees one;
+* PASS / MISS against issue 10's targets.
+
+Timings never decide any test's outcome; they are only reported.
+"""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import datetime as _dt
+import importlib.util
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from . import manifest as manifest_mod
+from .sandbox import Sandbox
+
+ROOT = manifest_mod.ROOT
+SOLUTIONS = ROOT / "solutions"
+STUBS = ROOT / "exercises"
+INI = Path(__file__).with_name("pytest.ini")
+ONE_EXERCISE = "attention_torch"
+BATCH_EXERCISES = ("attention_numpy", "attention_torch")
+PARTS = ("grade", "pytest", "startup", "watch", "batch", "builtins")
+SCHEMA = 1
+
+# issue 10's targets (on a 2-core machine)
+TARGET_RATIO = 1.5
+TARGET_FULL_S = 60.0
+TARGET_ONE_S = 8.0
+TARGET_STUBS_S = 15.0
+
+
+# ====================================================================== in-process baseline
+
+class _ThreadProc:
+    """Stands in for ``subprocess.Popen`` when the "sandbox" is a thread."""
+
+    pid = None
+
+    def __init__(self, thread: threading.Thread):
+        self.thread = thread
+
+    def wait(self, timeout=None):
+        self.thread.join(timeout)
+        if self.thread.is_alive():
+            raise subprocess.TimeoutExpired("in-process sandbox", timeout)
+        return 0
+
+    def poll(self):
+        return None if self.thread.is_alive() else 0
+
+
+class _NoDrain:
+    total = 0
+
+    def text(self) -> str:
+        return ""
+
+    def join(self, timeout=None):
+        pass
+
+
+def _import_by_path(folder: Path, name: str, prefix: str):
+    """Import ``folder/name.py`` under a private module name (so it never shadows the
+    reference imported by the ``reference`` fixture); siblings resolve from ``folder``."""
+    mod_name = f"{prefix}{name}"
+    spec = importlib.util.spec_from_file_location(mod_name, folder / f"{name}.py")
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import {folder / (name + '.py')}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[mod_name] = module
+    sys.path.insert(0, str(folder))
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(mod_name, None)
+        raise
+    finally:
+        try:
+            sys.path.remove(str(folder))
+        except ValueError:
+            pass
+    return module
+
+
+def _serve_in_process(cfg: dict, folder: Path, name: str, preload) -> None:
+    from . import wire, worker
+
+    server = worker.Server(cfg, wire)
+    try:
+        try:
+            for mod in preload:
+                try:
+                    importlib.import_module(mod)
+                except ImportError:
+                    pass
+            worker.seed_everything(0)
+            module = _import_by_path(folder, name, "_kata_in_process_")
+        except BaseException as exc:  # noqa: BLE001 - reported like the sandbox does
+            server.send({"ready": False, **server.error(exc)})
+            return
+        server.module = module
+        worker.seed_everything(0)
+        server.send({"ready": True})
+        server.serve()
+    except OSError:
+        pass                      # the grader closed the pipes
+    finally:
+        for fd in (cfg["rfd"], cfg["wfd"]):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+class InProcessSandbox(Sandbox):
+    """BENCHMARK ONLY, UNSAFE: serves the graded module from a thread of this process.
+
+    Selected by the plugin's ``--kata-in-process``.  The suites talk to it exactly as to
+    a real sandbox (same wire protocol, same handles and errors), but there is no child
+    process, no namespaces, no resource limits and no way to stop a runaway call: the
+    student's code runs with the grader's privileges and can change its verdict.  It
+    exists only to measure what isolation costs (``python -m grader.bench``).
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.mode = "in-process"
+        self._closed = False
+
+    def start(self):
+        if self.proc is not None or self.dead is not None:
+            return
+        self.started_at = time.monotonic()
+        req_r, req_w = os.pipe()
+        rep_r, rep_w = os.pipe()
+        cfg = {"rfd": req_r, "wfd": rep_w, "student_dir": str(self.target.resolve()),
+               "module": self.module}
+        thread = threading.Thread(target=_serve_in_process,
+                                  args=(cfg, self.target.resolve(), self.module, self.preload),
+                                  name=f"kata-in-process-{self.module}", daemon=True)
+        self.proc = _ThreadProc(thread)
+        self.wfd, self.rfd = req_w, rep_r
+        self.drain = _NoDrain()
+        thread.start()
+        started = time.monotonic()
+        header, _ = self._read_reply(self.start_timeout, "starting and importing the module")
+        self.busy_s += time.monotonic() - started
+        if not header.get("ready"):
+            from .sandbox import make_remote_error
+
+            err = header.get("error") or {}
+            self.import_error = make_remote_error(err.get("mro", ["ImportError"]),
+                                                  str(err.get("message", "")), err.get("frames", []))
+
+    def _kill(self):
+        if self.proc is None or self._closed:
+            return
+        self._closed = True
+        for fd in (self.wfd, self.rfd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        try:
+            self.proc.wait(timeout=2)     # a thread cannot be killed; a hung one is left behind
+        except subprocess.TimeoutExpired:
+            pass
+
+
+# ====================================================================== running things
+
+def _env(**extra) -> dict:
+    env = {**os.environ, "KATA_LANG": "en", "PYTHONDONTWRITEBYTECODE": "1", **extra}
+    env.pop("PYTEST_ADDOPTS", None)
+    return env
+
+
+def run_timed(cmd, *, timeout=3600.0, env=None) -> dict:
+    """Run ``cmd`` in the repository root; wall time, exit status and output."""
+    started = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                              env=env or _env())
+        rc, out, err = proc.returncode, proc.stdout, proc.stderr
+    except subprocess.TimeoutExpired as exc:
+        rc = 124
+        out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+        err = f"timed out after {timeout:.0f} s"
+    return {"wall_s": time.perf_counter() - started, "rc": rc, "stdout": out, "stderr": err}
+
+
+def grade_cmd(exercises, target: Path, device: str, json_path: Path | None = None) -> list[str]:
+    cmd = [sys.executable, "-m", "grader", *exercises, "--target", str(target), "--device", device]
+    if json_path is not None:
+        cmd += ["--json", str(json_path)]
+    return cmd
+
+
+def grade_once(exercises, target: Path, device: str, tmp: Path, timeout=3600.0) -> dict:
+    """One fresh ``python -m grader`` process: wall time, the grade's own time, the score."""
+    json_path = tmp / f"grade-{time.monotonic_ns()}.json"
+    r = run_timed(grade_cmd(exercises, target, device, json_path), timeout=timeout)
+    out = {"wall_s": r["wall_s"], "rc": r["rc"]}
+    try:
+        report = json.loads(json_path.read_text())
+    except (OSError, ValueError):
+        out["error"] = (r["stderr"] or r["stdout"])[-1500:] or "no report written"
+        return out
+    out.update(grade_s=float(report["seconds"]), score=report["score"], max_score=report["max_score"],
+               isolation=report.get("isolation"),
+               startup_s=max(0.0, r["wall_s"] - float(report["seconds"])),
+               tests=sum(len(e["tests"]) for e in report["exercises"]),
+               passed=sum(t["status"] == "passed" for e in report["exercises"] for t in e["tests"]))
+    return out
+
+
+def grade_cold_warm(exercises, target: Path, device: str, tmp: Path, warm_runs: int) -> dict:
+    """The first run ("cold") and the median of the next ``warm_runs`` ("warm")."""
+    cold = grade_once(exercises, target, device, tmp)
+    warm = [grade_once(exercises, target, device, tmp) for _ in range(max(1, warm_runs))]
+    return {"exercises": list(exercises) or "all", "target": _rel(target), "cold": cold,
+            "warm": _median_run(warm), "warm_runs": [w["wall_s"] for w in warm]}
+
+
+def _median_run(runs: list[dict]) -> dict:
+    ok = [r for r in runs if "error" not in r] or runs
+    ok = sorted(ok, key=lambda r: r["wall_s"])
+    return ok[(len(ok) - 1) // 2]
+
+
+def suite_files(exercises) -> list[str]:
+    from .run import suite_files as _suite_files
+
+    files = []
+    for name in exercises:
+        files.extend(str(p.relative_to(ROOT)) for p in _suite_files(name, ROOT / "tests"))
+    return files
+
+
+_SUMMARY = re.compile(r"(\d+) (passed|failed|errors?|skipped|xfailed|xpassed)")
+_SESSION = re.compile(r" in ([\d.]+)s")
+_DURATION = re.compile(r"^\s*([\d.]+)s\s+(setup|call|teardown)\s+(\S.*?)\s*$")
+
+
+def pytest_once(exercises, device: str, *, in_process: bool, durations: int = 0,
+                timeout=3600.0) -> dict:
+    """Plain ``pytest`` of the suites against ``solutions/`` in one fresh process."""
+    cmd = [sys.executable, "-m", "pytest", *suite_files(exercises), "-c", str(INI), "--rootdir", str(ROOT),
+           "-p", "grader.plugin", "-p", "no:cacheprovider", "-p", "no:randomly", "--import-mode=importlib",
+           "-q", "--no-header", "--kata-target", str(SOLUTIONS), "--kata-device", device]
+    if in_process:
+        cmd.append("--kata-in-process")
+    if durations:
+        cmd += [f"--durations={durations}", "--durations-min=0"]
+    r = run_timed(cmd, timeout=timeout)
+    out = {"wall_s": r["wall_s"], "rc": r["rc"]}
+    lines = r["stdout"].strip().splitlines()
+    summary = next((ln for ln in reversed(lines) if _SESSION.search(ln) and _SUMMARY.search(ln)), "")
+    if not summary:
+        out["error"] = (r["stdout"][-1000:] + r["stderr"][-1000:]).strip() or "no pytest summary"
+        return out
+    counts = {}
+    for n, what in _SUMMARY.findall(summary):
+        counts["errors" if what.startswith("error") else what] = int(n)
+    session_s = float(_SESSION.search(summary).group(1))
+    out.update(session_s=session_s, startup_s=max(0.0, r["wall_s"] - session_s), counts=counts,
+               passed=counts.get("passed", 0),
+               tests=sum(counts.get(k, 0) for k in ("passed", "failed", "errors", "skipped")))
+    if durations:
+        out["durations"] = parse_durations(r["stdout"])[:durations]
+    return out
+
+
+def parse_durations(text: str) -> list[dict]:
+    rows = []
+    for line in text.splitlines():
+        m = _DURATION.match(line)
+        if m:
+            rows.append({"seconds": float(m.group(1)), "phase": m.group(2), "test": m.group(3)})
+    return sorted(rows, key=lambda r: -r["seconds"])
+
+
+def pytest_cold_warm(exercises, device: str, *, in_process: bool, runs: int, durations=0) -> dict:
+    results = [pytest_once(exercises, device, in_process=in_process, durations=durations)
+               for _ in range(max(1, runs))]
+    warm = results[-1] if len(results) == 1 else _median_run(results[1:])
+    return {"mode": "in-process (unsandboxed)" if in_process else "sandboxed",
+            "runs": [r["wall_s"] for r in results], "warm": warm}
+
+
+def sandbox_starts(exercises, device: str, repeats: int) -> dict:
+    """Seconds to start each exercise's sandbox and import its reference module
+    (what one ``student`` fixture costs before the first test runs)."""
+    man = manifest_mod.by_name()
+    modules = [e.name for e in manifest_mod.load()]
+    out = {}
+    for name in exercises:
+        ex = man[name]
+        times = []
+        for _ in range(max(1, repeats)):
+            box = Sandbox(SOLUTIONS, name, modules, hide=[str(SOLUTIONS), str(ROOT / "tests")], device=device,
+                          start_timeout=300, memory_mb=ex.memory_mb, preload=ex.preload)
+            started = time.perf_counter()
+            try:
+                box.start()
+                times.append(time.perf_counter() - started)
+            finally:
+                box.close()
+        out[name] = min(times)
+    return out
+
+
+def interpreter_start(repeats: int = 3) -> dict:
+    """A bare interpreter, and one that imports what the grader process imports."""
+    bare = [run_timed([sys.executable, "-c", "pass"])["wall_s"] for _ in range(repeats)]
+    imports = [run_timed([sys.executable, "-c", "import numpy, torch, pytest, hypothesis, transformers; "
+                          "import grader.cli, grader.run, grader.plugin"])["wall_s"] for _ in range(repeats)]
+    return {"python_s": statistics.median(bare), "python_with_imports_s": statistics.median(imports)}
+
+
+# ---------------------------------------------------------------------- watch mode
+
+def _watch_help() -> str:
+    if not (ROOT / "grader" / "watch.py").is_file():
+        return ""
+    r = run_timed([sys.executable, "-m", "grader.watch", "--help"], timeout=120)
+    return r["stdout"] + r["stderr"] if r["rc"] == 0 else ""
+
+
+def _copy_modules(dest: Path, names) -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        shutil.copy2(SOLUTIONS / f"{name}.py", dest / f"{name}.py")
+    return dest
+
+
+def _save(path: Path) -> None:
+    """What an editor's save does: rewrite the file (content unchanged but for a comment)."""
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.rstrip("\n") + f"\n# saved {time.time_ns()}\n", encoding="utf-8")
+
+
+class _LineReader(threading.Thread):
+    def __init__(self, stream):
+        super().__init__(daemon=True)
+        self.stream = stream
+        self.lines: list[tuple[float, str]] = []
+
+    def run(self):
+        for line in self.stream:
+            self.lines.append((time.perf_counter(), line))
+
+    def first_after(self, t0: float, needle) -> float | None:
+        for t, line in list(self.lines):
+            if t >= t0 and any(n in line for n in needle):
+                return t
+        return None
+
+
+FEEDBACK = ("Total:", "合計")
+
+
+def feedback_fresh_grade(exercise: str, device: str, folder: Path, timeout=600.0) -> dict:
+    """Save the file, start ``python -m grader EXERCISE``, stop the clock when the total prints."""
+    path = folder / f"{exercise}.py"
+    t0 = time.perf_counter()
+    _save(path)
+    proc = subprocess.Popen(grade_cmd([exercise], folder, device), cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=_env())
+    reader = _LineReader(proc.stdout)
+    reader.start()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    reader.join(5)
+    t1 = reader.first_after(t0, FEEDBACK)
+    if t1 is None:
+        return {"error": "no total printed: " + "".join(ln for _, ln in reader.lines)[-800:]}
+    return {"seconds": t1 - t0}
+
+
+def feedback_watch(exercise: str, device: str, folder: Path, help_text: str, timeout=300.0) -> dict:
+    """Start ``python -m grader.watch``, let it settle, save the file, time the first total."""
+    once = "--once-after-change" in help_text
+    cmd = [sys.executable, "-m", "grader.watch", exercise, "--target", str(folder)]
+    if once:
+        cmd.append("--once-after-change")
+    if "--device" in help_text:
+        cmd += ["--device", device]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=_env(), start_new_session=True)
+    reader = _LineReader(proc.stdout)
+    reader.start()
+    try:
+        # settle before saving.  One-shot mode: no initial grade is expected, so wait until
+        # the watcher has been quiet for 3 s (or silent for 20 s).  Continuous mode: wait
+        # for its initial grade's total, then 1 s of quiet.
+        begun = time.perf_counter()
+        deadline = begun + timeout
+        while time.perf_counter() < deadline and proc.poll() is None:
+            time.sleep(0.25)
+            now = time.perf_counter()
+            last = reader.lines[-1][0] if reader.lines else None
+            if reader.first_after(0.0, FEEDBACK) is not None and now - last > 1.0:
+                break
+            if once and (now - (last or begun)) > (3.0 if last else 20.0):
+                break
+        if proc.poll() is not None:
+            return {"error": "the watcher exited before a file was saved: "
+                             + "".join(ln for _, ln in reader.lines)[-800:]}
+        t0 = time.perf_counter()
+        _save(folder / f"{exercise}.py")
+        t1 = None
+        while time.perf_counter() < t0 + timeout and t1 is None:
+            time.sleep(0.05)
+            t1 = reader.first_after(t0, FEEDBACK)
+        if t1 is None:
+            return {"error": "no total printed within the time limit after a save"}
+        return {"seconds": t1 - t0}
+    finally:
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, 15)
+                proc.wait(timeout=10)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                proc.kill()
+                proc.wait()
+
+
+def measure_feedback(exercise: str, device: str, tmp: Path) -> dict:
+    folder = _copy_modules(tmp / "watched", [e.name for e in manifest_mod.load()
+                                             if (SOLUTIONS / f"{e.name}.py").is_file()])
+    help_text = _watch_help()
+    if help_text and "--target" in help_text:
+        first = feedback_watch(exercise, device, folder, help_text)
+        if "error" not in first:
+            second = feedback_watch(exercise, device, folder, help_text)
+            return {"method": "python -m grader.watch: file save -> printed total",
+                    "exercise": exercise, "cold": first, "warm": second}
+        note = f"watch mode failed ({first['error'][:300]}); measured a fresh grade instead"
+    else:
+        note = ("grader/watch.py is absent" if not help_text else "grader.watch has no --target option")
+        note += "; measured a file save followed by a fresh one-exercise grade"
+    cold = feedback_fresh_grade(exercise, device, folder)
+    warm = feedback_fresh_grade(exercise, device, folder)
+    return {"method": "file save -> fresh `python -m grader EXERCISE` -> printed total", "note": note,
+            "exercise": exercise, "cold": cold, "warm": warm}
+
+
+# ---------------------------------------------------------------------- batch
+
+def measure_batch(n: int, device: str, tmp: Path, workers_list) -> dict:
+    subs = [_copy_modules(tmp / "batch" / f"submission-{i:03d}", BATCH_EXERCISES) for i in range(n)]
+    grade_once(BATCH_EXERCISES, subs[0], device, tmp)           # warm the caches, not counted
+    out = {"submissions": n, "exercises": list(BATCH_EXERCISES), "runs": []}
+    for workers in workers_list:
+        started = time.perf_counter()
+        with cf.ThreadPoolExecutor(max_workers=workers) as pool:
+            results = list(pool.map(lambda s: grade_once(BATCH_EXERCISES, s, device, tmp), subs))
+        wall = time.perf_counter() - started
+        full = sum(1 for r in results if r.get("score") == r.get("max_score") and "error" not in r)
+        out["runs"].append({"processes": workers, "wall_s": wall, "per_submission_s": wall / n,
+                            "full_marks": full})
+    return out
+
+
+# ---------------------------------------------------------------------- built-ins
+
+def _timeit(fns: dict, device, warmup: int, repeats: int) -> dict:
+    """Median seconds per call of each function; the functions take turns, so a noisy
+    neighbour slows them alike."""
+    import torch
+
+    cuda = str(device).startswith("cuda")
+    times: dict = {name: [] for name in fns}
+    with torch.no_grad():
+        for _ in range(warmup):
+            for fn in fns.values():
+                fn()
+        if cuda:
+            torch.cuda.synchronize()
+        for _ in range(repeats):
+            for name, fn in fns.items():
+                if cuda:
+                    torch.cuda.synchronize()
+                started = time.perf_counter()
+                fn()
+                if cuda:
+                    torch.cuda.synchronize()
+                times[name].append(time.perf_counter() - started)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def compare_builtins(device: str = "cpu", B: int = 8, L: int = 128, d: int = 256, h: int = 8,
+                     warmup: int = 3, repeats: int = 20) -> dict:
+    """The reference attention (imported by path from solutions/) against torch's built-ins:
+    median milliseconds per forward (eval, no_grad) and the ratios reference / built-in."""
+    import torch
+    import torch.nn.functional as F
+
+    ref = _import_by_path(SOLUTIONS, "attention_torch", "_kata_bench_reference_")
+    dev = torch.device(device)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(B, L, d, generator=gen).to(dev)
+    mine = ref.MultiHeadAttention(d, h).to(dev).eval()
+    theirs = torch.nn.MultiheadAttention(d, h, batch_first=True).to(dev).eval()
+    with torch.no_grad():          # the same weights, so the outputs can be compared too
+        theirs.in_proj_weight.copy_(torch.cat([mine.W_Q.weight, mine.W_K.weight, mine.W_V.weight]))
+        theirs.in_proj_bias.copy_(torch.cat([mine.W_Q.bias, mine.W_K.bias, mine.W_V.bias]))
+        theirs.out_proj.weight.copy_(mine.W_O.weight)
+        theirs.out_proj.bias.copy_(mine.W_O.bias)
+        got = mine(x, x, x)[0]
+        want = theirs(x, x, x, need_weights=False)[0]
+        mha_diff = float((got - want).abs().max())
+    t = _timeit({"ref": lambda: mine(x, x, x),
+                 "torch": lambda: theirs(x, x, x, need_weights=False),
+                 "torch_w": lambda: theirs(x, x, x, need_weights=True, average_attn_weights=False)},
+                dev, warmup, repeats)
+    mha_ref, mha_torch, mha_torch_w = t["ref"], t["torch"], t["torch_w"]
+
+    dk = d // h
+    q, k, v = (torch.randn(B, h, L, dk, generator=gen).to(dev) for _ in range(3))
+    sdpa = ref.ScaledDotProductAttention(dk).to(dev).eval()
+    with torch.no_grad():
+        sdpa_diff = float((sdpa(q, k, v)[0] - F.scaled_dot_product_attention(q, k, v)).abs().max())
+    t = _timeit({"ref": lambda: sdpa(q, k, v), "torch": lambda: F.scaled_dot_product_attention(q, k, v)},
+                dev, warmup, repeats)
+    sdpa_ref, sdpa_torch = t["ref"], t["torch"]
+    return {
+        "device": str(dev), "sizes": {"B": B, "L": L, "d": d, "h": h}, "repeats": repeats,
+        "mha": {"reference_ms": mha_ref * 1e3, "torch_ms": mha_torch * 1e3,
+                "torch_with_weights_ms": mha_torch_w * 1e3,
+                "ratio": mha_ref / mha_torch, "ratio_with_weights": mha_ref / mha_torch_w,
+                "max_abs_diff": mha_diff},
+        "sdpa": {"reference_ms": sdpa_ref * 1e3, "torch_ms": sdpa_torch * 1e3,
+                 "ratio": sdpa_ref / sdpa_torch, "max_abs_diff": sdpa_diff},
+    }
+
+
+# ====================================================================== the report
+
+def _rel(path: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+def _s(x) -> str:
+    return "-" if x is None else f"{x:.2f} s"
+
+
+def _get(d, *keys):
+    for k in keys:
+        if not isinstance(d, dict) or k not in d:
+            return None
+        d = d[k]
+    return d
+
+
+def evaluate_targets(res: dict) -> list[dict]:
+    """PASS / MISS per target of issue 10 (``n/a`` when the number was not measured)."""
+    out = []
+
+    def add(name, value, limit, ok, basis=""):
+        status = "n/a" if value is None else ("PASS" if ok else "MISS")
+        if value is None and basis.startswith("pytest"):
+            basis = ""
+        out.append({"target": name, "value": value, "limit": limit, "status": status, "basis": basis})
+
+    full = _get(res, "grade", "full", "warm", "wall_s")
+    base = _get(res, "pytest", "in_process", "warm", "wall_s")
+    basis = "pytest in-process (unsandboxed)"
+    if base is None:
+        base, basis = _get(res, "pytest", "sandboxed", "warm", "wall_s"), "pytest (sandboxed)"
+    ratio = full / base if full is not None and base else None
+    add(f"warm full grade / plain pytest <= {TARGET_RATIO}", ratio, TARGET_RATIO,
+        ratio is not None and ratio <= TARGET_RATIO, basis)
+    add(f"warm full grade < {TARGET_FULL_S:g} s", full, TARGET_FULL_S, full is not None and full < TARGET_FULL_S)
+    one = _get(res, "grade", "one", "warm", "wall_s")
+    add(f"warm one-exercise grade < {TARGET_ONE_S:g} s", one, TARGET_ONE_S, one is not None and one < TARGET_ONE_S,
+        _get(res, "grade", "one", "exercises", 0) or "")
+    stubs = _get(res, "grade", "stubs", "warm", "wall_s")
+    add(f"warm grade of the stubs < {TARGET_STUBS_S:g} s", stubs, TARGET_STUBS_S,
+        stubs is not None and stubs < TARGET_STUBS_S)
+    runs = _get(res, "batch", "runs") or []
+    if len(runs) >= 2:
+        per = [r["per_submission_s"] for r in runs]
+        falls = all(b < a for a, b in zip(per, per[1:]))
+        add("batch: s / submission falls as CPUs are added", per[-1], per[0], falls,
+            " -> ".join(f"{r['processes']}p {r['per_submission_s']:.2f}s" for r in runs))
+    else:
+        add("batch: s / submission falls as CPUs are added", None, None, False,
+            "skipped" if not runs else "only one CPU")
+    return out
+
+
+def attribution(res: dict) -> dict | None:
+    """Where a warm full grade's time goes."""
+    warm = _get(res, "grade", "full", "warm")
+    if not warm or "grade_s" not in warm:
+        return None
+    starts = _get(res, "startup", "sandbox_start_s")
+    out = {"total_s": warm["wall_s"], "process_start_and_imports_s": warm["startup_s"]}
+    if starts:
+        total_starts = sum(starts.values())
+        out["sandbox_starts_s"] = total_starts
+        out["tests_and_collection_s"] = max(0.0, warm["grade_s"] - total_starts)
+    else:
+        out["grading_s"] = warm["grade_s"]
+    inproc = _get(res, "pytest", "in_process", "warm")
+    if inproc and "session_s" in inproc:
+        out["in_process_pytest_session_s"] = inproc["session_s"]
+        out["isolation_overhead_s"] = warm["wall_s"] - inproc["wall_s"]
+    return out
+
+
+def render(res: dict) -> str:
+    """The results as a plain-text table."""
+    lines: list[str] = []
+
+    def head(title):
+        lines.append("")
+        lines.append(title)
+        lines.append("-" * len(title))
+
+    def row(label, *cells):
+        lines.append(f"  {label:<44}" + "".join(f"{c:>14}" for c in cells))
+
+    m = res.get("machine", {})
+    lines.append(f"grader bench  {res.get('started', '')}  {m.get('cpus')} CPU(s), python {m.get('python')}, "
+                 f"torch {m.get('torch')}, isolation {m.get('isolation')}, load {m.get('loadavg')}"
+                 + ("  [--quick]" if _get(res, "options", "quick") else ""))
+
+    grade = res.get("grade") or {}
+    if grade:
+        head("Grading (fresh `python -m grader` processes, --device " + str(_get(res, "options", "device")) + ")")
+        row("", "cold", "warm", "startup", "score")
+        for key, label in (("full", "solutions/, every exercise"), ("one", "solutions/, one exercise"),
+                           ("stubs", "exercises/ (untouched stubs)")):
+            g = grade.get(key)
+            if not g:
+                continue
+            if key == "one":
+                label = f"solutions/, {', '.join(g['exercises'])}"
+            w = g["warm"]
+            score = f"{w['score']:g}/{w['max_score']:g}" if "score" in w else "error"
+            row(label, _s(g["cold"].get("wall_s")), _s(w.get("wall_s")), _s(w.get("startup_s")), score)
+            for r in (g["cold"], w):
+                if "error" in r:
+                    lines.append(f"    error: {r['error'][-300:]}")
+
+    py = res.get("pytest") or {}
+    if py:
+        head("Plain pytest of the same suites against solutions/ (warm)")
+        row("", "wall", "session", "startup", "passed")
+        for key in ("sandboxed", "in_process"):
+            p = py.get(key)
+            if not p:
+                continue
+            w = p["warm"]
+            row(f"pytest, {p['mode']}", _s(w.get("wall_s")), _s(w.get("session_s")), _s(w.get("startup_s")),
+                f"{w.get('passed', '-')}/{w.get('tests', '-')}")
+            if "error" in w:
+                lines.append(f"    error: {w['error'][-300:]}")
+        for name, value in (res.get("ratios") or {}).items():
+            row(name, f"{value:.2f}x")
+
+    att = res.get("attribution")
+    if att:
+        head("Where a warm full grade's time goes")
+        labels = {"total_s": "total (wall)", "process_start_and_imports_s": "process start, imports, CLI",
+                  "sandbox_starts_s": "sandbox starts (sum over exercises)",
+                  "tests_and_collection_s": "collection and tests", "grading_s": "grading (pytest session)",
+                  "in_process_pytest_session_s": "same tests in-process (session)",
+                  "isolation_overhead_s": "grader wall - in-process pytest wall"}
+        for k, v in att.items():
+            row(labels.get(k, k), _s(v))
+        su = res.get("startup") or {}
+        if su.get("python_s") is not None:
+            row("  bare `python -c pass`", _s(su["python_s"]))
+            row("  python importing torch/transformers/pytest/grader", _s(su.get("python_with_imports_s")))
+        for name, v in (su.get("sandbox_start_s") or {}).items():
+            row(f"  sandbox start + import: {name}", _s(v))
+
+    fb = res.get("feedback")
+    if fb:
+        head("Time to first feedback after a save")
+        lines.append(f"  method: {fb.get('method')}")
+        if fb.get("note"):
+            lines.append(f"  note: {fb['note']}")
+        for key in ("cold", "warm"):
+            r = fb.get(key) or {}
+            row(f"{fb.get('exercise')} ({key})", _s(r.get("seconds")) if "seconds" in r else "error")
+            if "error" in r:
+                lines.append(f"    error: {r['error'][-300:]}")
+
+    slow = res.get("slowest_tests") or []
+    if slow:
+        head("Slowest tests (sandboxed pytest against solutions/; a module's first setup includes its sandbox start)")
+        for t in slow:
+            lines.append(f"  {t['seconds']:8.2f} s  {t['phase']:<8} {t['test']}")
+
+    batch = res.get("batch")
+    if batch:
+        head(f"Batch: {batch['submissions']} copies of the reference ({', '.join(batch['exercises'])})")
+        row("", "wall", "s/submission", "full marks")
+        for r in batch["runs"]:
+            row(f"{r['processes']} process(es)", _s(r["wall_s"]), _s(r["per_submission_s"]),
+                f"{r['full_marks']}/{batch['submissions']}")
+
+    builtins = res.get("builtins") or {}
+    for dev, b in builtins.items():
+        if "error" in b:
+            head(f"Reference vs torch built-ins on {dev}")
+            lines.append(f"  error: {b['error']}")
+            continue
+        sz = b["sizes"]
+        head(f"Reference vs torch built-ins on {b['device']} (B={sz['B']} L={sz['L']} d={sz['d']} h={sz['h']}, "
+             f"eval, no_grad, median of {b['repeats']})")
+        row("", "reference", "torch", "ratio", "max |diff|")
+        mha, sd = b["mha"], b["sdpa"]
+        row("MultiHeadAttention vs nn.MultiheadAttention", f"{mha['reference_ms']:.3f} ms",
+            f"{mha['torch_ms']:.3f} ms", f"{mha['ratio']:.2f}x", f"{mha['max_abs_diff']:.1e}")
+        row("  (torch also returning per-head weights)", "", f"{mha['torch_with_weights_ms']:.3f} ms",
+            f"{mha['ratio_with_weights']:.2f}x")
+        row("ScaledDotProductAttention vs F.sdpa", f"{sd['reference_ms']:.3f} ms", f"{sd['torch_ms']:.3f} ms",
+            f"{sd['ratio']:.2f}x", f"{sd['max_abs_diff']:.1e}")
+
+    targets = res.get("targets") or []
+    if targets:
+        head("Targets (issue 10)")
+        for t in targets:
+            v = t["value"]
+            shown = "-" if v is None else (f"{v:.2f}x" if "pytest" in t["target"] else f"{v:.2f} s")
+            lines.append(f"  {t['status']:<5} {t['target']:<50} {shown:>10}  {t['basis']}")
+
+    for err in res.get("errors") or []:
+        lines.append(f"error: {err}")
+    return "\n".join(lines).lstrip("\n") + "\n"
+
+
+def write_json(res: dict, path) -> None:
+    Path(path).write_text(json.dumps(res, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+
+
+# ====================================================================== main
+
+def machine_info() -> dict:
+    import torch
+
+    from .sandbox import isolation_mode
+
+    try:
+        load = [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        load = None
+    return {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+            "torch": torch.__version__, "cuda": torch.cuda.is_available(),
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "isolation": isolation_mode(), "loadavg": load}
+
+
+def _sizes(text: str) -> tuple[int, int, int, int]:
+    try:
+        B, L, d, h = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected B,L,d,h such as 8,128,256,8") from None
+    if min(B, L, d, h) <= 0 or d % h:
+        raise argparse.ArgumentTypeError("B, L, d, h must be positive and d a multiple of h")
+    return B, L, d, h
+
+
+def parse_args(argv):
+    names = [e.name for e in manifest_mod.load()]
+    p = argparse.ArgumentParser(prog="python -m grader.bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true",
+                   help="fewer repetitions (one warm run, pytest once), no batch")
+    p.add_argument("--json", default="bench.json", metavar="FILE", help="write the results here (default bench.json)")
+    p.add_argument("--skip-gpu", action="store_true", help="do not time the built-ins on a GPU")
+    p.add_argument("--device", default="cpu", help="--device for the gradings (default cpu)")
+    p.add_argument("--only", nargs="+", metavar="EXERCISE", choices=names,
+                   help="measure only these exercises (default: every exercise with a reference solution)")
+    p.add_argument("--parts", default=",".join(PARTS),
+                   help=f"comma-separated parts to run (default all: {','.join(PARTS)})")
+    p.add_argument("--batch", type=int, default=4, metavar="N", help="submissions in the batch (default 4)")
+    p.add_argument("--builtin-size", type=_sizes, default=(8, 128, 256, 8), metavar="B,L,d,h",
+                   help="sizes for the built-in comparison (default 8,128,256,8)")
+    args = p.parse_args(argv)
+    parts = [x.strip() for x in args.parts.split(",") if x.strip()]
+    bad = [x for x in parts if x not in PARTS]
+    if bad:
+        p.error(f"unknown part(s) {', '.join(bad)}; choose from {', '.join(PARTS)}")
+    if args.quick and "batch" in parts and args.parts == ",".join(PARTS):
+        parts.remove("batch")
+    args.parts = parts
+    if args.batch < 1:
+        p.error("--batch must be at least 1")
+    args.exercises = [n for n in (args.only or names) if (SOLUTIONS / f"{n}.py").is_file()]
+    if not args.exercises:
+        p.error("no exercise with a reference solution in solutions/ to measure")
+    return args
+
+
+def _step(title: str) -> None:
+    print(f"bench: {title} ...", file=sys.stderr, flush=True)
+
+
+def main(argv=None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    quick = args.quick
+    exercises = args.exercises
+    everything = exercises == [n for n in (e.name for e in manifest_mod.load()) if (SOLUTIONS / f"{n}.py").is_file()]
+    one = ONE_EXERCISE if ONE_EXERCISE in exercises else exercises[0]
+    res: dict = {"schema": SCHEMA, "started": _dt.datetime.now().isoformat(timespec="seconds"),
+                 "machine": machine_info(),
+                 "options": {"quick": quick, "device": args.device, "exercises": exercises, "parts": args.parts,
+                             "batch": args.batch, "skip_gpu": args.skip_gpu},
+                 "errors": []}
+    warm_runs = 1 if quick else 2
+    tmp = Path(tempfile.mkdtemp(prefix="kata-bench-"))
+    grade_args = [] if everything else exercises      # all exercises: no names, as a student types it
+
+    def attempt(label, fn):
+        _step(label)
+        try:
+            return fn()
+        except Exception as exc:  # noqa: BLE001 - one broken part must not lose the others
+            res["errors"].append(f"{label}: {type(exc).__name__}: {exc}")
+            return None
+
+    try:
+        if "grade" in args.parts:
+            res["grade"] = {}
+            g = attempt("grading solutions/ (cold, then warm)",
+                        lambda: grade_cold_warm(grade_args, SOLUTIONS, args.device, tmp, warm_runs))
+            if g:
+                res["grade"]["full"] = g
+            g = attempt(f"grading solutions/ {one}",
+                        lambda: grade_cold_warm([one], SOLUTIONS, args.device, tmp, warm_runs))
+            if g:
+                res["grade"]["one"] = g
+            g = attempt("grading the stubs in exercises/",
+                        lambda: grade_cold_warm(grade_args, STUBS, args.device, tmp, warm_runs))
+            if g:
+                res["grade"]["stubs"] = g
+        if "pytest" in args.parts:
+            res["pytest"] = {}
+            p = attempt("plain pytest, sandboxed (with --durations)",
+                        lambda: pytest_cold_warm(exercises, args.device, in_process=False,
+                                                 runs=1 if quick else 2, durations=10))
+            if p:
+                res["pytest"]["sandboxed"] = p
+                res["slowest_tests"] = p["warm"].get("durations", [])
+            p = attempt("plain pytest, in-process (unsandboxed)",
+                        lambda: pytest_cold_warm(exercises, args.device, in_process=True,
+                                                 runs=1 if quick else 2))
+            if p:
+                res["pytest"]["in_process"] = p
+        if "startup" in args.parts:
+            res["startup"] = attempt("process and sandbox start-up", lambda: {
+                **interpreter_start(1 if quick else 3),
+                "sandbox_start_s": sandbox_starts(exercises, args.device, 1 if quick else 2)})
+        if "watch" in args.parts:
+            res["feedback"] = attempt(f"time to first feedback ({one})",
+                                      lambda: measure_feedback(one, args.device, tmp))
+        if "batch" in args.parts:
+            cpus = os.cpu_count() or 1
+            workers = sorted({1, min(cpus, args.batch)})
+            res["batch"] = attempt(f"batch of {args.batch} submissions with {workers} process(es)",
+                                   lambda: measure_batch(args.batch, args.device, tmp, workers))
+        if "builtins" in args.parts:
+            import torch
+
+            B, L, d, h = args.builtin_size
+            reps = (3, 7) if quick else (5, 30)
+            res["builtins"] = {}
+            b = attempt("reference vs torch built-ins on cpu",
+                        lambda: compare_builtins("cpu", B, L, d, h, *reps))
+            res["builtins"]["cpu"] = b or {"error": res["errors"][-1]}
+            if torch.cuda.is_available() and not args.skip_gpu:
+                b = attempt("reference vs torch built-ins on cuda",
+                            lambda: compare_builtins("cuda", B, L, d, h, *reps))
+                res["builtins"]["cuda"] = b or {"error": res["errors"][-1]}
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    ratios = {}
+    full = _get(res, "grade", "full", "warm", "wall_s")
+    for key, label in (("sandboxed", "grader / pytest (sandboxed)"),
+                       ("in_process", "grader / pytest in-process (cost of isolation)")):
+        base = _get(res, "pytest", key, "warm", "wall_s")
+        if full is not None and base:
+            ratios[label] = full / base
+    if ratios:
+        res["ratios"] = ratios
+    res["attribution"] = attribution(res)
+    res["targets"] = evaluate_targets(res)
+    res["finished"] = _dt.datetime.now().isoformat(timespec="seconds")
+    print(render(res), end="")
+    write_json(res, args.json)
+    print(f"\nbench: results written to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,483 @@
+"""``python -m grader.plots`` (``nox -s plots``): the chapter's pictures, drawn from YOUR code.
+
+Two PNG files:
+
+* ``positional_encoding.png``: your ``positional_encoding.sinusoidal_table(100, 128)`` as a
+  heat map (position down, dimension across), as the chapter draws it (3.4);
+* ``attention_layer<N>.png``: the attention weights of a sentence in one layer of the real
+  all-MiniLM-L6-v2 model, one heat map per head, computed by YOUR
+  ``attention_torch.MultiHeadAttention(384, 12)`` holding that layer's weights (3.3).
+
+Student code runs only in the grader's sandbox (exactly as when grading); this process
+imports the trusted HuggingFace model and matplotlib, never the student's modules.
+A picture whose exercise is not done yet is skipped with one line saying which exercise
+to finish; the exit status is 0 when at least one picture was drawn, else 1.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import warnings
+from pathlib import Path
+
+from . import manifest as manifest_mod
+from .cli import UsageError, default_lang, resolve_target
+from .remote import StudentModule
+from .sandbox import RemoteError, Sandbox, SandboxDied
+
+ROOT = manifest_mod.ROOT
+DEFAULT_SENTENCE = "The animal didn't cross the street because it was too tired."
+PE_SHAPE = (100, 128)
+D_MODEL, HEADS, LAYERS = 384, 12, 6
+MAX_TOKENS = 48
+
+TEXT = {
+    "en": {
+        "pe_done": "Positional-encoding heat map (your sinusoidal_table(100, 128)): {path}",
+        "att_done": "Attention weights, MiniLM layer {layer}, {heads} heads (your MultiHeadAttention): {path}",
+        "skipped": "{what}: not drawn: {why}",
+        "pe_what": "Positional-encoding picture",
+        "att_what": "Attention picture",
+        "todo": "{func} is not implemented yet; finish exercise {ex} first (nox -s grade -- {ex})",
+        "raised": "your {func} raised {err}; fix exercise {ex} first (nox -s grade -- {ex})",
+        "died": "{detail} (while running {func}); fix exercise {ex} first (nox -s grade -- {ex})",
+        "import": "could not import {ex}.py: {err}; fix exercise {ex} first (nox -s grade -- {ex})",
+        "missing": "{target} has no {ex}.py",
+        "bad": "your {func} returned {got}, expected {want}; fix exercise {ex} first (nox -s grade -- {ex})",
+        "params": "your MultiHeadAttention has no parameters named {names}: the projections must be "
+                  "nn.Linear attributes W_Q, W_K, W_V and W_O (exercise attention_torch)",
+        "pe_diff": "   note: your table differs from the chapter's formula by up to {diff:.2g} "
+                   "(nox -s grade -- positional_encoding says where)",
+        "att_diff": "   note: these weights differ from HuggingFace's own attention by up to {diff:.2g}; "
+                    "the picture shows YOUR weights (nox -s grade -- attention_torch says what is off)",
+        "att_ok": "   (they match HuggingFace's own attention weights to {diff:.1g})",
+        "truncated": "   note: the sentence was cut to its first {n} tokens",
+        "no_font": "   note: matplotlib has no Japanese font here, so such characters are drawn as \\uXXXX "
+                   "(install one, e.g. fonts-noto-cjk, to see them)",
+        "none": "No picture could be drawn yet.",
+    },
+    "ja": {
+        "pe_done": "位置エンコーディングのヒートマップ（あなたの sinusoidal_table(100, 128)）：{path}",
+        "att_done": "注意の重み（MiniLM 第 {layer} 層、{heads} ヘッド、あなたの MultiHeadAttention）：{path}",
+        "skipped": "{what}：描けませんでした：{why}",
+        "pe_what": "位置エンコーディングの図",
+        "att_what": "注意の重みの図",
+        "todo": "{func} がまだ実装されていません。先に課題 {ex} を仕上げましょう（nox -s grade -- {ex}）",
+        "raised": "あなたの {func} が {err} を送出しました。先に課題 {ex} を直しましょう（nox -s grade -- {ex}）",
+        "died": "{detail}（{func} の実行中）。先に課題 {ex} を直しましょう（nox -s grade -- {ex}）",
+        "import": "{ex}.py を import できませんでした：{err}。先に課題 {ex} を直しましょう（nox -s grade -- {ex}）",
+        "missing": "{target} に {ex}.py がありません",
+        "bad": "あなたの {func} は {got} を返しました（期待値：{want}）。先に課題 {ex} を直しましょう"
+               "（nox -s grade -- {ex}）",
+        "params": "あなたの MultiHeadAttention には {names} という名前のパラメータがありません。射影は "
+                  "nn.Linear の属性 W_Q, W_K, W_V, W_O でなければなりません（課題 attention_torch）",
+        "pe_diff": "   注意：あなたの表は教科書の式と最大 {diff:.2g} 異なります"
+                   "（nox -s grade -- positional_encoding で場所がわかります）",
+        "att_diff": "   注意：この重みは HuggingFace 自身の注意の重みと最大 {diff:.2g} 異なります。"
+                    "図はあなたの重みです（nox -s grade -- attention_torch で原因がわかります）",
+        "att_ok": "   （HuggingFace 自身の注意の重みと {diff:.1g} の精度で一致しています）",
+        "truncated": "   注意：文は先頭の {n} トークンで切りました",
+        "no_font": "   注意：matplotlib が使える日本語フォントがないため、日本語の文字は \\uXXXX と表示されます"
+                   "（fonts-noto-cjk などを入れると表示されます）",
+        "none": "まだ描ける図がありません。",
+    },
+}
+
+# Titles: Japanese only when matplotlib has a font with Japanese glyphs.
+TITLES = {
+    "en": {
+        "pe": "Positional encoding (sinusoidal): your sinusoidal_table(100, 128)",
+        "pe_x": "dimension i", "pe_y": "position pos",
+        "att": "Attention weights of your MultiHeadAttention, all-MiniLM-L6-v2 layer {layer}",
+        "head": "head {h}", "att_x": "key (attended to)", "att_y": "query",
+    },
+    "ja": {
+        "pe": "位置エンコーディング（正弦波）：あなたの sinusoidal_table(100, 128)",
+        "pe_x": "次元 i", "pe_y": "位置 pos",
+        "att": "あなたの MultiHeadAttention による注意の重み（all-MiniLM-L6-v2 第 {layer} 層）",
+        "head": "ヘッド {h}", "att_x": "キー（注意される側）", "att_y": "クエリ",
+    },
+}
+
+CJK_FONTS = ("Noto Sans CJK JP", "Noto Sans JP", "Noto Serif CJK JP", "IPAexGothic", "IPAGothic",
+             "IPAPGothic", "TakaoGothic", "TakaoPGothic", "VL Gothic", "Hiragino Sans",
+             "Hiragino Kaku Gothic ProN", "Yu Gothic", "Meiryo", "MS Gothic", "Source Han Sans JP",
+             "Droid Sans Fallback", "WenQuanYi Zen Hei", "Noto Sans CJK SC")
+
+
+class Skipped(Exception):
+    """A picture that cannot be drawn; the message is one line for the student."""
+
+
+# ------------------------------------------------------------------ sandbox
+
+def open_student(target: Path, name: str, device: str = "cpu"):
+    """The student's module ``name`` from ``target``, in its sandbox, built exactly as
+    the ``student`` fixture in grader/plugin.py builds it."""
+    ex = manifest_mod.by_name()[name]
+    hide = [str(ROOT / "solutions"), str(ROOT / "tests"), str(target)]
+    hide = [h for h in hide if Path(h).exists()]
+    sandbox = Sandbox(target, name, [e.name for e in manifest_mod.load()], hide=hide, device=device,
+                      call_timeout=ex.call_timeout, budget=ex.budget, start_timeout=60.0,
+                      memory_mb=ex.memory_mb, preload=ex.preload)
+    return sandbox, StudentModule(sandbox, device, name)
+
+
+def explain(exc: BaseException, t: dict, ex: str, func: str) -> str:
+    if isinstance(exc, SandboxDied):
+        return t["died"].format(detail=exc.detail.rstrip("."), func=func, ex=ex)
+    if isinstance(exc, RemoteError):
+        if exc.type_name == "NotImplementedError":
+            return t["todo"].format(func=func, ex=ex)
+        return t["raised"].format(func=func, err=_one_line(exc.describe()), ex=ex)
+    return t["raised"].format(func=func, err=_one_line(f"{type(exc).__name__}: {exc}"), ex=ex)
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit] + " ..."
+
+
+def _check_started(sandbox: Sandbox, t: dict, ex: str, target: Path):
+    if not (target / f"{ex}.py").is_file():
+        raise Skipped(t["missing"].format(target=target, ex=ex))
+    try:
+        sandbox.start()
+    except SandboxDied as exc:
+        raise Skipped(t["died"].format(detail=exc.detail.rstrip("."), func=f"import {ex}", ex=ex)) from None
+    if sandbox.import_error is not None:
+        err = sandbox.import_error
+        if err.type_name == "NotImplementedError":
+            raise Skipped(t["todo"].format(func=f"{ex}.py", ex=ex))
+        raise Skipped(t["import"].format(ex=ex, err=_one_line(err.describe())))
+
+
+def _describe_value(value) -> str:
+    import numpy as np
+    import torch
+
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        return f"a {type(value).__name__} of shape {tuple(value.shape)} and dtype {value.dtype}"
+    return f"a {type(value).__name__}"
+
+
+# ------------------------------------------------------------------ fonts
+
+def setup_fonts() -> bool:
+    """Use a Japanese-capable font when one is installed; True if there is one."""
+    import matplotlib
+    from matplotlib import font_manager
+
+    names = {f.name for f in font_manager.fontManager.ttflist}
+    found = next((n for n in CJK_FONTS if n in names), None)
+    if found is None:
+        found = next((n for n in sorted(names) if "CJK" in n or n.endswith(" JP")), None)
+    if found is None:
+        return False
+    matplotlib.rcParams["font.family"] = ["DejaVu Sans", found]
+    return True
+
+
+def safe_label(text: str, cjk: bool) -> str:
+    """Text matplotlib can draw: without a CJK font, characters past U+2E7F are escaped."""
+    if cjk:
+        return text
+    return "".join(c if ord(c) < 0x2E80 else f"\\u{ord(c):04x}" for c in text)
+
+
+# ------------------------------------------------------------------ picture a
+
+def chapter_table(max_len: int, d_model: int):
+    """The chapter's formula (3.4), computed here in float64 to compare with."""
+    import numpy as np
+
+    pos = np.arange(max_len)[:, None]
+    i = np.arange(d_model)[None, :]
+    angle = pos / np.power(10000.0, (2 * (i // 2)) / d_model)
+    return np.where(i % 2 == 0, np.sin(angle), np.cos(angle))
+
+
+def draw_positional_encoding(target: Path, out: Path, lang: str, cjk: bool, opened=None) -> tuple[Path, list[str]]:
+    import numpy as np
+    import torch
+
+    t, ex, func = TEXT[lang], "positional_encoding", "positional_encoding.sinusoidal_table"
+    sandbox, student = opened or open_student(target, ex)
+    try:
+        _check_started(sandbox, t, ex, target)
+        try:
+            table = student.sinusoidal_table(*PE_SHAPE)
+        except (RemoteError, SandboxDied) as exc:
+            raise Skipped(explain(exc, t, ex, func)) from None
+    finally:
+        sandbox.close()
+    want = f"a tensor of shape {PE_SHAPE}"
+    if not isinstance(table, (torch.Tensor, np.ndarray)) or tuple(table.shape) != PE_SHAPE:
+        raise Skipped(t["bad"].format(func=func, got=_describe_value(table), want=want, ex=ex))
+    table = (table.detach().cpu().double().numpy() if isinstance(table, torch.Tensor)
+             else np.asarray(table, dtype=np.float64))
+    if not np.isfinite(table).all():
+        raise Skipped(t["bad"].format(func=func, got="a table holding NaN or inf", want=want, ex=ex))
+    notes = []
+    diff = float(np.abs(table - chapter_table(*PE_SHAPE)).max())
+    if diff > 1e-3:
+        notes.append(t["pe_diff"].format(diff=diff))
+
+    import matplotlib.pyplot as plt
+
+    titles = TITLES[lang if cjk else "en"]
+    fig, ax = plt.subplots(figsize=(10, 6.5))
+    im = ax.imshow(table, cmap="RdBu", aspect="auto", vmin=-1, vmax=1, interpolation="nearest")
+    ax.set_xlabel(titles["pe_x"])
+    ax.set_ylabel(titles["pe_y"])
+    ax.set_title(titles["pe"])
+    fig.colorbar(im, ax=ax)
+    fig.tight_layout()
+    path = out / "positional_encoding.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path, notes
+
+
+# ------------------------------------------------------------------ picture b
+
+def draw_attention(target: Path, out: Path, lang: str, cjk: bool, layer: int,
+                   sentence: str, opened=None) -> tuple[Path, list[str]]:
+    import torch
+
+    t, ex = TEXT[lang], "attention_torch"
+    notes = []
+    sandbox, student = opened or open_student(target, ex)
+    try:
+        _check_started(sandbox, t, ex, target)
+        func = "attention_torch.MultiHeadAttention(384, 12)"
+        try:
+            mha = student.MultiHeadAttention(D_MODEL, HEADS)
+            sd = mha.state_dict()
+        except (RemoteError, SandboxDied) as exc:
+            raise Skipped(explain(exc, t, ex, func)) from None
+        names = ("W_Q", "W_K", "W_V", "W_O")
+        wanted = [f"{n}.{p}" for n in names for p in ("weight", "bias")]
+        if not isinstance(sd, dict) or any(k not in sd for k in wanted):
+            missing = wanted if not isinstance(sd, dict) else [k for k in wanted if k not in sd]
+            raise Skipped(t["params"].format(names=", ".join(missing)))
+
+        hidden, mask, tokens, hf_weights, truncated = trusted_minilm(sentence, layer)
+        if truncated:
+            notes.append(t["truncated"].format(n=MAX_TOKENS))
+        attn = hf_layer_weights(layer)
+        sd = {k: v for k, v in sd.items()}
+        sd.update(attn)
+        func = "MultiHeadAttention.forward"
+        try:
+            mha.load_state_dict(sd)
+            mha.eval()
+            result = mha(hidden, hidden, hidden, mask[:, None, None, :])
+        except (RemoteError, SandboxDied) as exc:
+            raise Skipped(explain(exc, t, ex, func)) from None
+    finally:
+        sandbox.close()
+
+    L = len(tokens)
+    want = f"(output, weights) with weights of shape (1, {HEADS}, {L}, {L})"
+    weights = result[1] if isinstance(result, (tuple, list)) and len(result) == 2 else None
+    if not isinstance(weights, torch.Tensor) or tuple(weights.shape) != (1, HEADS, L, L):
+        got = (f"a pair whose weights are {_describe_value(weights)}" if weights is not None
+               else _describe_value(result))
+        raise Skipped(t["bad"].format(func=func, got=got, want=want, ex=ex))
+    weights = weights.detach().cpu().double()
+    if not torch.isfinite(weights).all():
+        raise Skipped(t["bad"].format(func=func, got="weights holding NaN or inf", want=want, ex=ex))
+    diff = float((weights - hf_weights.double()).abs().max())
+    notes.append(t["att_diff"].format(diff=diff) if diff > 1e-4 else t["att_ok"].format(diff=max(diff, 1e-7)))
+    if not cjk and safe_label(sentence, False) != sentence:
+        notes.append(t["no_font"])
+    path = out / f"attention_layer{layer}.png"
+    plot_heads(weights[0].numpy(), tokens, layer, sentence, lang, cjk, path)
+    return path, notes
+
+
+def trusted_minilm(sentence: str, layer: int):
+    """Tokens, the input hidden states of ``layer`` and HF's own attention weights there,
+    from the trusted all-MiniLM-L6-v2 (this process; no student code involved)."""
+    import torch
+    from transformers import BertTokenizer
+
+    from .hf import vocab_path
+
+    tokenizer = BertTokenizer(vocab=str(vocab_path()))
+    full = tokenizer([sentence], return_tensors="pt")
+    enc = tokenizer([sentence], return_tensors="pt", truncation=True, max_length=MAX_TOKENS)
+    truncated = full["input_ids"].shape[1] > enc["input_ids"].shape[1]
+    model = minilm()
+    with torch.no_grad():
+        outputs = model(**enc, output_hidden_states=True, output_attentions=True)
+    hidden = outputs.hidden_states[layer].float().contiguous()
+    tokens = tokenizer.convert_ids_to_tokens(enc["input_ids"][0].tolist())
+    return hidden, enc["attention_mask"].bool(), tokens, outputs.attentions[layer], truncated
+
+
+_MODEL = None
+
+
+def minilm():
+    global _MODEL
+    if _MODEL is None:
+        from transformers import BertModel
+        from transformers.utils import logging as hf_logging
+
+        from .hf import minilm_dir
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+        _MODEL = BertModel.from_pretrained(str(minilm_dir()), attn_implementation="eager").eval()
+    return _MODEL
+
+
+def hf_layer_weights(layer: int) -> dict:
+    """Layer ``layer``'s query/key/value/output.dense as W_Q/W_K/W_V/W_O (the mapping of
+    tests/test_attention_torch.py::test_matches_hf_bert_self_attention)."""
+    hf = minilm().encoder.layer[layer].attention
+    pairs = {"W_Q": hf.self.query, "W_K": hf.self.key, "W_V": hf.self.value, "W_O": hf.output.dense}
+    out = {}
+    for name, linear in pairs.items():
+        out[f"{name}.weight"] = linear.weight.detach().cpu().clone()
+        out[f"{name}.bias"] = linear.bias.detach().cpu().clone()
+    return out
+
+
+def plot_heads(weights, tokens, layer, sentence, lang, cjk, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    titles = TITLES[lang if cjk else "en"]
+    labels = [safe_label(tok, cjk) for tok in tokens]
+    L = len(labels)
+    cols = 4
+    rows = math.ceil(weights.shape[0] / cols)
+    size = 3.2 + 0.06 * L
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * size, rows * size + 1.0), squeeze=False)
+    font = max(4.0, min(9.0, 180.0 / L))
+    vmax = float(weights.max()) or 1.0
+    im = None
+    for h, ax in enumerate(axes.ravel()):
+        if h >= weights.shape[0]:
+            ax.axis("off")
+            continue
+        im = ax.imshow(weights[h], cmap="viridis", vmin=0.0, vmax=vmax, interpolation="nearest")
+        ax.set_title(titles["head"].format(h=h), fontsize=10)
+        ax.set_xticks(range(L))
+        ax.set_yticks(range(L))
+        ax.set_xticklabels(labels, rotation=90, fontsize=font)
+        ax.set_yticklabels(labels, fontsize=font)
+        if h % cols == 0:
+            ax.set_ylabel(titles["att_y"], fontsize=9)
+        if h // cols == rows - 1:
+            ax.set_xlabel(titles["att_x"], fontsize=9)
+    shown = sentence if len(sentence) <= 90 else sentence[:87] + "..."
+    fig.suptitle(titles["att"].format(layer=layer) + "\n\"" + safe_label(shown, cjk) + "\"", fontsize=13)
+    fig.tight_layout(rect=(0, 0, 0.93, 0.96))
+    cax = fig.add_axes((0.945, 0.15, 0.012, 0.7))
+    fig.colorbar(im, cax=cax)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+# ------------------------------------------------------------------ main
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(
+        prog="python -m grader.plots",
+        description="Draw the chapter's pictures from your own implementation: the positional-encoding "
+                    "heat map and the attention weights of a sentence in the real MiniLM model.")
+    p.add_argument("--target", default="exercises",
+                   help="folder of your modules: exercises (default), solutions, or any path")
+    p.add_argument("--out", default=None, help="folder for the PNG files (default: plots/)")
+    p.add_argument("--layer", type=int, default=0,
+                   help=f"which MiniLM layer's attention to draw: 0 (first) to {LAYERS - 1} (last); default 0")
+    p.add_argument("--sentence", default=DEFAULT_SENTENCE, help="the sentence to run through the model")
+    p.add_argument("--lang", choices=["en", "ja"], default=None, help="language of messages (default: locale)")
+    args = p.parse_args(argv)
+    if not 0 <= args.layer < LAYERS:
+        raise UsageError(f"--layer {args.layer}: all-MiniLM-L6-v2 has layers 0 to {LAYERS - 1}")
+    if not args.sentence.strip():
+        raise UsageError("--sentence: give a non-empty sentence")
+    args.target = resolve_target(args.target)
+    args.out = Path(args.out) if args.out is not None else ROOT / "plots"
+    args.lang = args.lang or default_lang()
+    return args
+
+
+def main(argv=None) -> int:
+    try:
+        args = parse_args(sys.argv[1:] if argv is None else argv)
+        args.out.mkdir(parents=True, exist_ok=True)
+    except UsageError as exc:
+        print(f"grader.plots: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"grader.plots: error: --out {args.out}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    warnings.filterwarnings("ignore", message=".*[Gg]lyph.*missing.*")
+    cjk = setup_fonts()
+    t = TEXT[args.lang]
+    # The attention sandbox starts (imports torch, the student's module) in the background
+    # while the positional-encoding picture is drawn; _check_started waits for it.
+    att = open_student(args.target, "attention_torch")
+    att_start = _background_start(att[0], args.target / "attention_torch.py")
+    drawn = 0
+    jobs = (("pe_what", "pe_done", lambda: draw_positional_encoding(args.target, args.out, args.lang, cjk), {}),
+            ("att_what", "att_done", lambda: (att_start.join(), draw_attention(
+                args.target, args.out, args.lang, cjk, args.layer, args.sentence, opened=att))[1],
+             {"layer": args.layer, "heads": HEADS}))
+    try:
+        for what, done, job, extra in jobs:
+            try:
+                path, notes = job()
+            except Skipped as exc:
+                print(t["skipped"].format(what=t[what], why=exc), flush=True)
+                continue
+            drawn += 1
+            print(t[done].format(path=_shown(path), **extra), flush=True)
+            for note in notes:
+                print(note, flush=True)
+    finally:
+        att_start.join()
+        att[0].close()
+    if not drawn:
+        print(t["none"])
+    return 0 if drawn else 1
+
+
+def _background_start(sandbox: Sandbox, module_file: Path):
+    """Start ``sandbox`` in a thread (errors are kept on the sandbox: dead / import_error)."""
+    import threading
+
+    def run():
+        try:
+            if module_file.is_file():
+                sandbox.start()
+        except Exception:   # SandboxDied is recorded in sandbox.dead; reported when used
+            pass
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def _shown(path: Path) -> str:
+    path = path.resolve()
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:
+        return str(path)
+    return str(path) if rel.startswith("..") else rel
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""``python -m grader.bench``: its cheapest parts run and report sane numbers.
+
+No test here depends on how fast anything is: only on the report's shape and that
+the measured times are positive numbers.
+"""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from grader import bench
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _positive(x):
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0
+
+
+def test_builtin_comparison_tiny_sizes():
+    res = bench.compare_builtins("cpu", B=2, L=8, d=16, h=2, warmup=1, repeats=3)
+    assert res["device"] == "cpu" and res["sizes"] == {"B": 2, "L": 8, "d": 16, "h": 2}
+    for part in ("mha", "sdpa"):
+        for key in ("reference_ms", "torch_ms", "ratio"):
+            assert _positive(res[part][key]), (part, key, res[part][key])
+        # the reference and the built-in compute the same thing (same weights)
+        assert res[part]["max_abs_diff"] < 1e-4, res[part]
+    assert _positive(res["mha"]["torch_with_weights_ms"])
+
+
+def test_report_renders_and_targets_are_judged(tmp_path):
+    warm = {"wall_s": 30.0, "grade_s": 25.0, "startup_s": 5.0, "score": 100, "max_score": 100}
+    res = {
+        "machine": {"cpus": 2}, "options": {"quick": True, "device": "cpu"},
+        "grade": {"full": {"exercises": "all", "cold": dict(warm, wall_s=40.0), "warm": warm},
+                  "one": {"exercises": ["attention_torch"], "cold": dict(warm, wall_s=9.0),
+                          "warm": dict(warm, wall_s=7.0)},
+                  "stubs": {"exercises": "all", "cold": warm, "warm": dict(warm, wall_s=16.0)}},
+        "pytest": {"in_process": {"mode": "in-process (unsandboxed)", "runs": [25.0],
+                                  "warm": {"wall_s": 25.0, "session_s": 20.0, "passed": 3, "tests": 3}}},
+        "startup": {"sandbox_start_s": {"attention_numpy": 2.0, "attention_torch": 3.0}},
+        "batch": {"submissions": 4, "exercises": ["attention_numpy"],
+                  "runs": [{"processes": 1, "wall_s": 8.0, "per_submission_s": 2.0, "full_marks": 4},
+                           {"processes": 2, "wall_s": 6.0, "per_submission_s": 1.5, "full_marks": 4}]},
+        "errors": [],
+    }
+    res["attribution"] = bench.attribution(res)
+    assert res["attribution"]["sandbox_starts_s"] == 5.0
+    assert res["attribution"]["tests_and_collection_s"] == 20.0
+    res["targets"] = bench.evaluate_targets(res)
+    # ratio 30/25 = 1.2 <= 1.5, full 30 s < 60, one 7 s < 8, stubs 16 s >= 15: MISS, batch 2.0 -> 1.5 falls
+    assert [t["status"] for t in res["targets"]] == ["PASS", "PASS", "PASS", "MISS", "PASS"], res["targets"]
+    text = bench.render(res)
+    assert "Targets" in text and "MISS" in text and "attention_torch" in text
+    out = tmp_path / "b.json"
+    bench.write_json(res, out)
+    assert json.loads(out.read_text())["targets"][3]["status"] == "MISS"
+
+
+def test_cli_quick_builtins_writes_json(tmp_path):
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, "-m", "grader.bench", "--quick", "--skip-gpu", "--parts", "builtins",
+                           "--builtin-size", "2,16,32,4", "--json", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    res = json.loads(out.read_text())
+    assert {"schema", "machine", "options", "builtins", "targets", "errors"} <= set(res)
+    assert res["errors"] == [] and res["options"]["quick"] is True
+    cpu = res["builtins"]["cpu"]
+    assert all(_positive(cpu[p][k]) for p in ("mha", "sdpa") for k in ("reference_ms", "torch_ms", "ratio"))
+    assert "cuda" not in res["builtins"]
+    assert "Reference vs torch built-ins on cpu" in proc.stdout
+    assert all(t["status"] == "n/a" for t in res["targets"])    # nothing graded: nothing judged

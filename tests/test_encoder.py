@@ -1,0 +1,393 @@
+"""Suite for `encoder` (chapters 3.1 and 3.6): a BERT encoder from the student's own parts.
+
+The student's EncoderLayer / BertEncoder are checked against HuggingFace `BertLayer` /
+`BertModel` with the same weights: small random configurations drawn by hypothesis, and
+the real all-MiniLM-L6-v2 weights (hash-checked by `grader.hf.minilm_dir`) on text
+tokenized with the real bert-base-uncased vocabulary.  Outputs are compared at real
+(non-padding) positions only.
+
+Tolerances (float32), measured on this suite's inputs with the reference solution:
+- float32 rounding (the same maths in another order, e.g. HuggingFace's eager or SDPA
+  attention vs the kata's): <= 2e-6 for one layer, <= 4e-6 for the small models and for
+  MiniLM (6 layers, values up to 6).
+- tanh-approximate GELU instead of exact GELU: >= 2.5e-4 (one layer), >= 7e-4 (small
+  models), 3.9e-3 (MiniLM).
+- LayerNorm eps 1e-5 instead of 1e-12: in the embedding LayerNorm >= 1e-2 (small models,
+  whose embeddings have BERT's 0.02 scale) and 2.6e-3 (MiniLM); in the layers only 7e-5 on
+  MiniLM and 5e-5 .. 2.5e-4 on one layer fed small inputs, and > 1e-2 in the dedicated eps test.
+So LAYER_ATOL = MINILM_ATOL = 2e-5 (5x above rounding, 3.5x below the smallest eps effect)
+and SMALL_ATOL = 5e-5 (deeper random stacks round a little more; every bug above is
+>= 7e-4 there).
+"""
+import functools
+import math
+import re
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from grader import hf
+from grader.checks import assert_close, assert_dtype, assert_shape, graded
+from grader.wire import Handle
+
+LAYER_ATOL = 2e-5
+SMALL_ATOL = 5e-5
+MINILM_ATOL = 2e-5
+
+# HuggingFace BertLayer parameter -> the SPEC'd name (suffix) of the student's parameter that
+# must hold it; LayerNorm names are the student's choice (None: matched by value only).
+LAYER_ROLES = {
+    "attention.self.query": "W_Q", "attention.self.key": "W_K", "attention.self.value": "W_V",
+    "attention.output.dense": "W_O", "intermediate.dense": "linear1", "output.dense": "linear2",
+    "attention.output.LayerNorm": None, "output.LayerNorm": None,
+}
+ROLE_OF_SUFFIX = {v: k for k, v in LAYER_ROLES.items() if v}
+
+
+# ------------------------------------------------------------------ trusted helpers
+
+def randomize_(module, seed, qk_gain=2.0):
+    """Give every parameter a distinct random value: weights ~ N(0, 1/fan_in) (query and key
+    twice that, so attention is sharp and a query/key swap shows), biases and LayerNorm
+    parameters far from 0 and 1 (so a forgotten bias or LayerNorm shows), embeddings of
+    BERT's scale 0.02 (so the embedding LayerNorm's eps matters)."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            noise = torch.randn(p.shape, generator=gen)
+            if "LayerNorm.weight" in name:
+                p.copy_(1 + 0.2 * noise)
+            elif "LayerNorm.bias" in name:
+                p.copy_(0.1 * noise)
+            elif "embeddings" in name:
+                p.copy_(0.02 * noise)
+            elif name.endswith("bias"):
+                p.copy_(0.1 * noise)
+            else:
+                gain = qk_gain if (".query." in name or ".key." in name) else 1.0
+                p.copy_(gain * noise / math.sqrt(p.shape[1]))
+    return module
+
+
+def hf_layer(cfg, seed):
+    from transformers import BertLayer
+
+    return randomize_(hf.seeded(lambda: BertLayer(cfg), seed), seed).eval()
+
+
+def hf_model(cfg, seed):
+    from transformers import BertModel
+
+    return randomize_(hf.seeded(lambda: BertModel(cfg), seed), seed).eval()
+
+
+def first(out):
+    """EncoderLayer.forward returns the hidden states; tolerate (hidden, extras) tuples."""
+    return out[0] if isinstance(out, (tuple, list)) and out else out
+
+
+def loaded_student_layer(student, device, cfg, layer, default_eps=False):
+    remote = hf.in_sandbox(student, "transformers.BertLayer", cfg, layer.state_dict())
+    d, h, d_ff = cfg.hidden_size, cfg.num_attention_heads, cfg.intermediate_size
+    if default_eps:
+        mine = student.EncoderLayer(d, h, d_ff)
+    else:
+        mine = student.EncoderLayer(d, h, d_ff, dropout=0.1, layer_norm_eps=cfg.layer_norm_eps)
+    returned = student.load_bert_layer(mine, remote)
+    assert isinstance(returned, Handle) and returned.id == mine.id, (
+        "load_bert_layer(layer, hf_layer) must copy the weights into `layer` and return that same "
+        f"layer; it returned {returned!r}")
+    mine.eval()
+    mine.to(device)
+    return mine
+
+
+def padding_mask(lengths, seq_len):
+    """(B, L) long: 1 for the first lengths[b] positions of row b, then 0."""
+    return (torch.arange(seq_len)[None, :] < torch.tensor(lengths)[:, None]).long()
+
+
+def tensors_equal(a, b):
+    return a.shape == b.shape and a.dtype == b.dtype and torch.equal(a, b)
+
+
+def check_weight_mapping(student_sd, hf_sd, where):
+    """Every HuggingFace weight is in the student's state_dict, unchanged, and the SPEC-named
+    ones (W_Q, W_K, W_V, W_O, linear1, linear2) hold the right HuggingFace weight."""
+    student_sd = {k: v.detach().cpu() for k, v in student_sd.items() if isinstance(v, torch.Tensor)}
+    problems = []
+    for hf_name, want in hf_sd.items():
+        module_name, kind = hf_name.rsplit(".", 1)                     # kind: weight / bias
+        suffix = LAYER_ROLES.get(re.sub(r"^encoder\.layer\.\d+\.", "", module_name))
+        role = f"{suffix}.{kind}" if suffix else None
+        holders = [k for k, v in student_sd.items() if tensors_equal(v, want)]
+        if role is not None and any(k.endswith(role) for k in holders):
+            continue
+        if role is None and holders:
+            continue
+        if holders:
+            wrong = holders[0]
+            owner = ROLE_OF_SUFFIX.get(wrong.split(".")[-2] if "." in wrong else "")
+            hint = f" (your {wrong!r} should hold HuggingFace's {owner}.{kind})" if owner else ""
+            problems.append(f"{where}: HuggingFace's {hf_name} was copied into your {wrong!r}, but it belongs "
+                            f"in {role}{hint}")
+        elif want.dim() == 2 and any(tensors_equal(v, want.T) for v in student_sd.values()):
+            at = next(k for k, v in student_sd.items() if tensors_equal(v, want.T))
+            problems.append(f"{where}: your {at!r} holds the transpose of HuggingFace's {hf_name}; "
+                            "nn.Linear stores weights as (out_features, in_features) in both models: copy "
+                            "them without .T")
+        else:
+            problems.append(f"{where}: HuggingFace's {hf_name} {tuple(want.shape)} appears nowhere in your "
+                            "model's state_dict (not copied, or changed on the way)")
+    if problems:
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise AssertionError("; ".join(problems[:3]) + more)
+
+
+# ------------------------------------------------------------------ EncoderLayer + load_bert_layer
+
+@st.composite
+def layer_cases(draw):
+    heads = draw(st.sampled_from([1, 2, 4]), label="num_heads")
+    head_dim = draw(st.sampled_from([2, 4, 8]), label="head_dim")
+    return dict(
+        heads=heads, d_model=heads * head_dim, d_ff=draw(st.integers(4, 64), label="d_ff"),
+        batch=draw(st.integers(1, 3), label="batch"), seq_len=draw(st.integers(1, 10), label="seq_len"),
+        mask_kind=draw(st.sampled_from(["none", "padding_bool", "padding_long", "full_bool"]), label="mask"),
+        x_scale=draw(st.sampled_from([1.0, 0.1]), label="x_scale"),
+        default_eps=draw(st.booleans(), label="default_eps"),
+        seed=draw(st.integers(0, 2**31 - 1), label="seed"))
+
+
+@graded(max_examples=20)
+@given(case=layer_cases())
+def test_encoder_layer_matches_hf_bert_layer(student, device, case):
+    cfg = hf.small_config(hidden_size=case["d_model"], num_attention_heads=case["heads"],
+                          intermediate_size=case["d_ff"])
+    layer = hf_layer(cfg, case["seed"])
+    mine = loaded_student_layer(student, device, cfg, layer, default_eps=case["default_eps"])
+    gen = torch.Generator().manual_seed(case["seed"] + 1)
+    B, L, d = case["batch"], case["seq_len"], case["d_model"]
+    x = case["x_scale"] * torch.randn(B, L, d, generator=gen)
+    lengths = torch.randint(1, L + 1, (B,), generator=gen).tolist()
+    real = padding_mask(lengths, L).bool()                                     # (B, L)
+    if case["mask_kind"] == "none":
+        mask, real = None, torch.ones(B, L, dtype=torch.bool)
+    elif case["mask_kind"] == "padding_bool":
+        mask = real[:, None, None, :]                                           # (B, 1, 1, L)
+    elif case["mask_kind"] == "padding_long":
+        mask = real[:, None, None, :].long()
+    else:                                                                       # any pattern, (B, 1, L, L)
+        mask = torch.rand(B, 1, L, L, generator=gen) < 0.6
+        mask |= torch.eye(L, dtype=torch.bool)                                  # every query may attend somewhere
+        real = torch.ones(B, L, dtype=torch.bool)
+    got = first(mine(x.to(device), None if mask is None else mask.to(device)))
+    with torch.no_grad():
+        want = layer(x, None if mask is None else hf.additive_mask(mask.bool()))
+    assert_close(got, want.to(device), atol=LAYER_ATOL, mask=real[..., None].to(device),
+                 name=f"EncoderLayer output vs HuggingFace BertLayer (mask {case['mask_kind']})")
+
+
+@pytest.mark.parametrize("eps", [None, 1e-12, 1e-5, 1e-3])
+def test_encoder_layer_uses_layer_norm_eps(student, device, eps):
+    # inputs and biases so small that the LayerNorms' inputs have a variance of ~1e-5:
+    # there eps 1e-12 and 1e-5 give outputs that differ by 1e-2 or more
+    cfg = hf.small_config(hidden_size=16, num_attention_heads=2, intermediate_size=32,
+                          layer_norm_eps=1e-12 if eps is None else eps)
+    layer = hf_layer(cfg, seed=21)
+    with torch.no_grad():
+        for name, p in layer.named_parameters():
+            if name.endswith("bias") and "LayerNorm" not in name:
+                p.mul_(0.01)
+        layer.attention.output.dense.weight.mul_(0.01)
+    mine = loaded_student_layer(student, device, cfg, layer, default_eps=eps is None)
+    x = 0.003 * torch.randn(2, 5, 16, generator=torch.Generator().manual_seed(22))
+    got = first(mine(x.to(device)))
+    with torch.no_grad():
+        want = layer(x)
+    label = "the default layer_norm_eps (1e-12, BERT's)" if eps is None else f"layer_norm_eps={eps:g}"
+    assert_close(got, want.to(device), atol=1e-4,
+                 name=f"EncoderLayer output with {label} vs HuggingFace BertLayer")
+
+
+def test_load_bert_layer_maps_each_weight(student):
+    cfg = hf.small_config(hidden_size=24, num_attention_heads=3, intermediate_size=24)   # square FFN weights too
+    layer = hf_layer(cfg, seed=31)
+    mine = loaded_student_layer(student, "cpu", cfg, layer)
+    check_weight_mapping(mine.state_dict(), layer.state_dict(), "load_bert_layer")
+
+
+def test_encoder_layer_output_shape_and_dtype(student, device):
+    cfg = hf.small_config(hidden_size=16, num_attention_heads=4, intermediate_size=20)
+    mine = loaded_student_layer(student, device, cfg, hf_layer(cfg, seed=41))
+    out = first(mine(torch.randn(3, 7, 16, generator=torch.Generator().manual_seed(42)).to(device)))
+    assert_shape(out, (3, 7, 16), "EncoderLayer output")
+    assert_dtype(out, torch.float32, "EncoderLayer output")
+
+
+# ------------------------------------------------------------------ BertEncoder, small random configs
+
+@st.composite
+def model_cases(draw):
+    heads = draw(st.sampled_from([1, 2, 4]), label="num_heads")
+    head_dim = draw(st.sampled_from([2, 4, 8]), label="head_dim")
+    max_pos = draw(st.integers(4, 24), label="max_position_embeddings")
+    seq_len = draw(st.integers(1, max_pos), label="seq_len")
+    batch = draw(st.integers(1, 3), label="batch")
+    return dict(
+        layers=draw(st.integers(1, 3), label="num_hidden_layers"), heads=heads, d_model=heads * head_dim,
+        d_ff=draw(st.integers(4, 48), label="intermediate_size"), vocab=draw(st.integers(5, 60), label="vocab_size"),
+        type_vocab=draw(st.integers(1, 3), label="type_vocab_size"), max_pos=max_pos, seq_len=seq_len, batch=batch,
+        lengths=draw(st.lists(st.integers(1, seq_len), min_size=batch, max_size=batch), label="real lengths"),
+        use_mask=draw(st.booleans(), label="pass attention_mask"),
+        use_types=draw(st.booleans(), label="pass token_type_ids"),
+        seed=draw(st.integers(0, 2**31 - 1), label="seed"))
+
+
+def small_model_config(c):
+    return hf.small_config(hidden_size=c["d_model"], num_hidden_layers=c["layers"], num_attention_heads=c["heads"],
+                           intermediate_size=c["d_ff"], vocab_size=c["vocab"], type_vocab_size=c["type_vocab"],
+                           max_position_embeddings=c["max_pos"])
+
+
+def student_encoder(student, device, cfg, model):
+    remote = hf.in_sandbox(student, "transformers.BertModel", cfg, model.state_dict())
+    enc = student.BertEncoder.from_hf(remote)
+    assert isinstance(enc, Handle), f"BertEncoder.from_hf must return the new BertEncoder, got {enc!r}"
+    enc.eval()
+    enc.to(device)
+    return enc
+
+
+def random_inputs(c, seed):
+    gen = torch.Generator().manual_seed(seed)
+    B, L = c["batch"], c["seq_len"]
+    ids = torch.randint(0, c["vocab"], (B, L), generator=gen)
+    mask = padding_mask(c["lengths"], L)
+    ids = torch.where(mask.bool(), ids, torch.zeros_like(ids))                 # [PAD] = 0 at padding
+    types = torch.randint(0, c["type_vocab"], (B, L), generator=gen)
+    return ids, mask, types
+
+
+@graded(max_examples=12)
+@given(case=model_cases())
+def test_bert_encoder_matches_hf_bert_model(student, device, case):
+    cfg = small_model_config(case)
+    model = hf_model(cfg, case["seed"])
+    enc = student_encoder(student, device, cfg, model)
+    ids, mask, types = random_inputs(case, case["seed"] + 1)
+    kwargs = {}
+    if case["use_mask"]:
+        kwargs["attention_mask"] = mask
+    else:
+        mask = torch.ones_like(mask)                                           # no padding then
+    if case["use_types"]:
+        kwargs["token_type_ids"] = types
+    got = enc(ids.to(device), **{k: v.to(device) for k, v in kwargs.items()})
+    with torch.no_grad():
+        want = model(input_ids=ids, **kwargs).last_hidden_state
+    assert_close(got, want.to(device), atol=SMALL_ATOL, mask=mask.bool()[..., None].to(device),
+                 name="BertEncoder output vs HuggingFace BertModel(...).last_hidden_state at real positions")
+
+
+def test_from_hf_maps_each_weight(student):
+    cfg = hf.small_config(hidden_size=16, num_hidden_layers=3, num_attention_heads=2, intermediate_size=16,
+                          vocab_size=40, max_position_embeddings=20, type_vocab_size=2)
+    model = hf_model(cfg, seed=51)
+    enc = student_encoder(student, "cpu", cfg, model)
+    hf_sd = {k: v for k, v in model.state_dict().items() if not k.startswith("pooler.")}
+    check_weight_mapping(enc.state_dict(), hf_sd, "BertEncoder.from_hf")
+
+
+@pytest.fixture(scope="module")
+def small_pair(student, device):
+    cfg = hf.small_config(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48,
+                          vocab_size=50, max_position_embeddings=16, type_vocab_size=2)
+    model = hf_model(cfg, seed=61)
+    return model, student_encoder(student, device, cfg, model)
+
+
+def test_padding_content_does_not_matter(student, device, small_pair):
+    _, enc = small_pair
+    gen = torch.Generator().manual_seed(62)
+    lengths, L = [16, 9, 3], 16
+    mask = padding_mask(lengths, L)
+    ids = torch.randint(1, 50, (3, L), generator=gen)
+    types = (torch.arange(L)[None, :] >= torch.tensor([8, 5, 2])[:, None]).long()
+    base = enc(torch.where(mask.bool(), ids, 0).to(device), mask.to(device), types.to(device))
+    # other tokens and token types at the padded positions: the real positions must not notice
+    noisy_ids = torch.where(mask.bool(), ids, torch.randint(1, 50, (3, L), generator=gen))
+    noisy_types = torch.where(mask.bool(), types, 1 - types)
+    noisy = enc(noisy_ids.to(device), mask.to(device), noisy_types.to(device))
+    real = mask.bool()[..., None].to(device)
+    assert_close(noisy, base, atol=1e-5, mask=real,
+                 name="output at real positions after changing the tokens at padded positions")
+    # each sentence alone (no padding at all) gives its row of the padded batch
+    for b, n in enumerate(lengths):
+        alone = enc(ids[b:b + 1, :n].to(device), torch.ones(1, n, dtype=torch.long, device=device),
+                    types[b:b + 1, :n].to(device))
+        assert_close(alone, base[b:b + 1, :n], atol=SMALL_ATOL,
+                     name=f"sentence {b} (length {n}) alone vs its row of the padded batch")
+
+
+def test_bert_encoder_output_shape_and_dtype(student, device, small_pair):
+    _, enc = small_pair
+    out = enc(torch.randint(0, 50, (2, 11), generator=torch.Generator().manual_seed(63)).to(device))
+    assert_shape(out, (2, 11, 32), "BertEncoder output (last_hidden_state)")
+    assert_dtype(out, torch.float32, "BertEncoder output")
+    assert out.device.type == device.type, f"BertEncoder output is on {out.device}, the input was on {device}"
+
+
+# ------------------------------------------------------------------ the real all-MiniLM-L6-v2 weights
+
+MINILM_TEXTS = [
+    ("Hello, how are you?", "I am fine, thank you."),
+    ("The quick brown fox jumps over the lazy dog near the river bank.", "Why?"),
+    ("Transformers learn contextual word representations.", "BERT is pre-trained on unlabeled text."),
+]
+
+
+@functools.lru_cache(maxsize=None)
+def minilm_reference():
+    from transformers import BertModel, BertTokenizer
+
+    folder = str(hf.minilm_dir())                                               # sha256-checked
+    model = BertModel.from_pretrained(folder).eval()
+    tokenizer = BertTokenizer.from_pretrained(folder)
+    batch = tokenizer([a for a, _ in MINILM_TEXTS], [b for _, b in MINILM_TEXTS], padding=True,
+                      return_tensors="pt")
+    single = tokenizer("Hello, how are you?", return_tensors="pt")
+    with torch.no_grad():
+        want_batch = model(**batch).last_hidden_state
+        want_single = model(input_ids=single["input_ids"]).last_hidden_state
+    return batch, want_batch, single["input_ids"], want_single
+
+
+@pytest.fixture(scope="module")
+def minilm_encoder(student, device):
+    remote = student.build("transformers.BertModel.from_pretrained", str(hf.minilm_dir()))
+    enc = student.BertEncoder.from_hf(remote)
+    assert isinstance(enc, Handle), f"BertEncoder.from_hf must return the new BertEncoder, got {enc!r}"
+    enc.eval()
+    enc.to(device)
+    return enc
+
+
+def test_bert_encoder_matches_minilm_on_a_padded_batch_of_pairs(minilm_encoder, device):
+    batch, want, _, _ = minilm_reference()
+    got = minilm_encoder(batch["input_ids"].to(device), batch["attention_mask"].to(device),
+                         batch["token_type_ids"].to(device))
+    real = batch["attention_mask"].bool()[..., None].to(device)
+    assert_close(got, want.to(device), atol=MINILM_ATOL, mask=real,
+                 name="BertEncoder with all-MiniLM-L6-v2 weights vs BertModel.last_hidden_state "
+                      "(sentence pairs, padded, at real positions)")
+
+
+def test_bert_encoder_matches_minilm_on_the_chapters_sentence(minilm_encoder, device):
+    # "Hello, how are you?" -> [101, 7592, 1010, 2129, 2024, 2017, 1029, 102]; no mask, no token types
+    _, _, ids, want = minilm_reference()
+    got = minilm_encoder(ids.to(device))
+    assert_close(got, want.to(device), atol=MINILM_ATOL,
+                 name="BertEncoder with all-MiniLM-L6-v2 weights on 'Hello, how are you?' vs BertModel")

@@ -1,0 +1,165 @@
+"""Suite for `positional_encoding` (chapter 3.4, exercise 2).
+
+The trusted table is HuggingFace DistilBERT's `create_sinusoidal_embeddings` (float64
+NumPy inside).  SPEC: the student's table must equal it within 1e-3 absolute.  That
+tolerance lets the chapter's own float32 listing pass (it drifts by about 2e-4 at
+position 5000, because `5000 * div_term` in float32 is off by about half an ulp of
+5000) while every real mistake (sin/cos swapped, base 1000, i/d instead of 2i/d,
+odd columns with the wrong frequency) is off by 1e-1 or more.
+"""
+import functools
+import math
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from grader.checks import assert_close, assert_dtype, assert_not_mutated, assert_shape, graded
+
+TABLE_ATOL = 1e-3   # SPEC; see the module docstring
+
+
+@functools.lru_cache(maxsize=None)
+def distilbert_table(max_len, d_model):
+    """DistilBERT's sinusoidal position embeddings, (max_len, d_model) float32."""
+    from transformers.models.distilbert.modeling_distilbert import create_sinusoidal_embeddings
+
+    out = torch.empty(max_len, d_model)
+    create_sinusoidal_embeddings(max_len, d_model, out)
+    return out.detach().clone()
+
+
+def check_table(got, max_len, d_model, name):
+    """``got`` is a float tensor equal to DistilBERT's table (any float dtype, on the CPU)."""
+    want = distilbert_table(max_len, d_model)
+    assert_shape(got, (max_len, d_model), name)
+    assert got.is_floating_point(), f"{name}: expected a floating-point tensor, got dtype {got.dtype}"
+    assert_close(got, want, atol=TABLE_ATOL, name=name, check_dtype=False)
+
+
+# ------------------------------------------------------------------ sinusoidal_table
+
+@graded(max_examples=25)
+@given(max_len=st.integers(1, 120), d_model=st.integers(1, 64))
+def test_table_matches_distilbert(student, max_len, d_model):
+    got = student.sinusoidal_table(max_len, d_model)
+    check_table(got, max_len, d_model, f"sinusoidal_table({max_len}, {d_model})")
+
+
+@pytest.mark.parametrize("d_model", [64, 63])
+def test_table_matches_distilbert_up_to_position_5000(student, d_model):
+    # the chapter's default max_len; odd d_model too (one more sin column than cos columns)
+    got = student.sinusoidal_table(5000, d_model)
+    check_table(got, 5000, d_model, f"sinusoidal_table(5000, {d_model})")
+
+
+def test_table_first_rows(student):
+    # position 0 is (sin 0, cos 0, sin 0, ...) = (0, 1, 0, 1, ...); the first column is sin(pos)
+    got = student.sinusoidal_table(4, 6)
+    assert_shape(got, (4, 6), "sinusoidal_table(4, 6)")
+    row0 = got[0].to(torch.float64)
+    assert_close(row0, torch.tensor([0.0, 1.0] * 3, dtype=torch.float64), atol=1e-6,
+                 name="row 0 (position 0) of sinusoidal_table(4, 6)", check_dtype=False)
+    col0 = got[:, 0].to(torch.float64)
+    assert_close(col0, torch.tensor([math.sin(p) for p in range(4)], dtype=torch.float64), atol=1e-6,
+                 name="column 0 of sinusoidal_table(4, 6) (should be sin(pos))", check_dtype=False)
+
+
+@graded(max_examples=10)
+@given(max_len=st.integers(1, 600), d_model=st.integers(1, 96))
+def test_table_values_in_unit_interval(student, max_len, d_model):
+    got = student.sinusoidal_table(max_len, d_model)
+    assert_shape(got, (max_len, d_model), f"sinusoidal_table({max_len}, {d_model})")
+    values = got.detach().to("cpu", torch.float64)
+    worst = float(values.abs().max()) if values.numel() else 0.0
+    assert worst <= 1.0 + 1e-6, (f"sinusoidal_table({max_len}, {d_model}): every value is a sine or a "
+                                 f"cosine and must lie in [-1, 1]; found one of magnitude {worst:.6g}")
+
+
+@graded(max_examples=20)
+@given(d_model=st.integers(2, 64), k=st.integers(1, 60), data=st.data())
+def test_shift_by_k_is_a_fixed_rotation(student, d_model, k, data):
+    """Chapter exercise 2: for each frequency pair (2i, 2i+1), the encoding at pos + k is the
+    encoding at pos rotated by the angle k * w_i, the same rotation for every pos."""
+    max_len = 400
+    positions = data.draw(st.lists(st.integers(0, max_len - k - 1), min_size=1, max_size=6), label="positions")
+    table = student.sinusoidal_table(max_len, d_model)
+    assert_shape(table, (max_len, d_model), f"sinusoidal_table({max_len}, {d_model})")
+    table = table.detach().to("cpu", torch.float64)
+    n_pairs = d_model // 2
+    i = torch.arange(n_pairs, dtype=torch.float64)
+    w = torch.pow(10000.0, -2 * i / d_model)                   # (n_pairs,) the pair frequencies
+    c, s = torch.cos(k * w), torch.sin(k * w)
+    pos = torch.tensor(positions)
+    sin_p, cos_p = table[pos, 0:2 * n_pairs:2], table[pos, 1:2 * n_pairs:2]   # (P, n_pairs)
+    rotated = torch.stack([sin_p * c + cos_p * s, cos_p * c - sin_p * s], dim=-1)  # R(k w) applied
+    shifted = torch.stack([table[pos + k, 0:2 * n_pairs:2], table[pos + k, 1:2 * n_pairs:2]], dim=-1)
+    assert_close(shifted, rotated, atol=2 * TABLE_ATOL,
+                 name=f"(PE[pos+{k}, 2i], PE[pos+{k}, 2i+1]) vs the pair at pos rotated by {k}*w_i "
+                      f"(index: position number, pair i, sin/cos)")
+
+
+# ------------------------------------------------------------------ PositionalEncoding
+
+def module_buffers(student, module):
+    return student.build("builtins.dict", module.named_buffers())
+
+
+def test_module_registers_pe_buffer(student):
+    pe_mod = student.PositionalEncoding(16, max_len=50)
+    buffers = module_buffers(student, pe_mod)
+    assert isinstance(buffers, dict) and "pe" in buffers, (
+        "PositionalEncoding must register its table as a buffer named 'pe' "
+        f"(self.register_buffer('pe', ...)); its buffers are {sorted(buffers) if isinstance(buffers, dict) else buffers}")
+    pe = buffers["pe"]
+    assert_shape(pe, (1, 50, 16), "the buffer pe")
+    assert_close(pe[0], distilbert_table(50, 16), atol=TABLE_ATOL, name="pe[0]", check_dtype=False)
+
+
+def test_module_default_max_len_is_5000(student):
+    pe_mod = student.PositionalEncoding(8)
+    assert_shape(pe_mod.pe, (1, 5000, 8), "PositionalEncoding(8).pe")
+
+
+@graded(max_examples=20)
+@given(batch=st.integers(1, 3), seq_len=st.integers(1, 40), d_model=st.integers(1, 24),
+       dtype=st.sampled_from([torch.float32, torch.float64]), seed=st.integers(0, 2**31 - 1))
+def test_forward_adds_the_table(student, device, batch, seq_len, d_model, dtype, seed):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, seq_len, d_model, generator=gen, dtype=dtype).to(device)
+    pe_mod = student.PositionalEncoding(d_model, max_len=40)
+    pe_mod.to(device)
+    out = pe_mod(x)
+    assert_not_mutated(student, "x")
+    want = x + distilbert_table(40, d_model)[:seq_len].to(device, dtype)
+    assert_close(out, want, atol=TABLE_ATOL, name=f"PositionalEncoding({d_model}, max_len=40)(x), x {dtype}")
+
+
+def test_forward_at_exactly_max_len(student, device):
+    x = torch.zeros(2, 12, 6, device=device)
+    pe_mod = student.PositionalEncoding(6, max_len=12)
+    pe_mod.to(device)
+    out = pe_mod(x)
+    want = distilbert_table(12, 6).to(device).expand(2, 12, 6)
+    assert_close(out, want, atol=TABLE_ATOL, name="PositionalEncoding(6, max_len=12) on a sequence of length 12")
+
+
+@pytest.mark.parametrize("seq_len", [11, 30])
+def test_sequence_longer_than_max_len_raises(student, device, seq_len):
+    pe_mod = student.PositionalEncoding(8, max_len=10)
+    pe_mod.to(device)
+    x = torch.zeros(1, seq_len, 8, device=device)
+    with pytest.raises(ValueError, match=rf"max_len|{seq_len}|\b10\b"):
+        pe_mod(x)
+
+
+def test_forward_keeps_dtype_and_device(student, device):
+    pe_mod = student.PositionalEncoding(10, max_len=20)
+    pe_mod.to(device)
+    for dtype in (torch.float32, torch.float64):
+        x = torch.ones(1, 5, 10, dtype=dtype, device=device)
+        out = pe_mod(x)
+        assert_dtype(out, dtype, f"PositionalEncoding output for a {dtype} input")
+        assert out.device.type == device.type, (
+            f"PositionalEncoding output is on {out.device}, the input was on {device}")

@@ -1,0 +1,434 @@
+"""Suite for `tokenization` (chapter 3.6, 3.8): BERT's basic tokenizer, WordPiece, and the
+English and Japanese tokenizers, checked token for token against HuggingFace.
+
+Trusted yardsticks (built here, never in the sandbox):
+- English: transformers 5's `BertTokenizer` (the Rust tokenizer) with the real bert-base-uncased
+  vocabulary from all-MiniLM-L6-v2 (sha256-checked by `grader.hf.vocab_path()`), and
+  transformers' legacy Python `WordpieceTokenizer` for `wordpiece` with small drawn vocabularies.
+- Japanese: `BertJapaneseTokenizer(word_tokenizer_type="mecab", mecab_dic="unidic_lite")` on the
+  repository's own vocabulary `data/ja_vocab.txt` (built by `scripts/build_ja_vocab.py` from
+  `data/ja_corpus.txt`, both written for this project).
+
+What is drawn: text made of ASCII words and punctuation, accented Latin (precomposed and with
+combining marks), Greek and Cyrillic, CJK ideographs, kana, emoji (with skin tones, ZWJ
+sequences and flags), whitespace runs, control and format characters, words longer than
+`max_chars_per_word`, and the empty string.  Kept out, because HuggingFace's own two
+implementations (Rust and Python) disagree there and SPEC puts them out of scope: code points
+unassigned in the Rust tokenizer's Unicode tables, the capital sigma (final-sigma lower-casing),
+and the CJK extension range U+2B820-U+2CEAF.  Text never contains a special-token string such as
+"[CLS]" (HuggingFace keeps those whole; SPEC says nothing about it).
+
+All comparisons are exact: tokens are strings and ids are integers, so there is no tolerance.
+"""
+from __future__ import annotations
+
+import string
+import unicodedata
+from types import SimpleNamespace
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import grader.hf
+from grader.checks import assert_equal, graded
+from grader.manifest import ROOT
+
+JA_VOCAB = ROOT / "data" / "ja_vocab.txt"
+JA_CORPUS = ROOT / "data" / "ja_corpus.txt"
+SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+KEYS = ("input_ids", "token_type_ids", "attention_mask")
+# The reference solution and HuggingFace must agree on every drawn input; if not, the suite is wrong.
+SELF_CHECK = "suite self-check failed: the reference and HuggingFace disagree on this input (not your fault)"
+
+# The chapter's example and sentences in the style of its Japanese sections (3.8, exercise 5).
+CHAPTER_EN = "Hello, how are you?"
+CHAPTER_EN_IDS = [101, 7592, 1010, 2129, 2024, 2017, 1029, 102]
+CHAPTER_JA = [
+    "私は東京大学で自然言語処理を研究しています。",
+    "自然言語処理は、人間の言葉をコンピュータで扱う技術です。",
+    "BERTは2018年にGoogleが発表した言語モデルです。",
+    "ＢＥＲＴの事前学習には大量のテキストが必要です。",
+    "この映画はとても面白かった！",
+    "この映画は最悪だった。二度と見たくない。",
+    "店員さんの対応が丁寧で、また行きたいと思いました。",
+    "吾輩は猫である。名前はまだ無い。",
+    "今日はいい天気ですね😊",
+    "ｶﾀｶﾅとカタカナ、ＡＢＣとabc、１２３と123。",
+    "形態素解析器MeCabで文を単語に分割し、WordPieceでサブワードに分割する。",
+    "東京　大阪\t名古屋\n福岡",
+    "",
+]
+
+
+# ---------------------------------------------------------------- trusted objects
+
+def _corpus() -> list[str]:
+    lines = JA_CORPUS.read_text(encoding="utf-8").splitlines()
+    return [s.strip() for s in lines if s.strip() and not s.lstrip().startswith("#")]
+
+
+class Yardsticks(SimpleNamespace):
+    """The trusted tokenizers, built once per module; a short repr keeps hypothesis' reports readable."""
+
+    def __repr__(self):
+        return "<trusted tokenizers>"
+
+
+def _hf_ja(lower=False):
+    from transformers import BertJapaneseTokenizer
+
+    return BertJapaneseTokenizer(vocab_file=str(JA_VOCAB), do_lower_case=lower, word_tokenizer_type="mecab",
+                                 subword_tokenizer_type="wordpiece", mecab_kwargs={"mecab_dic": "unidic_lite"})
+
+
+@pytest.fixture(scope="module")
+def vocab_file():
+    return str(grader.hf.vocab_path())
+
+
+@pytest.fixture(scope="module")
+def yard(reference, vocab_file):
+    from transformers import BertTokenizer
+
+    return Yardsticks(
+        hf_en=BertTokenizer(vocab=vocab_file),         # vocab=, not vocab_file= (ignored in v5)
+        hf_en_cased=BertTokenizer(vocab=vocab_file, do_lower_case=False),
+        hf_ja=_hf_ja(), hf_ja_lower=_hf_ja(lower=True),
+        ref=reference,
+        ref_en=reference.WordPieceTokenizer(vocab_file),
+        ref_ja=reference.JapaneseWordPieceTokenizer(str(JA_VOCAB)),
+    )
+
+
+@pytest.fixture(scope="module")
+def tok_en(student, vocab_file):
+    return student.WordPieceTokenizer(vocab_file)
+
+
+@pytest.fixture(scope="module")
+def tok_en_cased(student, vocab_file):
+    return student.WordPieceTokenizer(vocab_file, do_lower_case=False)
+
+
+@pytest.fixture(scope="module")
+def tok_ja(student):
+    return student.JapaneseWordPieceTokenizer(str(JA_VOCAB))
+
+
+@pytest.fixture(scope="module")
+def tok_ja_lower(student):
+    return student.JapaneseWordPieceTokenizer(str(JA_VOCAB), do_lower_case=True)
+
+
+def hf_words(hf_tok, text):
+    """HuggingFace's basic tokenization: its normalizer and pre-tokenizer, no WordPiece."""
+    backend = hf_tok.backend_tokenizer
+    return [w for w, _ in backend.pre_tokenizer.pre_tokenize_str(backend.normalizer.normalize_str(text))]
+
+
+def hf_encode(hf_tok, text, text_pair=None, **kwargs):
+    enc = hf_tok(text, text_pair, return_token_type_ids=True, return_attention_mask=True, **kwargs)
+    return {k: list(enc[k]) for k in KEYS}
+
+
+def check_encoding(got, want, what):
+    """`got` is a dict with HuggingFace's three lists; each must equal `want`'s exactly."""
+    if not isinstance(got, dict):
+        raise AssertionError(f"{what}: expected a dict with keys {list(KEYS)}, got {type(got).__name__}")
+    for key in KEYS:
+        if key not in got:
+            raise AssertionError(f"{what}: the result has no {key!r} (keys: {sorted(map(str, got))})")
+        value = got[key]
+        if isinstance(value, tuple):
+            value = list(value)
+        assert_equal(value, want[key], name=f"{what}: {key}")
+
+
+# ---------------------------------------------------------------- strategies
+
+def _chars(lo, hi, exclude=()):
+    return st.characters(min_codepoint=lo, max_codepoint=hi, exclude_categories=("Cn", "Cs"),
+                         exclude_characters="".join(exclude))
+
+
+ASCII_WORD = st.text(string.ascii_letters + string.digits, min_size=1, max_size=12)
+COMMON_WORD = st.sampled_from(["the", "The", "unaffable", "tokenization", "running", "naïve", "Café", "Zürich",
+                               "don't", "U.S.A.", "e-mail", "3.14", "$100", "#hashtag", "@user", "C++",
+                               "BERT", "Transformer", "self-attention", "embeddings", "straße", "ﬁ", "½"])
+PUNCT = st.sampled_from(list(string.punctuation) + list("¿¡«»—–…‘’“”•·§¶†、。「」『』！？（）・〜"))
+ACCENTED = st.text(_chars(0xC0, 0x24F, exclude="×÷"), min_size=1, max_size=8)
+COMBINING = st.tuples(st.sampled_from(string.ascii_letters), _chars(0x300, 0x36F)).map("".join)
+GREEK_CYRILLIC = st.text(st.one_of(_chars(0x391, 0x3C9, exclude="\u03a3"), _chars(0x410, 0x44F)), min_size=1,
+                         max_size=8)
+CJK = st.text(st.one_of(_chars(0x4E00, 0x9FFF), _chars(0x3400, 0x4DBF), _chars(0x20000, 0x2A6DF),
+                        _chars(0xF900, 0xFAFF)), min_size=1, max_size=6)
+KANA = st.text(st.one_of(_chars(0x3041, 0x30FF), _chars(0xFF66, 0xFF9D)), min_size=1, max_size=8)
+EMOJI = st.sampled_from(["😀", "🤗", "🫠", "🚀", "❤️", "👍🏽", "👨‍👩‍👧", "🇯🇵", "☕", "🍣", "✨", "🙇‍♂️", "©", "™", "★"])
+WHITESPACE = st.lists(st.sampled_from([" ", "  ", "\t", "\n", "\r\n", "\u00a0", "\u3000", "\u2003", "\u202f"]),
+                      min_size=1, max_size=4).map("".join)
+CONTROL = st.sampled_from(["\x00", "\x01", "\x07", "\x08", "\x0b", "\x0c", "\x1b", "\x7f", "\x85", "\x9f",
+                           "\u00ad", "\u200b", "\u200d", "\u200e", "\u2060", "\ufeff", "\ufffd"])
+LONG_WORD = st.tuples(st.integers(96, 104), st.sampled_from(["a", "ab", "x", "é", "un"])).map(
+    lambda t: (t[1] * t[0])[:t[0]])                    # 96..104 characters: both sides of the 100 limit
+
+SEGMENT = st.one_of(ASCII_WORD, COMMON_WORD, PUNCT, ACCENTED, COMBINING, GREEK_CYRILLIC, CJK, KANA, EMOJI,
+                    WHITESPACE, CONTROL, LONG_WORD)
+
+
+def _no_special(text):
+    return not any(s in text for s in SPECIALS)
+
+
+def _join(parts):
+    return "".join(p for pair in parts for p in pair)
+
+
+# A text: segments, each followed by a space or by nothing (so words and punctuation also touch).
+TEXT = st.lists(st.tuples(SEGMENT, st.sampled_from(["", " ", " "])), max_size=10).map(_join).filter(_no_special)
+NFC_TEXT = TEXT.map(lambda s: unicodedata.normalize("NFC", s))   # cased: SPEC leaves NFC free
+
+_ja_chars = sorted({ch for s in _corpus() for ch in unicodedata.normalize("NFKC", s)})
+JA_SEGMENT = st.one_of(
+    st.text(st.sampled_from(_ja_chars), min_size=1, max_size=10),            # mostly known characters
+    st.sampled_from(_corpus()).map(lambda s: s[: len(s) // 2]),              # real phrases
+    CJK, KANA, ASCII_WORD, PUNCT, EMOJI,
+    st.text(_chars(0xFF01, 0xFF5E), min_size=1, max_size=5),               # full-width ASCII (NFKC)
+    st.sampled_from([" ", "\u3000", "  "]),
+)
+JA_TEXT = st.lists(JA_SEGMENT, max_size=8).map("".join).filter(_no_special)
+
+
+# ---------------------------------------------------------------- English
+
+def test_chapter_example_gives_the_chapters_ids(tok_en):
+    got = tok_en(CHAPTER_EN)
+    check_encoding(got, {"input_ids": CHAPTER_EN_IDS, "token_type_ids": [0] * 8, "attention_mask": [1] * 8},
+                   f"tokenizer({CHAPTER_EN!r})")
+    assert_equal(tok_en.tokenize(CHAPTER_EN), ["hello", ",", "how", "are", "you", "?"],
+                 name=f"tokenize({CHAPTER_EN!r})")
+
+
+@graded(max_examples=30)
+@given(text=TEXT)
+def test_basic_tokenize_uncased_matches_hf(student, yard, text):
+    want = hf_words(yard.hf_en, text)
+    assert yard.ref.basic_tokenize(text) == want, SELF_CHECK
+    assert_equal(student.basic_tokenize(text), want, name=f"basic_tokenize({text!r})")
+
+
+@graded(max_examples=20)
+@given(text=NFC_TEXT)
+def test_basic_tokenize_cased_matches_hf(student, yard, text):
+    want = hf_words(yard.hf_en_cased, text)
+    assert_equal(student.basic_tokenize(text, do_lower_case=False), want,
+                 name=f"basic_tokenize({text!r}, do_lower_case=False)")
+
+
+@st.composite
+def small_wordpiece_case(draw):
+    """A small vocabulary over 'abcd', a word, a limit and an unknown-token name."""
+    letters = "abcd"
+    piece = st.text(letters, min_size=1, max_size=3)
+    starts = draw(st.sets(piece, max_size=10))
+    conts = draw(st.sets(piece, max_size=10))
+    vocab = {t: i for i, t in enumerate(sorted(starts) + sorted("##" + c for c in conts))}
+    word = draw(st.text(letters, min_size=1, max_size=14))
+    max_chars = draw(st.integers(4, 16))
+    unk = draw(st.sampled_from(["[UNK]", "<unk>"]))
+    return word, vocab, unk, max_chars
+
+
+@graded(max_examples=40)
+@given(case=small_wordpiece_case())
+def test_wordpiece_matches_hf_on_small_vocabularies(student, yard, case):
+    from transformers.models.bert import WordpieceTokenizer
+
+    word, vocab, unk, max_chars = case
+    want = WordpieceTokenizer(vocab, unk, max_input_chars_per_word=max_chars).tokenize(word)
+    assert yard.ref.wordpiece(word, vocab, unk, max_chars) == want, SELF_CHECK
+    got = student.wordpiece(word, vocab, unk_token=unk, max_chars_per_word=max_chars)
+    assert_equal(got, want, name=f"wordpiece({word!r}, vocab={sorted(vocab)}, unk_token={unk!r}, "
+                                 f"max_chars_per_word={max_chars})")
+
+
+def test_wordpiece_real_vocabulary_examples(student, yard):
+    vocab = yard.hf_en.get_vocab()
+    for word in ["unaffable", "tokenization", "hello", "embeddings", "zzzqqqxyz", "a" * 100, "a" * 101]:
+        want = yard.hf_en.tokenize(word)
+        assert_equal(student.wordpiece(word, vocab), want, name=f"wordpiece({word[:30]!r}..., bert vocab)")
+
+
+@graded(max_examples=30)
+@given(text=TEXT)
+def test_tokenize_matches_hf(tok_en, yard, text):
+    want = yard.hf_en.tokenize(text)
+    assert yard.ref_en.tokenize(text) == want, SELF_CHECK
+    assert_equal(tok_en.tokenize(text), want, name=f"tokenize({text!r})")
+
+
+@graded(max_examples=15)
+@given(text=NFC_TEXT)
+def test_tokenize_cased_matches_hf(tok_en_cased, yard, text):
+    assert_equal(tok_en_cased.tokenize(text), yard.hf_en_cased.tokenize(text),
+                 name=f"tokenize({text!r}) with do_lower_case=False")
+
+
+def test_convert_tokens_to_ids_matches_hf(tok_en, yard):
+    tokens = ["[CLS]", "hello", "##ing", ",", "zzqqxx", "[UNK]", "日", "🤗", "[SEP]", "[PAD]", "[MASK]", "Hello"]
+    assert_equal(tok_en.convert_tokens_to_ids(tokens), yard.hf_en.convert_tokens_to_ids(tokens),
+                 name=f"convert_tokens_to_ids({tokens}) (unknown tokens get the [UNK] id)")
+
+
+CALL_OPTIONS = st.fixed_dictionaries({
+    "max_length": st.one_of(st.none(), st.integers(3, 40)),
+    "padding": st.sampled_from([False, True, "longest", "max_length"]),
+    "truncation": st.sampled_from([False, True]),
+}).filter(lambda o: not (o["padding"] == "max_length" and o["max_length"] is None))
+
+
+@graded(max_examples=30)
+@given(text=TEXT, options=CALL_OPTIONS)
+def test_call_one_text_matches_hf(tok_en, yard, text, options):
+    want = hf_encode(yard.hf_en, text, **options)
+    assert yard.ref_en(text, **options) == want, SELF_CHECK
+    check_encoding(tok_en(text, **options), want, f"tokenizer({text!r}, **{options})")
+
+
+PAIR_TEXT = TEXT.filter(lambda s: s != "")     # HF ignores text_pair="" (a falsy pair); SPEC does not say
+
+
+@graded(max_examples=30)
+@given(text=TEXT, pair=PAIR_TEXT, options=CALL_OPTIONS)
+def test_call_sentence_pair_matches_hf(tok_en, yard, text, pair, options):
+    want = hf_encode(yard.hf_en, text, pair, **options)
+    assert yard.ref_en(text, text_pair=pair, **options) == want, SELF_CHECK
+    check_encoding(tok_en(text, text_pair=pair, **options), want,
+                   f"tokenizer({text!r}, text_pair={pair!r}, **{options})")
+
+
+def test_pair_truncation_longest_first(tok_en, yard):
+    """Deterministic corner cases of 'longest_first': ties and odd budgets."""
+    for n_a, n_b, max_length in [(1, 1, 4), (2, 2, 6), (7, 3, 8), (2, 5, 6), (3, 8, 8), (5, 5, 9), (9, 1, 6),
+                                 (0, 6, 5), (6, 1, 4), (4, 4, 12)]:
+        a, b = " ".join(["a"] * n_a), " ".join(["b"] * n_b)
+        want = hf_encode(yard.hf_en, a, b, max_length=max_length, truncation=True)
+        check_encoding(tok_en(a, text_pair=b, max_length=max_length, truncation=True), want,
+                       f"tokenizer({a!r}, text_pair={b!r}, max_length={max_length}, truncation=True)")
+
+
+@graded(max_examples=25)
+@given(text=TEXT, pair=st.one_of(st.none(), PAIR_TEXT), max_length=st.integers(3, 30))
+def test_call_properties(tok_en, text, pair, max_length):
+    """Properties that hold whatever the text: checked on the student's output alone."""
+    full = tok_en(text, text_pair=pair)
+    out = tok_en(text, text_pair=pair, max_length=max_length, padding="max_length", truncation=True)
+    what = f"tokenizer({text!r}, text_pair={pair!r}, max_length={max_length}, padding='max_length', truncation=True)"
+    ids, types, mask = out["input_ids"], out["token_type_ids"], out["attention_mask"]
+    assert len(ids) == len(types) == len(mask) == max_length, (
+        f"{what}: expected three lists of length {max_length}, got lengths {len(ids)}, {len(types)}, {len(mask)}")
+    n_real = min(len(full["input_ids"]), max_length)
+    assert list(mask) == [1] * n_real + [0] * (max_length - n_real), (
+        f"{what}: attention_mask should be {n_real} ones then zeros, got {list(mask)}")
+    assert list(ids[n_real:]) == [0] * (max_length - n_real), f"{what}: padding positions must hold [PAD] (id 0)"
+    assert ids[0] == 101 and ids[n_real - 1] == 102, f"{what}: must start with [CLS] (101) and end with [SEP] (102)"
+    tokens = tok_en.tokenize(text)
+    if pair is None and len(tokens) + 2 <= max_length:
+        assert list(ids[1:n_real - 1]) == list(tok_en.convert_tokens_to_ids(tokens)), (
+            f"{what}: input_ids between [CLS] and [SEP] should be convert_tokens_to_ids(tokenize(text))")
+
+
+def test_long_words_become_unk(tok_en, yard):
+    for n in (99, 100, 101, 150):
+        text = f"short {'b' * n} end"
+        assert_equal(tok_en.tokenize(text), yard.hf_en.tokenize(text),
+                     name=f"tokenize of a {n}-character word (more than 100 characters is one [UNK])")
+
+
+# ---------------------------------------------------------------- Japanese
+
+def test_japanese_corpus_matches_hf(tok_ja, yard):
+    for sentence in _corpus():
+        want = yard.hf_ja.tokenize(sentence)
+        assert yard.ref_ja.tokenize(sentence) == want, SELF_CHECK
+        assert_equal(tok_ja.tokenize(sentence), want, name=f"tokenize({sentence!r})")
+        want_ids = yard.hf_ja(sentence)["input_ids"]
+        assert_equal(list(tok_ja(sentence)["input_ids"]), want_ids, name=f"input_ids of {sentence!r}")
+
+
+def test_japanese_chapter_sentences_match_hf(tok_ja, yard):
+    for sentence in CHAPTER_JA:
+        assert_equal(tok_ja.tokenize(sentence), yard.hf_ja.tokenize(sentence), name=f"tokenize({sentence!r})")
+        check_encoding(tok_ja(sentence), hf_encode(yard.hf_ja, sentence), f"tokenizer({sentence!r})")
+
+
+@graded(max_examples=25)
+@given(text=JA_TEXT)
+def test_japanese_drawn_text_matches_hf(tok_ja, yard, text):
+    want = yard.hf_ja.tokenize(text)
+    assert yard.ref_ja.tokenize(text) == want, SELF_CHECK
+    assert_equal(tok_ja.tokenize(text), want, name=f"tokenize({text!r})")
+
+
+@graded(max_examples=15)
+@given(text=JA_TEXT)
+def test_japanese_lower_case_matches_hf(tok_ja_lower, yard, text):
+    assert_equal(tok_ja_lower.tokenize(text), yard.hf_ja_lower.tokenize(text),
+                 name=f"tokenize({text!r}) with do_lower_case=True")
+
+
+def test_japanese_keeps_case_by_default(tok_ja, yard):
+    text = "AIとGPUとPython"
+    assert_equal(tok_ja.tokenize(text), yard.hf_ja.tokenize(text),
+                 name=f"tokenize({text!r}) (do_lower_case defaults to False for Japanese)")
+
+
+@graded(max_examples=15)
+@given(text=JA_TEXT, pair=st.one_of(st.none(), JA_TEXT.filter(lambda s: s != "")),
+       max_length=st.integers(3, 40), padding=st.sampled_from([False, True, "max_length"]))
+def test_japanese_call_matches_hf(tok_ja, yard, text, pair, max_length, padding):
+    # One text: truncated as HF does.  A pair: no truncation here (for pairs, HF's Python tokenizers
+    # split an odd cut differently from BertTokenizer; the English tests pin the rule).
+    truncation = pair is None
+    want = hf_encode(yard.hf_ja, text, pair, max_length=max_length, padding=padding, truncation=truncation)
+    got = tok_ja(text, text_pair=pair, max_length=max_length, padding=padding, truncation=truncation)
+    check_encoding(got, want, f"tokenizer({text!r}, text_pair={pair!r}, max_length={max_length}, "
+                              f"padding={padding!r}, truncation={truncation})")
+
+
+# ---------------------------------------------------------------- bad input
+
+def test_missing_vocab_file_raises(student, tmp_path):
+    missing = tmp_path / "no_such_vocab.txt"
+    for cls in ("WordPieceTokenizer", "JapaneseWordPieceTokenizer"):
+        with pytest.raises((FileNotFoundError, ValueError)) as info:
+            getattr(student, cls)(str(missing))
+        assert "no_such_vocab" in str(info.value), (
+            f"{cls}({str(missing)!r}): the error should name the missing file, got: {info.value}")
+
+
+def test_vocab_without_unk_raises(student, tmp_path, vocab_file):
+    lines = [t for t in open(vocab_file, encoding="utf-8").read().split("\n")[:3000] if t != "[UNK]"]
+    path = tmp_path / "vocab_without_unk.txt"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"\[UNK\]"):
+        tok = student.WordPieceTokenizer(str(path))   # raising here (best) ...
+        tok.tokenize("hello zzqqxx 🤗")                   # ... or at the latest when [UNK] is needed
+
+
+def test_non_string_text_raises_type_error(student, tok_en):
+    for bad in (None, 42, b"bytes", ["a", "list"]):
+        for what, call, name in [
+            (f"basic_tokenize({bad!r})", lambda: student.basic_tokenize(bad), "text"),
+            (f"tokenize({bad!r})", lambda: tok_en.tokenize(bad), "text"),
+            (f"tokenizer({bad!r})", lambda: tok_en(bad), "text"),
+            (f"tokenizer('fine', text_pair={bad!r})", lambda: tok_en("fine", text_pair=bad if bad is not None else 3.5),
+             "text_pair"),
+            (f"wordpiece({bad!r}, vocab)", lambda: student.wordpiece(bad if bad is not None else 7, {"a": 0}), "word"),
+        ]:
+            try:
+                call()
+            except TypeError as exc:                   # another exception type propagates as an error
+                assert name in str(exc), f"{what}: the TypeError should name {name!r}, got: {exc}"
+            else:
+                raise AssertionError(f"{what} should raise TypeError naming {name!r}, but it returned")
