@@ -36,10 +36,9 @@ def sinusoidal_table(max_len, d_model):
         ``w_i = 10000 ** (-2i / d_model)``.  Row 0 is ``(0, 1, 0, 1, ...)``.
 
     It must equal HuggingFace DistilBERT's ``create_sinusoidal_embeddings`` within
-    1e-3.  The chapter's listing (``div_term = exp(arange(0, d_model, 2) * -log(10000)/d_model)``,
-    then ``pe[:, 0::2] = sin(position * div_term)`` and ``pe[:, 1::2] = cos(...)``) is
-    right for even ``d_model``; with an odd ``d_model`` there is one more even column
-    than odd columns, so its cosine assignment fails with a shape error: fix that.
+    1e-3.  The chapter's listing is right for an even ``d_model``; with an odd
+    ``d_model`` there is one more even column (sin) than odd columns (cos), and
+    the listing's cosine assignment fails with a shape error: make it work.
 
     Hint: build the angles ``pos * w_i`` for all positions at once by broadcasting a
     ``(max_len, 1)`` column of positions against a row of frequencies.  Computing in

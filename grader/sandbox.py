@@ -111,6 +111,30 @@ def isolation_mode() -> str:
     return "processes"
 
 
+NOBODY = 65534
+
+
+@functools.lru_cache(maxsize=None)
+def can_drop_to_nobody() -> bool:
+    """In ``processes`` mode as root (a Docker grader such as Gradescope's), the child runs
+    as uid/gid 65534 when that user can start Python and import the grader's libraries."""
+    if os.name != "posix" or os.geteuid() != 0:
+        return False
+
+    def become_nobody():
+        os.setgroups([])
+        os.setgid(NOBODY)
+        os.setuid(NOBODY)
+
+    try:
+        r = subprocess.run([sys.executable, "-I", "-c",
+                            f"import resource, hashlib, numpy; open({str(WORKER)!r}).read()"],
+                           capture_output=True, timeout=60, cwd="/", preexec_fn=become_nobody)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return r.returncode == 0
+
+
 def unshare_prefix(mode: str) -> list[str]:
     base = ["unshare", "--mount", "--pid", "--fork", "--kill-child", "--mount-proc", "--net"]
     if mode == "user-namespaces":
@@ -241,8 +265,10 @@ class Sandbox:
             "wfd": rep_w,
             "preload": self.preload,
             "threads": self.threads,
-            "nproc": _processes_of_this_user() + 256,
         }
+        if self.mode == "processes" and can_drop_to_nobody():
+            cfg["drop_uid"] = NOBODY
+        cfg["nproc"] = _processes_of_this_user(cfg.get("drop_uid")) + 256
         cmd = [sys.executable, "-I", "-B", str(WORKER), json.dumps(cfg)]
         if self.mode != "processes":
             cmd = [*unshare_prefix(self.mode), "--", *cmd]
@@ -394,10 +420,10 @@ def take_prestarted(target, module: str, device: str, **settings):
     return sb
 
 
-def _processes_of_this_user() -> int:
+def _processes_of_this_user(uid=None) -> int:
     """Processes and threads of this uid now: RLIMIT_NPROC counts them all, so the
     sandbox's limit is set this far above them (a fork bomb stops at +256)."""
-    uid, count = os.getuid(), 0
+    uid, count = (os.getuid() if uid is None else uid), 0
     try:
         for entry in os.scandir("/proc"):
             if entry.name.isdigit():

@@ -244,6 +244,11 @@ def seed_everything(seed):
 
 
 def run(cfg):
+    if cfg.get("drop_uid") is not None and os.geteuid() == 0:
+        uid = int(cfg["drop_uid"])
+        os.setgroups([])
+        os.setgid(uid)
+        os.setuid(uid)
     set_limits(cfg)
     os.chdir(cfg["work"])
     wire = _load_wire()

@@ -109,9 +109,10 @@ def module_buffers(student, module):
 def test_module_registers_pe_buffer(student):
     pe_mod = student.PositionalEncoding(16, max_len=50)
     buffers = module_buffers(student, pe_mod)
+    names = sorted(buffers) if isinstance(buffers, dict) else buffers
     assert isinstance(buffers, dict) and "pe" in buffers, (
         "PositionalEncoding must register its table as a buffer named 'pe' "
-        f"(self.register_buffer('pe', ...)); its buffers are {sorted(buffers) if isinstance(buffers, dict) else buffers}")
+        f"(self.register_buffer('pe', ...)); its buffers are {names}")
     pe = buffers["pe"]
     assert_shape(pe, (1, 50, 16), "the buffer pe")
     assert_close(pe[0], distilbert_table(50, 16), atol=TABLE_ATOL, name="pe[0]", check_dtype=False)

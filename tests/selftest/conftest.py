@@ -10,7 +10,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run_gradings(jobs, timeout=900):
+def run_gradings(jobs, timeout=900, env=None):
     """Grade several (target, exercises, options) jobs in one fresh trusted process and
     return their reports; a fresh process keeps these tests independent of this pytest run."""
     script = (
@@ -21,7 +21,7 @@ def run_gradings(jobs, timeout=900):
         "sys.stdout.write('\\n@@REPORTS@@' + json.dumps(out))\n"
     )
     proc = subprocess.run([sys.executable, "-c", script], input=json.dumps(jobs), capture_output=True,
-                          text=True, cwd=ROOT, timeout=timeout, env={**os.environ, "PYTHONHASHSEED": "0"})
+                          text=True, cwd=ROOT, timeout=timeout, env={**os.environ, "PYTHONHASHSEED": "0", **(env or {})})
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.rsplit("@@REPORTS@@", 1)[1])
 

@@ -271,3 +271,25 @@ def test_same_submission_same_report_five_times(grade_jobs, tmp_path):
     assert 0 < first[0]["score"] < first[0]["max_score"]
     for r in reports[1:]:
         assert r["exercises"] == first
+
+
+FALLBACK_CASES = ["honest_prints", "os_exit_in_call", "busy_loop_in_call", "fork_bomb", "always_equal_ndarray",
+                  "zeros_control"]
+
+
+def test_process_isolation_fallback_still_survives_and_judges(grade_jobs, tmp_path):
+    """Where the machine offers no namespaces the grader still isolates processes: crashes and
+    hangs cost only that exercise, and cheats still gain nothing."""
+    jobs = []
+    for name in FALLBACK_CASES:
+        build(name, CASES[name], tmp_path / name)
+        jobs.append({"target": str(tmp_path / name), "exercises": ["attention_numpy"],
+                     "options": {"call_timeout": 4, "start_timeout": 15}})
+    reports = grade_jobs(jobs, env={"KATA_ISOLATION": "processes"})
+    got = {name: r["exercises"][0] for name, r in zip(FALLBACK_CASES, reports)}
+    assert all(r["isolation"] == "processes" for r in reports)
+    assert got["honest_prints"]["score"] == got["honest_prints"]["max_score"]
+    assert got["os_exit_in_call"]["status"] == "crash" and got["os_exit_in_call"]["score"] == 0
+    assert got["busy_loop_in_call"]["status"] == "timeout" and got["busy_loop_in_call"]["score"] == 0
+    assert got["fork_bomb"]["score"] == 0
+    assert got["always_equal_ndarray"]["score"] == got["zeros_control"]["score"] < got["zeros_control"]["max_score"]
