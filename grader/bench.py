@@ -178,6 +178,7 @@ class InProcessSandbox(Sandbox):
         started = time.monotonic()
         header, _ = self._read_reply(self.start_timeout, "starting and importing the module")
         self.busy_s += time.monotonic() - started
+        self.imported = True
         if not header.get("ready"):
             from .sandbox import make_remote_error
 
@@ -322,24 +323,30 @@ def pytest_cold_warm(exercises, device: str, *, in_process: bool, runs: int, dur
 
 
 def sandbox_starts(exercises, device: str, repeats: int) -> dict:
-    """Seconds to start each exercise's sandbox and import its reference module
-    (what one ``student`` fixture costs before the first test runs)."""
+    """Seconds to start each exercise's sandbox: the child process with its libraries
+    (``spawn``, what the watcher's prestart hides) and then the module's import."""
     man = manifest_mod.by_name()
     modules = [e.name for e in manifest_mod.load()]
     out = {}
     for name in exercises:
         ex = man[name]
-        times = []
+        best = None
         for _ in range(max(1, repeats)):
             box = Sandbox(SOLUTIONS, name, modules, hide=[str(SOLUTIONS), str(ROOT / "tests")], device=device,
                           start_timeout=300, memory_mb=ex.memory_mb, preload=ex.preload)
-            started = time.perf_counter()
             try:
+                t0 = time.perf_counter()
+                if hasattr(box, "spawn"):
+                    box.spawn()
+                t1 = time.perf_counter()
                 box.start()
-                times.append(time.perf_counter() - started)
+                t2 = time.perf_counter()
             finally:
                 box.close()
-        out[name] = min(times)
+            run = {"total_s": t2 - t0, "spawn_s": t1 - t0, "import_s": t2 - t1}
+            if best is None or run["total_s"] < best["total_s"]:
+                best = run
+        out[name] = best
     return out
 
 
@@ -353,11 +360,9 @@ def interpreter_start(repeats: int = 3) -> dict:
 
 # ---------------------------------------------------------------------- watch mode
 
-def _watch_help() -> str:
-    if not (ROOT / "grader" / "watch.py").is_file():
-        return ""
-    r = run_timed([sys.executable, "-m", "grader.watch", "--help"], timeout=120)
-    return r["stdout"] + r["stderr"] if r["rc"] == 0 else ""
+def _watch_source() -> str:
+    path = ROOT / "grader" / "watch.py"
+    return path.read_text(encoding="utf-8") if path.is_file() else ""
 
 
 def _copy_modules(dest: Path, names) -> Path:
@@ -373,6 +378,10 @@ def _save(path: Path) -> None:
     path.write_text(text.rstrip("\n") + f"\n# saved {time.time_ns()}\n", encoding="utf-8")
 
 
+FEEDBACK = re.compile(r"\[[#-]+\]")     # an exercise's score bar: the first feedback a grade prints
+READY = ("Watching", "監視")
+
+
 class _LineReader(threading.Thread):
     def __init__(self, stream):
         super().__init__(daemon=True)
@@ -383,18 +392,19 @@ class _LineReader(threading.Thread):
         for line in self.stream:
             self.lines.append((time.perf_counter(), line))
 
-    def first_after(self, t0: float, needle) -> float | None:
+    def first_after(self, t0: float, pattern) -> float | None:
         for t, line in list(self.lines):
-            if t >= t0 and any(n in line for n in needle):
+            if t >= t0 and (pattern.search(line) if hasattr(pattern, "search") else
+                            any(n in line for n in pattern)):
                 return t
         return None
 
-
-FEEDBACK = ("Total:", "合計")
+    def tail(self) -> str:
+        return "".join(ln for _, ln in self.lines)[-800:]
 
 
 def feedback_fresh_grade(exercise: str, device: str, folder: Path, timeout=600.0) -> dict:
-    """Save the file, start ``python -m grader EXERCISE``, stop the clock when the total prints."""
+    """Save the file, start ``python -m grader EXERCISE``, stop the clock at the first score line."""
     path = folder / f"{exercise}.py"
     t0 = time.perf_counter()
     _save(path)
@@ -410,75 +420,72 @@ def feedback_fresh_grade(exercise: str, device: str, folder: Path, timeout=600.0
     reader.join(5)
     t1 = reader.first_after(t0, FEEDBACK)
     if t1 is None:
-        return {"error": "no total printed: " + "".join(ln for _, ln in reader.lines)[-800:]}
+        return {"error": "no score printed: " + reader.tail()}
     return {"seconds": t1 - t0}
 
 
-def feedback_watch(exercise: str, device: str, folder: Path, help_text: str, timeout=300.0) -> dict:
-    """Start ``python -m grader.watch``, let it settle, save the file, time the first total."""
-    once = "--once-after-change" in help_text
-    cmd = [sys.executable, "-m", "grader.watch", exercise, "--target", str(folder)]
-    if once:
-        cmd.append("--once-after-change")
-    if "--device" in help_text:
-        cmd += ["--device", device]
+def feedback_watch(exercise: str, device: str, folder: Path, saves: int = 2, settle: float = 8.0,
+                   timeout: float = 300.0) -> dict:
+    """Start ``python -m grader.watch EXERCISE --target COPY``; once it says it is watching
+    (after its first grade), wait ``settle`` seconds (a student's edit takes longer than
+    that; the watcher prestarts the next sandbox meanwhile), save, and time the first
+    score line; ``saves`` times in the same session."""
+    cmd = [sys.executable, "-m", "grader.watch", exercise, "--target", str(folder), "--device", device]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=_env(), start_new_session=True)
     reader = _LineReader(proc.stdout)
     reader.start()
+    begun = time.perf_counter()
+    out = {"settle_s": settle, "saves": []}
     try:
-        # settle before saving.  One-shot mode: no initial grade is expected, so wait until
-        # the watcher has been quiet for 3 s (or silent for 20 s).  Continuous mode: wait
-        # for its initial grade's total, then 1 s of quiet.
-        begun = time.perf_counter()
-        deadline = begun + timeout
-        while time.perf_counter() < deadline and proc.poll() is None:
-            time.sleep(0.25)
-            now = time.perf_counter()
-            last = reader.lines[-1][0] if reader.lines else None
-            if reader.first_after(0.0, FEEDBACK) is not None and now - last > 1.0:
-                break
-            if once and (now - (last or begun)) > (3.0 if last else 20.0):
-                break
-        if proc.poll() is not None:
-            return {"error": "the watcher exited before a file was saved: "
-                             + "".join(ln for _, ln in reader.lines)[-800:]}
-        t0 = time.perf_counter()
-        _save(folder / f"{exercise}.py")
-        t1 = None
-        while time.perf_counter() < t0 + timeout and t1 is None:
-            time.sleep(0.05)
-            t1 = reader.first_after(t0, FEEDBACK)
-        if t1 is None:
-            return {"error": "no total printed within the time limit after a save"}
-        return {"seconds": t1 - t0}
+        while reader.first_after(0.0, READY) is None:
+            if proc.poll() is not None or time.perf_counter() - begun > timeout:
+                return {"error": "the watcher never said it was watching: " + reader.tail()}
+            time.sleep(0.1)
+        out["startup_s"] = reader.first_after(0.0, READY) - begun
+        for _ in range(saves):
+            time.sleep(settle)
+            t0 = time.perf_counter()
+            _save(folder / f"{exercise}.py")
+            t1 = None
+            while t1 is None and time.perf_counter() < t0 + timeout and proc.poll() is None:
+                time.sleep(0.02)
+                t1 = reader.first_after(t0, FEEDBACK)
+            if t1 is None:
+                return {**out, "error": "no score printed after a save: " + reader.tail()}
+            out["saves"].append(t1 - t0)
+            done = reader.first_after(t1, ("graded in", "採点"))       # let the grading finish
+            while done is None and time.perf_counter() < t1 + timeout and proc.poll() is None:
+                time.sleep(0.1)
+                done = reader.first_after(t1, ("graded in", "採点"))
+        return out
     finally:
         if proc.poll() is None:
+            proc.send_signal(2)          # SIGINT: the watcher closes its prestarted sandboxes
             try:
-                os.killpg(proc.pid, 15)
-                proc.wait(timeout=10)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                proc.kill()
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, 9)
                 proc.wait()
 
 
-def measure_feedback(exercise: str, device: str, tmp: Path) -> dict:
+def measure_feedback(exercise: str, device: str, tmp: Path, quick: bool) -> dict:
     folder = _copy_modules(tmp / "watched", [e.name for e in manifest_mod.load()
                                              if (SOLUTIONS / f"{e.name}.py").is_file()])
-    help_text = _watch_help()
-    if help_text and "--target" in help_text:
-        first = feedback_watch(exercise, device, folder, help_text)
-        if "error" not in first:
-            second = feedback_watch(exercise, device, folder, help_text)
-            return {"method": "python -m grader.watch: file save -> printed total",
-                    "exercise": exercise, "cold": first, "warm": second}
-        note = f"watch mode failed ({first['error'][:300]}); measured a fresh grade instead"
+    source = _watch_source()
+    note = ""
+    if "--target" in source:
+        w = feedback_watch(exercise, device, folder, saves=1 if quick else 3)
+        if "error" not in w:
+            return {"method": "python -m grader.watch: file save -> first score line", "exercise": exercise,
+                    "watch": w, "cold": {"seconds": w["saves"][0]},
+                    "warm": {"seconds": statistics.median(w["saves"][1:] or w["saves"])}}
+        note = f"watch mode failed ({w['error'][:300]}); measured a fresh grade instead"
     else:
-        note = ("grader/watch.py is absent" if not help_text else "grader.watch has no --target option")
-        note += "; measured a file save followed by a fresh one-exercise grade"
+        note = "grader/watch.py is absent (or has no --target option); measured a fresh grade instead"
     cold = feedback_fresh_grade(exercise, device, folder)
     warm = feedback_fresh_grade(exercise, device, folder)
-    return {"method": "file save -> fresh `python -m grader EXERCISE` -> printed total", "note": note,
+    return {"method": "file save -> fresh `python -m grader EXERCISE` -> first score line", "note": note,
             "exercise": exercise, "cold": cold, "warm": warm}
 
 
@@ -638,7 +645,7 @@ def attribution(res: dict) -> dict | None:
     starts = _get(res, "startup", "sandbox_start_s")
     out = {"total_s": warm["wall_s"], "process_start_and_imports_s": warm["startup_s"]}
     if starts:
-        total_starts = sum(starts.values())
+        total_starts = sum(v["total_s"] for v in starts.values())
         out["sandbox_starts_s"] = total_starts
         out["tests_and_collection_s"] = max(0.0, warm["grade_s"] - total_starts)
     else:
@@ -715,8 +722,10 @@ def render(res: dict) -> str:
         if su.get("python_s") is not None:
             row("  bare `python -c pass`", _s(su["python_s"]))
             row("  python importing torch/transformers/pytest/grader", _s(su.get("python_with_imports_s")))
+        if su.get("sandbox_start_s"):
+            row("  sandbox start, per exercise", "total", "spawn", "import")
         for name, v in (su.get("sandbox_start_s") or {}).items():
-            row(f"  sandbox start + import: {name}", _s(v))
+            row(f"    {name}", _s(v["total_s"]), _s(v["spawn_s"]), _s(v["import_s"]))
 
     fb = res.get("feedback")
     if fb:
@@ -724,9 +733,13 @@ def render(res: dict) -> str:
         lines.append(f"  method: {fb.get('method')}")
         if fb.get("note"):
             lines.append(f"  note: {fb['note']}")
-        for key in ("cold", "warm"):
+        w = fb.get("watch")
+        if w:
+            row("watcher start to ready (first grade included)", _s(w.get("startup_s")))
+            lines.append(f"  saves {w['settle_s']:g} s apart: " + ", ".join(f"{x:.2f} s" for x in w["saves"]))
+        for key, label in (("cold", "first save"), ("warm", "later saves (median)")):
             r = fb.get(key) or {}
-            row(f"{fb.get('exercise')} ({key})", _s(r.get("seconds")) if "seconds" in r else "error")
+            row(f"{fb.get('exercise')}: {label}", _s(r.get("seconds")) if "seconds" in r else "error")
             if "error" in r:
                 lines.append(f"    error: {r['error'][-300:]}")
 
@@ -863,6 +876,8 @@ def main(argv=None) -> int:
         except Exception as exc:  # noqa: BLE001 - one broken part must not lose the others
             res["errors"].append(f"{label}: {type(exc).__name__}: {exc}")
             return None
+        finally:
+            write_json(res, args.json)          # partial results survive an interrupted run
 
     try:
         if "grade" in args.parts:
@@ -898,7 +913,7 @@ def main(argv=None) -> int:
                 "sandbox_start_s": sandbox_starts(exercises, args.device, 1 if quick else 2)})
         if "watch" in args.parts:
             res["feedback"] = attempt(f"time to first feedback ({one})",
-                                      lambda: measure_feedback(one, args.device, tmp))
+                                      lambda: measure_feedback(one, args.device, tmp, quick))
         if "batch" in args.parts:
             cpus = os.cpu_count() or 1
             workers = sorted({1, min(cpus, args.batch)})

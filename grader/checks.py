@@ -11,13 +11,15 @@ import math
 import numpy as np
 from hypothesis import HealthCheck, settings
 
+from .i18n import say
+
 GRADED = dict(derandomize=True, database=None, deadline=None, print_blob=False,
               report_multiple_bugs=False, suppress_health_check=list(HealthCheck))
 
 
 def graded(max_examples: int = 25, **extra):
     """Hypothesis settings for a graded test: derandomized, no database, no deadline."""
-    return settings(max_examples=max_examples, **GRADED, **extra)
+    return settings(**{**GRADED, "max_examples": max_examples, **extra})
 
 
 def _torch():
@@ -53,25 +55,24 @@ def as_float64(x) -> np.ndarray:
 def check_type(got, want, name: str) -> None:
     """``got`` must be the same kind of container as ``want`` (ndarray vs tensor)."""
     if type(want) is np.ndarray and type(got) is not np.ndarray:
-        raise AssertionError(f"{name}: expected a numpy.ndarray, got {kind_of(got)}")
+        raise AssertionError(say("expected_ndarray", name=name, got=kind_of(got)))
     if _is_tensor(want) and not _is_tensor(got):
-        raise AssertionError(f"{name}: expected a torch.Tensor, got {kind_of(got)}")
+        raise AssertionError(say("expected_tensor", name=name, got=kind_of(got)))
 
 
 def assert_shape(got, shape, name: str = "output") -> None:
     shape = tuple(shape)
     if type(got) is not np.ndarray and not _is_tensor(got):
-        raise AssertionError(f"{name}: expected an array of shape {shape}, got {kind_of(got)}")
+        raise AssertionError(say("expected_array_shape", name=name, shape=shape, got=kind_of(got)))
     if tuple(got.shape) != shape:
-        raise AssertionError(f"{name}: expected shape {shape}, got {tuple(got.shape)}")
+        raise AssertionError(say("shape", name=name, want=shape, got=tuple(got.shape)))
 
 
 def assert_dtype(got, dtype, name: str = "output") -> None:
     if type(got) is not np.ndarray and not _is_tensor(got):
-        raise AssertionError(f"{name}: expected an array of dtype {dtype}, got {kind_of(got)}")
+        raise AssertionError(say("expected_array_dtype", name=name, dtype=dtype, got=kind_of(got)))
     if got.dtype != dtype:
-        raise AssertionError(f"{name}: expected dtype {dtype}, got {got.dtype} "
-                             "(float in, same float dtype out)")
+        raise AssertionError(say("dtype", name=name, want=dtype, got=got.dtype))
 
 
 def assert_finite(got, name: str = "output") -> None:
@@ -79,8 +80,7 @@ def assert_finite(got, name: str = "output") -> None:
     bad = ~np.isfinite(values)
     if bad.any():
         idx = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise AssertionError(f"{name}: {int(bad.sum())} value(s) are NaN or infinite, "
-                             f"first at index {idx}")
+        raise AssertionError(say("not_finite", name=name, n=int(bad.sum()), idx=idx))
 
 
 def assert_close(got, want, *, atol: float, rtol: float = 0.0, name: str = "output",
@@ -94,7 +94,7 @@ def assert_close(got, want, *, atol: float, rtol: float = 0.0, name: str = "outp
     if check_dtype:
         assert_dtype(got, want.dtype, name)
     if _is_tensor(want) and _is_tensor(got) and got.device.type != want.device.type:
-        raise AssertionError(f"{name}: expected a tensor on {want.device.type}, got one on {got.device}")
+        raise AssertionError(say("device", name=name, want=want.device.type, got=got.device))
     g, w = as_float64(got), as_float64(want)
     if mask is not None:
         m = np.broadcast_to(as_float64(mask).astype(bool), g.shape)
@@ -109,10 +109,8 @@ def assert_close(got, want, *, atol: float, rtol: float = 0.0, name: str = "outp
         idx = tuple(int(i) for i in idx)
         worst = float(diff_masked[idx]) if g.ndim else float(diff)
         total = int(m.sum())
-        raise AssertionError(
-            f"{name}: {int(bad.sum())} of {total} values differ; largest difference "
-            f"{_fmt(worst)} at index {idx} (got {_fmt(float(g[idx]))}, expected {_fmt(float(w[idx]))}); "
-            f"tolerance atol={atol:g} rtol={rtol:g}")
+        raise AssertionError(say("close", name=name, bad=int(bad.sum()), total=total, worst=_fmt(worst), idx=idx,
+                                 got=_fmt(float(g[idx])), want=_fmt(float(w[idx])), atol=atol, rtol=rtol))
 
 
 def assert_equal(got, want, name: str = "output") -> None:
@@ -125,11 +123,10 @@ def assert_equal(got, want, name: str = "output") -> None:
         bad = ~(g == w)
         if bad.any():
             idx = tuple(int(i) for i in np.argwhere(bad)[0])
-            raise AssertionError(f"{name}: {int(bad.sum())} values differ, first at index {idx} "
-                                 f"(got {g[idx]}, expected {w[idx]})")
+            raise AssertionError(say("equal_array", name=name, bad=int(bad.sum()), idx=idx, got=g[idx], want=w[idx]))
         return
     if not _plain_equal(got, want):
-        raise AssertionError(f"{name}: expected {_short(want)}, got {_short(got)}")
+        raise AssertionError(say("equal", name=name, want=_short(want), got=_short(got)))
 
 
 def _plain_equal(a, b) -> bool:
@@ -159,5 +156,4 @@ def assert_not_mutated(student, name: str = "the inputs") -> None:
     """The last call into the sandbox left its array/tensor arguments unchanged."""
     changed = student.last_mutated
     if changed:
-        raise AssertionError(f"{name} were modified in place (argument {', '.join(changed)}); "
-                             "this function must not change its inputs")
+        raise AssertionError(say("mutated", name=name, args=", ".join(changed)))

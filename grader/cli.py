@@ -220,7 +220,8 @@ def main(argv=None) -> int:
     print_header(str(args.target), args.device, isolation_mode(), args.lang)
     parts = []
     for name in args.exercise:       # one at a time, so a long run shows progress as it goes
-        part = grade(args.target, [name], tests_dirs=args.tests, device=args.device, exitfirst=args.exitfirst)
+        part = grade(args.target, [name], tests_dirs=args.tests, device=args.device, exitfirst=args.exitfirst,
+                     lang=args.lang)
         for ex in part["exercises"]:
             print_exercise(ex, args.lang, args.verbose)
         parts.append(part)

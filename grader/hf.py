@@ -73,7 +73,8 @@ def additive_mask(mask, dtype=None):
 def in_sandbox(student, cls_path: str, config, state_dict=None, train=False):
     """Build a HuggingFace module inside the student's sandbox (to hand it to their code):
     ``in_sandbox(student, "transformers.BertModel", config, model.state_dict())``."""
-    cfg = student.build("transformers.BertConfig.from_dict", config.to_dict())
+    cfg = student.build("transformers.BertConfig.from_dict", config.to_dict(),
+                        attn_implementation=config._attn_implementation)
     module = student.build(cls_path, cfg)
     if state_dict is not None:
         module.load_state_dict(state_dict)

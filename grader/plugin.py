@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from . import manifest as manifest_mod
+from .i18n import say, set_lang
 from .remote import StudentModule
 from .sandbox import RemoteError, Sandbox, SandboxDied, take_prestarted
 
@@ -31,6 +32,9 @@ def pytest_addoption(parser):
     group.addoption("--kata-device", default="cpu", help="cpu or cuda")
     group.addoption("--kata-hide", action="append", default=[],
                     help="a folder the sandbox must not see (may repeat)")
+    group.addoption("--kata-lang", default="en", choices=["en", "ja"], help="language of the messages")
+    group.addoption("--kata-no-shrink", action="store_true",
+                    help="skip hypothesis' shrinking (verify's known-bug runs only need pass/fail)")
     group.addoption("--kata-call-timeout", type=float, default=None,
                     help="override the manifest's per-call time limit (seconds)")
     group.addoption("--kata-start-timeout", type=float, default=60.0,
@@ -43,11 +47,15 @@ def pytest_addoption(parser):
 def pytest_configure(config):
     config.addinivalue_line("markers", "visible: a hidden suite's test whose failure details students may see")
     config.kata_sandboxes = {}       # exercise -> list of Sandbox
+    set_lang(config.getoption("--kata-lang"))
     from hypothesis import settings
 
     from .checks import GRADED
 
-    settings.register_profile("kata-grading", max_examples=25, **GRADED)
+    from hypothesis import Phase
+
+    phases = [p for p in Phase if p != Phase.shrink or not config.getoption("--kata-no-shrink")]
+    settings.register_profile("kata-grading", max_examples=25, phases=phases, **GRADED)
     settings.load_profile("kata-grading")
 
 
@@ -134,7 +142,7 @@ def _without_fixtures(note: str) -> str:
     return "\n".join(line for line in note.splitlines() if not line.strip().startswith(FIXTURE_ARGS))
 
 
-def failure_message(excinfo) -> tuple[str, str]:
+def failure_message(excinfo, exercise: str = "") -> tuple[str, str]:
     """(kind, message) for a failed test, written for the student."""
     exc = excinfo.value
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:   # hypothesis: several distinct failures
@@ -142,15 +150,18 @@ def failure_message(excinfo) -> tuple[str, str]:
     notes = getattr(exc, "__notes__", None) or []
     example = [_without_fixtures(str(n))[:1500] for n in notes
                if "Falsifying" in str(n) or "Failing test case" in str(n)][:1]
-    tail = ("\nInputs that reproduce it (hypothesis' smallest example):\n" + example[0]) if example else ""
+    tail = ("\n" + say("reproduce") + "\n" + example[0]) if example else ""
     if isinstance(exc, SandboxDied):
         return exc.kind, exc.detail
     if isinstance(exc, RemoteError):
         if exc.type_name == "MemoryError":
-            return "memory", f"your code ran out of memory (the sandbox's limit): {exc.describe()}"
+            return "memory", say("memory", what=exc.describe())
         if exc.type_name == "NotImplementedError":
-            return "not-started", "not implemented yet (the stub raises NotImplementedError)"
-        return "error", f"your code raised {exc.describe()}{tail}"
+            where = exc.frames[-1][0] if exc.frames else ""
+            if exercise and where and where != f"{exercise}.py":
+                return "needs-other", say("needs_other", other=where)
+            return "not-started", say("not_started")
+        return "error", say("raised", what=exc.describe()) + tail
     if isinstance(exc, AssertionError):
         text = str(exc).split("\nassert ", 1)[0].strip() or "a check failed"
         return "failed", text + tail
@@ -164,6 +175,10 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
     if call.excinfo is not None and report.failed:
-        kind, message = failure_message(call.excinfo)
+        try:
+            exercise = exercise_of(item.module)
+        except Exception:  # noqa: BLE001
+            exercise = ""
+        kind, message = failure_message(call.excinfo, exercise)
         report.user_properties.append(("kata_kind", kind))
         report.user_properties.append(("kata_message", message))

@@ -88,7 +88,7 @@ class Collector:
 
 
 def grade(target, exercises, *, tests_dirs=(), device="cpu", exitfirst=False, solutions=None,
-          quiet=True, call_timeout=None, start_timeout=None) -> dict:
+          quiet=True, call_timeout=None, start_timeout=None, shrink=True, lang="en") -> dict:
     """Grade ``exercises`` of the folder ``target``; return the report as a dict."""
     target = Path(target).resolve()
     man = manifest_mod.by_name()
@@ -108,6 +108,9 @@ def grade(target, exercises, *, tests_dirs=(), device="cpu", exitfirst=False, so
         args += ["--kata-hide", str(Path(d).resolve())]
     if exitfirst:
         args.append("-x")
+    if not shrink:
+        args.append("--kata-no-shrink")
+    args += ["--kata-lang", lang]
     if call_timeout is not None:
         args += ["--kata-call-timeout", str(call_timeout)]
     if start_timeout is not None:

@@ -272,6 +272,9 @@ class Sandbox:
         cmd = [sys.executable, "-I", "-B", str(WORKER), json.dumps(cfg)]
         if self.mode != "processes":
             cmd = [*unshare_prefix(self.mode), "--", *cmd]
+        elif os.name == "posix" and os.geteuid() == 0 and "drop_uid" not in cfg and shutil.which("setpriv"):
+            # root that cannot become nobody: at least drop every capability (RLIMIT_NPROC then holds)
+            cmd = ["setpriv", "--bounding-set=-all", "--inh-caps=-all", "--no-new-privs", "--", *cmd]
         env = child_env(self.box / "work", self.device, self.threads)
         self.proc = subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=out_w, stderr=out_w, pass_fds=(req_r, rep_w),

@@ -54,6 +54,11 @@ def apply_variant(variant: dict, folder: Path) -> None:
             raise VariantError(f"{variant['exercise']}/{variant['name']}: {find!r} occurs {found} times in "
                                f"{path.name}, expected {count}")
         text = text.replace(find, edit.get("replace", ""))
+    try:
+        compile(text, str(path), "exec")
+    except SyntaxError as exc:
+        raise VariantError(f"{variant['exercise']}/{variant['name']}: the edited {path.name} does not parse "
+                           f"({exc.msg}, line {exc.lineno}); a variant must be a realistic, importable module") from None
     path.write_text(text, encoding="utf-8")
 
 
@@ -72,7 +77,7 @@ def _grade(job: dict) -> dict:
     started = time.monotonic()
     if job["kind"] in ("solutions", "stubs"):
         target = ROOT / ("solutions" if job["kind"] == "solutions" else "exercises")
-        report = grade(target, job["exercises"])
+        report = grade(target, job["exercises"], shrink=job["kind"] == "solutions")
         return {**job, "report": report, "seconds": time.monotonic() - started}
     scratch = Path(tempfile.mkdtemp(prefix="kata-variant-"))
     try:
@@ -82,7 +87,8 @@ def _grade(job: dict) -> dict:
             apply_variant(job["variant"], target)
         except VariantError as exc:
             return {**job, "error": str(exc), "seconds": time.monotonic() - started}
-        report = grade(target, [job["variant"]["exercise"]], exitfirst=job["kind"] == "bug")
+        report = grade(target, [job["variant"]["exercise"]], exitfirst=job["kind"] == "bug",
+                       shrink=job["kind"] != "bug")
         return {**job, "report": report, "seconds": time.monotonic() - started}
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

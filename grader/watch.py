@@ -59,7 +59,7 @@ def grade_one(target: Path, name: str, device: str, lang: str, verbose: bool, ou
     from .run import grade
 
     started = time.monotonic()
-    report = grade(target, [name], device=device)
+    report = grade(target, [name], device=device, lang=lang)
     for ex in report["exercises"]:
         print_exercise(ex, lang, verbose, out)
     took = time.monotonic() - started

@@ -28,15 +28,17 @@ JA_VOCAB = DATA / "ja_vocab.txt"          # the kata's Japanese WordPiece vocabu
 SMALL_VOCAB = 100           # random-id batches for the loop tests
 SEQ_LEN = 12
 CHAPTER_LABELS = ("ネガティブ", "ポジティブ")
+POOL_SIZE = 22              # texts in the text_pool fixture
 
 # Accuracy band of the tiny BERT below trained 10 epochs on data/sentiment_en.tsv's train
-# split (254 sentences) and scored on its test split (62): the reference reached 0.790-0.952
-# over seeds 0-19 (median 0.879); the graded seed gives 0.871.  A loop that does not learn
-# stays near 0.5.  ACCURACY_FLOOR leaves room for a correct loop whose float rounding takes
-# a slightly different path.
+# split (254 sentences) and scored on its test split (62): on the CPU the reference reached
+# 0.790-0.952 over seeds 0-49 (median 0.871); the graded seed gives 0.871.  A loop that does not
+# learn stays near 0.5.  ACCURACY_FLOOR (44 of 62), five sentences below the lowest seed, leaves
+# room for a correct loop whose float rounding takes another path, and for a GPU, whose dropout
+# masks differ from the CPU's for the same seed.
 ACCURACY_SEED = 3
 ACCURACY_EPOCHS = 10
-ACCURACY_FLOOR = 0.75
+ACCURACY_FLOOR = 0.70
 
 # Parameter comparisons after SGD steps: a correct loop differs from the reference only by
 # float rounding in the gradients (about 1e-7 relative) times the learning rate, so 1e-5 is
@@ -218,12 +220,11 @@ def random_examples(n, seed, vocab_size=SMALL_VOCAB, length=SEQ_LEN, num_labels=
     return out
 
 
-def loader_pair(student, examples, batch_size, collate=None):
+def loader_pair(student, examples, batch_size):
+    """The same batches in the same order here and in the sandbox."""
     from torch.utils.data import DataLoader
 
-    extra = {} if collate is None else {"collate_fn": collate}
-    remote = student.build("torch.utils.data.DataLoader", examples, batch_size=batch_size, shuffle=False,
-                           **extra)
+    remote = student.build("torch.utils.data.DataLoader", examples, batch_size=batch_size, shuffle=False)
     return DataLoader(examples, batch_size=batch_size, shuffle=False), remote
 
 
@@ -237,11 +238,6 @@ def assert_params_close(got, want, what):
     for name, value in want.items():
         assert name in got, f"{what}: parameter {name} is missing from the model's state_dict"
         assert_close(got[name], value, atol=PARAM_ATOL, rtol=1e-4, name=f"{what}: parameter {name}")
-
-
-def params_close(got, want):
-    return all(torch.allclose(got[k].to(v.device).double(), v.double(), atol=PARAM_ATOL, rtol=1e-4)
-               for k, v in want.items())
 
 
 def call_catching(fn, *args, **kwargs):
@@ -327,7 +323,9 @@ def japanese():
 def text_pool(english, japanese):
     """English and Japanese sentences, an empty text and one far longer than any max_length used."""
     texts = [t for _, _, t in english[:12]] + [t for _, _, t in japanese[:8]]
-    return texts + ["", " ".join(t for _, _, t in english[12:20])]
+    texts += ["", " ".join(t for _, _, t in english[12:20])]
+    assert len(texts) == POOL_SIZE
+    return texts
 
 
 # ---------------------------------------------------------------- SentimentDataset
@@ -345,7 +343,7 @@ def check_item(item, text, label, max_length, hf_tokenizer, what):
 
 
 @graded(max_examples=12)
-@given(max_length=st.integers(4, 40), picks=st.lists(st.integers(0, 21), min_size=1, max_size=5),
+@given(max_length=st.integers(4, 40), picks=st.lists(st.integers(0, POOL_SIZE - 1), min_size=1, max_size=5),
        labels_seed=st.integers(0, 2**16))
 def test_dataset_items_match_hf_tokenizer_padded_and_truncated(student, remote_tokenizer, hf_tokenizer,
                                                                 text_pool, max_length, picks, labels_seed):
@@ -680,7 +678,8 @@ def check_predictions(got, texts, probs, labels, what):
 @pytest.fixture(scope="module")
 def ja_texts(japanese):
     texts = [t for _, _, t in japanese[:10]]
-    return texts + ["最高！", "この店の料理は、値段の割においしいけれど、店員さんの態度がとても悪くて残念でした。"]
+    return texts + ["最高！",                                     # a very short and a long text
+                    "この店の料理は、値段の割においしいけれど、店員さんの態度がとても悪くて残念でした。"]
 
 
 def test_predict_sentiment_matches_softmax_on_japanese_text(student, device, ja_tokenizer, remote_ja_tokenizer,
@@ -758,5 +757,6 @@ def test_training_reaches_accuracy_band_on_english_set(student, device, hf_token
     accuracy = float((preds == torch.stack([e["labels"] for e in test])).float().mean())
     assert accuracy >= ACCURACY_FLOOR, (
         f"after {ACCURACY_EPOCHS} epochs with your train_model, a small BERT classifies {accuracy:.3f} of "
-        f"the held-out sentences correctly; the reference loop reaches 0.79-0.95 over 20 seeds (floor {ACCURACY_FLOOR}). "
+        f"the held-out sentences correctly; the reference loop reaches 0.79-0.95 over 50 seeds "
+        f"(floor {ACCURACY_FLOOR}). "
         f"Epoch losses: {[round(v, 4) for v in losses]}")

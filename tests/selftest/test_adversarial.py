@@ -273,8 +273,7 @@ def test_same_submission_same_report_five_times(grade_jobs, tmp_path):
         assert r["exercises"] == first
 
 
-FALLBACK_CASES = ["honest_prints", "os_exit_in_call", "busy_loop_in_call", "fork_bomb", "always_equal_ndarray",
-                  "zeros_control"]
+FALLBACK_CASES = ["honest_prints", "os_exit_in_call", "busy_loop_in_call", "always_equal_ndarray", "zeros_control"]
 
 
 def test_process_isolation_fallback_still_survives_and_judges(grade_jobs, tmp_path):
@@ -291,5 +290,4 @@ def test_process_isolation_fallback_still_survives_and_judges(grade_jobs, tmp_pa
     assert got["honest_prints"]["score"] == got["honest_prints"]["max_score"]
     assert got["os_exit_in_call"]["status"] == "crash" and got["os_exit_in_call"]["score"] == 0
     assert got["busy_loop_in_call"]["status"] == "timeout" and got["busy_loop_in_call"]["score"] == 0
-    assert got["fork_bomb"]["score"] == 0
     assert got["always_equal_ndarray"]["score"] == got["zeros_control"]["score"] < got["zeros_control"]["max_score"]
