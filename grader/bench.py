@@ -708,9 +708,9 @@ def render(res: dict) -> str:
         for name, value in (res.get("ratios") or {}).items():
             row(name, f"{value:.2f}x")
 
-    att = res.get("attribution")
-    if att:
-        head("Where a warm full grade's time goes")
+    att = res.get("attribution") or {}
+    if att or res.get("startup"):
+        head("Where a warm full grade's time goes" if att else "Start-up costs")
         labels = {"total_s": "total (wall)", "process_start_and_imports_s": "process start, imports, CLI",
                   "sandbox_starts_s": "sandbox starts (sum over exercises)",
                   "tests_and_collection_s": "collection and tests", "grading_s": "grading (pytest session)",
