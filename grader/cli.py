@@ -214,17 +214,33 @@ def main(argv=None) -> int:
     except UsageError as exc:
         print(f"grader: error: {exc}", file=sys.stderr)
         return 2
-    from .run import grade, merge
-    from .sandbox import isolation_mode
+    from .plugin import sandbox_settings
+    from .run import grade, merge, untouched_stub
+    from .sandbox import close_prestarted, isolation_mode, prelaunch
 
+    hide = [str(Path(d).resolve()) for d in args.tests]
+    modules = [e.name for e in manifest_mod.load()]
+    # exercises to run, in order; the next one's sandbox is launched while this one is graded
+    live = [n for n in args.exercise if not untouched_stub(args.target, n)]
+
+    def launch(name):
+        prelaunch(args.target, name, modules, sandbox_settings(args.target, name, args.device, hide=hide))
+
+    if live:
+        launch(live[0])
     print_header(str(args.target), args.device, isolation_mode(), args.lang)
     parts = []
-    for name in args.exercise:       # one at a time, so a long run shows progress as it goes
-        part = grade(args.target, [name], tests_dirs=args.tests, device=args.device, exitfirst=args.exitfirst,
-                     lang=args.lang)
-        for ex in part["exercises"]:
-            print_exercise(ex, args.lang, args.verbose)
-        parts.append(part)
+    try:
+        for name in args.exercise:       # one at a time, so a long run shows progress as it goes
+            if name in live and live.index(name) + 1 < len(live):
+                launch(live[live.index(name) + 1])
+            part = grade(args.target, [name], tests_dirs=args.tests, device=args.device, exitfirst=args.exitfirst,
+                         lang=args.lang)
+            for ex in part["exercises"]:
+                print_exercise(ex, args.lang, args.verbose)
+            parts.append(part)
+    finally:
+        close_prestarted()
     report = merge(parts)
     print_footer(report, args.lang)
     for option, writer in (("json", report_mod.write_json), ("junit", report_mod.write_junit),

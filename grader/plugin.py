@@ -33,6 +33,8 @@ def pytest_addoption(parser):
     group.addoption("--kata-hide", action="append", default=[],
                     help="a folder the sandbox must not see (may repeat)")
     group.addoption("--kata-lang", default="en", choices=["en", "ja"], help="language of the messages")
+    group.addoption("--kata-run-stubs", action="store_true",
+                    help="run the suites even on untouched stubs (verify proves each test fails there)")
     group.addoption("--kata-no-shrink", action="store_true",
                     help="skip hypothesis' shrinking (verify's known-bug runs only need pass/fail)")
     group.addoption("--kata-call-timeout", type=float, default=None,
@@ -47,6 +49,11 @@ def pytest_addoption(parser):
 def pytest_configure(config):
     config.addinivalue_line("markers", "visible: a hidden suite's test whose failure details students may see")
     config.kata_sandboxes = {}       # exercise -> list of Sandbox
+    from .run import untouched_stub
+
+    target = config.getoption("--kata-target")
+    config.kata_untouched = set() if config.getoption("--kata-run-stubs") else {
+        e.name for e in manifest_mod.load() if untouched_stub(target, e.name)}
     set_lang(config.getoption("--kata-lang"))
     from hypothesis import settings
 
@@ -55,6 +62,12 @@ def pytest_configure(config):
     from hypothesis import Phase
 
     phases = [p for p in Phase if p != Phase.shrink or not config.getoption("--kata-no-shrink")]
+    # Shrinking makes the reported example small, but a failing test can spend a minute on it.
+    # A cap on the number of shrinks (not on time) keeps the example, and so the report,
+    # the same on every run.
+    from hypothesis.internal.conjecture import engine
+
+    engine.MAX_SHRINKS = min(engine.MAX_SHRINKS, 40)
     settings.register_profile("kata-grading", max_examples=25, phases=phases, **GRADED)
     settings.load_profile("kata-grading")
 
@@ -81,32 +94,34 @@ def device(request):
     return torch.device(name)
 
 
-def _hidden_paths(config) -> list[str]:
-    hide = [config.getoption("--kata-solutions"), str(ROOT / "tests"), *config.getoption("--kata-hide")]
-    return [h for h in hide if Path(h).exists()]
+def sandbox_settings(target, name: str, device: str, *, call_timeout=None, start_timeout=60.0, hide=(),
+                     solutions=None) -> dict:
+    """Everything a Sandbox for ``name`` is built with: the manifest's limits, and the folders
+    it must not see (the solutions, the suites, extra suites, the graded folder itself)."""
+    ex = manifest_mod.by_name()[name]
+    hidden = [str(solutions or ROOT / "solutions"), str(ROOT / "tests"), *map(str, hide), str(target)]
+    return dict(hide=[h for h in hidden if Path(h).exists()], device=device,
+                call_timeout=call_timeout or ex.call_timeout, budget=ex.budget,
+                start_timeout=start_timeout or 60.0, memory_mb=ex.memory_mb, preload=list(ex.preload))
 
 
 @pytest.fixture(scope="module")
 def student(request):
     config = request.config
     name = exercise_of(request.module)
-    ex = manifest_mod.by_name()[name]
     target = Path(config.getoption("--kata-target"))
-    settings = dict(hide=[*_hidden_paths(config), str(target)], device=config.getoption("--kata-device"),
-                    call_timeout=config.getoption("--kata-call-timeout") or ex.call_timeout, budget=ex.budget,
-                    start_timeout=config.getoption("--kata-start-timeout"), memory_mb=ex.memory_mb,
-                    preload=list(ex.preload))
+    settings = sandbox_settings(target, name, config.getoption("--kata-device"),
+                                call_timeout=config.getoption("--kata-call-timeout"),
+                                start_timeout=config.getoption("--kata-start-timeout"),
+                                hide=config.getoption("--kata-hide"),
+                                solutions=config.getoption("--kata-solutions"))
     modules = [e.name for e in manifest_mod.load()]
     if config.getoption("--kata-in-process"):   # benchmark only, unsafe: see grader.bench
         from .bench import InProcessSandbox
 
         sandbox = InProcessSandbox(target, name, modules, **settings)
     else:
-        sandbox = take_prestarted(target, name, settings["device"], call_timeout=settings["call_timeout"],
-                                  budget=settings["budget"], start_timeout=settings["start_timeout"],
-                                  memory_mb=settings["memory_mb"], preload=settings["preload"])
-        if sandbox is None:
-            sandbox = Sandbox(target, name, modules, **settings)
+        sandbox = take_prestarted(target, name, settings) or Sandbox(target, name, modules, **settings)
     config.kata_sandboxes.setdefault(name, []).append(sandbox)
     try:
         yield StudentModule(sandbox, config.getoption("--kata-device"), name)
@@ -124,6 +139,20 @@ def reference(request):
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
     return importlib.import_module(name)
+
+
+class NotStarted(Exception):
+    """The graded module is the untouched stub: its tests fail without running."""
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    try:
+        name = exercise_of(item.module)
+    except pytest.UsageError:
+        return
+    if name in getattr(item.config, "kata_untouched", ()):
+        raise NotStarted(say("not_started"))
 
 
 # ------------------------------------------------------------------ messages
@@ -151,6 +180,8 @@ def failure_message(excinfo, exercise: str = "") -> tuple[str, str]:
     example = [_without_fixtures(str(n))[:1500] for n in notes
                if "Falsifying" in str(n) or "Failing test case" in str(n)][:1]
     tail = ("\n" + say("reproduce") + "\n" + example[0]) if example else ""
+    if isinstance(exc, NotStarted):
+        return "not-started", str(exc)
     if isinstance(exc, SandboxDied):
         return exc.kind, exc.detail
     if isinstance(exc, RemoteError):

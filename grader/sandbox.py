@@ -189,6 +189,7 @@ class Sandbox:
         self.proc = None
         self.box = None
         self.imported = False
+        self.booted = False
         self.dead: SandboxDied | None = None
         self.import_error: RemoteError | None = None
         self.mode = isolation_mode()
@@ -244,7 +245,17 @@ class Sandbox:
                                                   str(err.get("message", "")), err.get("frames", []))
 
     def spawn(self):
-        """Start the child and let it import its libraries; the student's module comes later."""
+        """Start the child and wait until it has imported its libraries."""
+        self.launch()
+        if not self.booted and self.dead is None:
+            header, _ = self._read_reply(self.start_timeout, "starting the sandbox")
+            if not header.get("booted"):
+                self._die("start", "did not start properly")
+            self.booted = True
+
+    def launch(self):
+        """Start the child without waiting for it (it imports its libraries meanwhile);
+        the student's module is copied in and imported later, by ``start``."""
         if self.proc is not None or self.dead is not None:
             return
         self.box = self._prepare_box()
@@ -284,9 +295,6 @@ class Sandbox:
         self.wfd, self.rfd = req_w, rep_r
         self.drain = _Drain(out_r)
         self.drain.start()
-        header, _ = self._read_reply(self.start_timeout, "starting the sandbox")
-        if not header.get("booted"):
-            self._die("start", "did not start properly")
 
     def close(self):
         if self.proc is not None:
@@ -402,25 +410,45 @@ class Sandbox:
         return reply, rblobs
 
 
-# Sandboxes spawned ahead of time (watch mode): key -> Sandbox, taken by the `student` fixture.
+# Sandboxes launched ahead of time (the CLI launches the next exercise's while the current one
+# is graded; watch mode launches the next one after each grading), taken by the `student` fixture.
 PRESTARTED: dict = {}
 
 
-def prestart_key(target, module: str, device: str) -> tuple:
-    return (str(Path(target).resolve()), module, device)
+def _key(target, module: str, settings: dict) -> tuple:
+    return (str(Path(target).resolve()), module, json.dumps(settings, sort_keys=True, default=str))
 
 
-def take_prestarted(target, module: str, device: str, **settings):
-    """A spawned-but-not-imported sandbox for this target/module, if one is waiting and was
-    made with the same settings; else None."""
-    sb = PRESTARTED.pop(prestart_key(target, module, device), None)
+def prelaunch(target, module: str, modules, settings: dict) -> None:
+    """Launch a sandbox for ``module`` now; a later ``take_prestarted`` with the same
+    target and settings gets it."""
+    key = _key(target, module, settings)
+    if key in PRESTARTED:
+        return
+    sb = Sandbox(target, module, modules, **settings)
+    try:
+        sb.launch()
+    except Exception:  # noqa: BLE001 - the fixture will simply start its own
+        sb.close()
+        return
+    PRESTARTED[key] = sb
+
+
+def take_prestarted(target, module: str, settings: dict):
+    """The sandbox launched ahead for exactly this target, module and settings, if alive."""
+    sb = PRESTARTED.pop(_key(target, module, settings), None)
     if sb is None:
         return None
-    if sb.dead is not None or sb.proc is None or sb.proc.poll() is not None or any(
-            getattr(sb, k) != v for k, v in settings.items()):
+    if sb.dead is not None or sb.proc is None or sb.proc.poll() is not None:
         sb.close()
         return None
     return sb
+
+
+def close_prestarted() -> None:
+    for sb in list(PRESTARTED.values()):
+        sb.close()
+    PRESTARTED.clear()
 
 
 def _processes_of_this_user(uid=None) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
+import json
 import multiprocessing
 import os
 import shutil
@@ -77,7 +78,7 @@ def _grade(job: dict) -> dict:
     started = time.monotonic()
     if job["kind"] in ("solutions", "stubs"):
         target = ROOT / ("solutions" if job["kind"] == "solutions" else "exercises")
-        report = grade(target, job["exercises"], shrink=job["kind"] == "solutions")
+        report = grade(target, job["exercises"], shrink=job["kind"] == "solutions", run_stubs=True)
         return {**job, "report": report, "seconds": time.monotonic() - started}
     scratch = Path(tempfile.mkdtemp(prefix="kata-variant-"))
     try:
@@ -137,7 +138,22 @@ def main(argv=None) -> int:
     p.add_argument("--only", nargs="+", metavar="EXERCISE", help="check only these exercises")
     p.add_argument("--jobs", type=int, default=min(4, os.cpu_count() or 1), help="grading processes")
     p.add_argument("--skip-variants", action="store_true", help="do not grade the bug/alternative variants")
+    p.add_argument("--write-stub-hashes", action="store_true",
+                   help="record the stubs' sha256 in grader/stubs.json (after changing a stub)")
     args = p.parse_args(argv)
+    from .run import STUB_HASHES, file_sha256
+
+    current = {e: file_sha256(ROOT / "exercises" / f"{e}.py") for e in names}
+    if args.write_stub_hashes:
+        STUB_HASHES.write_text(json.dumps(current, indent=2) + "\n", encoding="utf-8")
+        print(f"verify: wrote {STUB_HASHES.relative_to(ROOT)}")
+        return 0
+    recorded = json.loads(STUB_HASHES.read_text(encoding="utf-8")) if STUB_HASHES.is_file() else {}
+    stale = [e for e in names if recorded.get(e) != current[e]]
+    if stale:
+        print(f"verify: error: grader/stubs.json does not match exercises/ for {', '.join(stale)}; "
+              "after checking the stubs, run: python -m grader.verify --write-stub-hashes", file=sys.stderr)
+        return 1
     exercises = args.only or names
     unknown = [e for e in exercises if e not in names]
     if unknown:

@@ -35,24 +35,11 @@ def snapshot(folder: Path, names) -> dict:
 
 
 def prestart(target: Path, name: str, device: str) -> None:
-    """Spawn the next sandbox for ``name`` now, so the next save skips the library imports."""
-    from .plugin import ROOT
-    from .sandbox import PRESTARTED, Sandbox, prestart_key
+    """Launch the next sandbox for ``name`` now, so the next save skips the library imports."""
+    from .plugin import sandbox_settings
+    from .sandbox import prelaunch
 
-    ex = manifest_mod.by_name()[name]
-    key = prestart_key(target, name, device)
-    if key in PRESTARTED:
-        return
-    hide = [str(p) for p in (ROOT / "solutions", ROOT / "tests") if p.exists()] + [str(target)]
-    sb = Sandbox(target, name, [e.name for e in manifest_mod.load()], hide=hide, device=device,
-                 call_timeout=ex.call_timeout, budget=ex.budget, start_timeout=60.0,
-                 memory_mb=ex.memory_mb, preload=list(ex.preload))
-    try:
-        sb.spawn()
-    except Exception:  # noqa: BLE001 - the next grading simply starts its own sandbox
-        sb.close()
-        return
-    PRESTARTED[key] = sb
+    prelaunch(target, name, [e.name for e in manifest_mod.load()], sandbox_settings(target, name, device))
 
 
 def grade_one(target: Path, name: str, device: str, lang: str, verbose: bool, out=sys.stdout) -> float:
@@ -109,11 +96,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        from .sandbox import PRESTARTED
+        from .sandbox import close_prestarted
 
-        for sb in list(PRESTARTED.values()):
-            sb.close()
-        PRESTARTED.clear()
+        close_prestarted()
     return 0
 
 

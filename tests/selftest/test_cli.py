@@ -1,5 +1,8 @@
 """Bad invocations get one clear line and exit 2, never a traceback."""
 import pytest
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("args, needle", [
@@ -52,3 +55,31 @@ def test_solutions_pass_with_fail_under_100(cli):
     proc = cli("attention_numpy", "--target", "solutions", "--fail-under", "100")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "10 / 10" in proc.stdout
+
+
+def test_untouched_stubs_fail_fast_and_edited_stubs_are_really_graded(tmp_path):
+    import shutil
+
+    from grader.run import grade, untouched_stub
+
+    target = tmp_path / "sub"
+    shutil.copytree(ROOT / "exercises", target)
+    assert untouched_stub(target, "attention_numpy")
+    fast = grade(target, ["attention_numpy"])["exercises"][0]
+    path = target / "attention_numpy.py"
+    path.write_text(path.read_text() + "\n# a student's comment\n")
+    assert not untouched_stub(target, "attention_numpy")
+    real = grade(target, ["attention_numpy"])["exercises"][0]
+    assert fast["score"] == real["score"] == 0 and fast["status"] == real["status"] == "not started"
+    assert [t["name"] for t in fast["tests"]] == [t["name"] for t in real["tests"]]
+
+
+def test_stub_hashes_are_current():
+    import json
+
+    from grader.run import STUB_HASHES, file_sha256
+
+    recorded = json.loads(STUB_HASHES.read_text())
+    for name, digest in recorded.items():
+        assert file_sha256(ROOT / "exercises" / f"{name}.py") == digest, (
+            f"exercises/{name}.py changed: run python -m grader.verify --write-stub-hashes")
