@@ -80,6 +80,8 @@ def parse_args(argv):
                    help="exit non-zero when the score is below N percent")
     p.add_argument("--verbose", "-v", action="store_true", help="show every failing test")
     p.add_argument("--lang", choices=["en", "ja"], default=None, help="language of messages (default: locale)")
+    p.add_argument("--jobs", "-j", type=int, default=0, metavar="N",
+                   help="grade up to N exercises side by side (default: the number of CPUs, at most 4)")
     p.add_argument("--exitfirst", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     unknown = [e for e in args.exercise if e not in names]
@@ -97,6 +99,8 @@ def parse_args(argv):
             raise UsageError(f"--tests {d!r}: no such folder")
     if args.fail_under is not None and not 0 <= args.fail_under <= 100:
         raise UsageError(f"--fail-under {args.fail_under:g}: must be between 0 and 100 (a percentage)")
+    if args.jobs < 0:
+        raise UsageError(f"--jobs {args.jobs}: must be 1 or more")
     if args.device not in ("auto", "cpu", "cuda") and not args.device.startswith("cuda:"):
         raise UsageError(f"--device {args.device!r}: use auto, cpu or cuda")
     args.device = resolve_device(args.device)
@@ -226,21 +230,38 @@ def main(argv=None) -> int:
     def launch(name):
         prelaunch(args.target, name, modules, sandbox_settings(args.target, name, args.device, hide=hide))
 
-    if live:
-        launch(live[0])
+    jobs = args.jobs or min(4, os.cpu_count() or 1)
+    jobs = max(1, min(jobs, len(live)))
     print_header(str(args.target), args.device, isolation_mode(), args.lang)
+    options = dict(tests_dirs=args.tests, device=args.device, exitfirst=args.exitfirst, lang=args.lang)
     parts = []
+    pool = None
     try:
-        for name in args.exercise:       # one at a time, so a long run shows progress as it goes
-            if name in live and live.index(name) + 1 < len(live):
-                launch(live[live.index(name) + 1])
-            part = grade(args.target, [name], tests_dirs=args.tests, device=args.device, exitfirst=args.exitfirst,
-                         lang=args.lang)
+        if jobs > 1:      # several exercises side by side, each in its own trusted process
+            import concurrent.futures as cf
+            import multiprocessing
+
+            from .run import grade_job, worker_init
+
+            pool = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                                          initializer=worker_init)
+            futures = {n: pool.submit(grade_job, str(args.target), n, options) for n in live}
+        elif live:
+            launch(live[0])
+        for name in args.exercise:       # in chapter order, each printed as soon as it is graded
+            if pool is not None and name in futures:
+                part = futures[name].result()
+            else:
+                if name in live and live.index(name) + 1 < len(live):
+                    launch(live[live.index(name) + 1])
+                part = grade(args.target, [name], **options)
             for ex in part["exercises"]:
                 print_exercise(ex, args.lang, args.verbose)
             parts.append(part)
     finally:
         close_prestarted()
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     report = merge(parts)
     print_footer(report, args.lang)
     for option, writer in (("json", report_mod.write_json), ("junit", report_mod.write_junit),

@@ -173,7 +173,7 @@ class Sandbox:
     """One child process serving one exercise's module."""
 
     def __init__(self, target: Path, module: str, modules, *, hide=(), device="cpu",
-                 call_timeout=30.0, start_timeout=90.0, memory_mb=6144, preload=(), threads=1,
+                 call_timeout=30.0, start_timeout=90.0, memory_mb=6144, preload=(), threads=None,
                  budget=600.0):
         self.target = Path(target)
         self.module = module
@@ -184,7 +184,7 @@ class Sandbox:
         self.start_timeout = float(start_timeout)
         self.memory_mb = memory_mb
         self.preload = list(preload)
-        self.threads = threads
+        self.threads = threads or 1
         self.budget = float(budget)
         self.proc = None
         self.box = None

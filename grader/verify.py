@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from . import manifest as manifest_mod
+from .run import worker_init
 
 ROOT = manifest_mod.ROOT
 BUGS = ROOT / "tests" / "bugs"
@@ -61,15 +62,6 @@ def apply_variant(variant: dict, folder: Path) -> None:
         raise VariantError(f"{variant['exercise']}/{variant['name']}: the edited {path.name} does not parse "
                            f"({exc.msg}, line {exc.lineno}); a variant must be a realistic, importable module") from None
     path.write_text(text, encoding="utf-8")
-
-
-def _init_worker():
-    try:
-        import torch
-
-        torch.set_num_threads(1)
-    except ImportError:
-        pass
 
 
 def _grade(job: dict) -> dict:
@@ -173,7 +165,7 @@ def main(argv=None) -> int:
     problems: list[str] = []
     ctx = multiprocessing.get_context("spawn")
     print(f"verify: {len(jobs)} gradings of {len(exercises)} exercise(s) with {args.jobs} process(es)", flush=True)
-    with cf.ProcessPoolExecutor(max_workers=max(1, args.jobs), mp_context=ctx, initializer=_init_worker) as pool:
+    with cf.ProcessPoolExecutor(max_workers=max(1, args.jobs), mp_context=ctx, initializer=worker_init) as pool:
         futures = {pool.submit(_grade, job): job for job in jobs}
         for fut in cf.as_completed(futures):
             job = futures[fut]
