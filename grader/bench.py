@@ -223,17 +223,19 @@ def run_timed(cmd, *, timeout=3600.0, env=None) -> dict:
     return {"wall_s": time.perf_counter() - started, "rc": rc, "stdout": out, "stderr": err}
 
 
-def grade_cmd(exercises, target: Path, device: str, json_path: Path | None = None) -> list[str]:
+def grade_cmd(exercises, target: Path, device: str, json_path: Path | None = None, jobs=None) -> list[str]:
     cmd = [sys.executable, "-m", "grader", *exercises, "--target", str(target), "--device", device]
+    if jobs:
+        cmd += ["--jobs", str(jobs)]
     if json_path is not None:
         cmd += ["--json", str(json_path)]
     return cmd
 
 
-def grade_once(exercises, target: Path, device: str, tmp: Path, timeout=3600.0) -> dict:
+def grade_once(exercises, target: Path, device: str, tmp: Path, timeout=3600.0, jobs=None) -> dict:
     """One fresh ``python -m grader`` process: wall time, the grade's own time, the score."""
     json_path = tmp / f"grade-{time.monotonic_ns()}.json"
-    r = run_timed(grade_cmd(exercises, target, device, json_path), timeout=timeout)
+    r = run_timed(grade_cmd(exercises, target, device, json_path, jobs), timeout=timeout)
     out = {"wall_s": r["wall_s"], "rc": r["rc"]}
     try:
         report = json.loads(json_path.read_text())
@@ -493,12 +495,13 @@ def measure_feedback(exercise: str, device: str, tmp: Path, quick: bool) -> dict
 
 def measure_batch(n: int, device: str, tmp: Path, workers_list) -> dict:
     subs = [_copy_modules(tmp / "batch" / f"submission-{i:03d}", BATCH_EXERCISES) for i in range(n)]
-    grade_once(BATCH_EXERCISES, subs[0], device, tmp)           # warm the caches, not counted
+    # each submission graded by one process (--jobs 1): the batch's own parallelism is what is measured
+    grade_once(BATCH_EXERCISES, subs[0], device, tmp, jobs=1)   # warm the caches, not counted
     out = {"submissions": n, "exercises": list(BATCH_EXERCISES), "runs": []}
     for workers in workers_list:
         started = time.perf_counter()
         with cf.ThreadPoolExecutor(max_workers=workers) as pool:
-            results = list(pool.map(lambda s: grade_once(BATCH_EXERCISES, s, device, tmp), subs))
+            results = list(pool.map(lambda s: grade_once(BATCH_EXERCISES, s, device, tmp, jobs=1), subs))
         wall = time.perf_counter() - started
         full = sum(1 for r in results if r.get("score") == r.get("max_score") and "error" not in r)
         out["runs"].append({"processes": workers, "wall_s": wall, "per_submission_s": wall / n,
