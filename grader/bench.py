@@ -178,13 +178,7 @@ class InProcessSandbox(Sandbox):
         started = time.monotonic()
         header, _ = self._read_reply(self.start_timeout, "starting and importing the module")
         self.busy_s += time.monotonic() - started
-        self.imported = True
-        if not header.get("ready"):
-            from .sandbox import make_remote_error
-
-            err = header.get("error") or {}
-            self.import_error = make_remote_error(err.get("mro", ["ImportError"]),
-                                                  str(err.get("message", "")), err.get("frames", []))
+        self.record_import(header)
 
     def _kill(self):
         if self.proc is None or self._closed:

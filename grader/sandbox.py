@@ -238,6 +238,10 @@ class Sandbox:
             self._died_unexpectedly("starting and importing the module")
         header, _ = self._read_reply(self.start_timeout, "starting and importing the module")
         self.busy_s += time.monotonic() - started
+        self.record_import(header)
+
+    def record_import(self, header: dict) -> None:
+        """Note the child's answer to "import the module": ready, or the import's error."""
         self.imported = True
         if not header.get("ready"):
             err = header.get("error") or {}
