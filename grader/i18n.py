@@ -48,3 +48,8 @@ def set_lang(lang: str) -> None:
 def say(key: str, **kwargs) -> str:
     en, ja = MESSAGES[key]
     return (ja if LANG["current"] == "ja" else en).format(**kwargs)
+
+
+def msg(en: str, ja: str) -> str:
+    """A suite's own message in the grading language: ``msg("output", "出力")``."""
+    return ja if LANG["current"] == "ja" else en
