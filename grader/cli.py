@@ -165,7 +165,7 @@ def print_exercise(ex: dict, lang: str, verbose: bool, out=sys.stdout) -> None:
         elif failed:
             failed = sorted(failed, key=lambda x: stage(x["name"])) if not verbose else failed
             for test in (failed if verbose else failed[:1]):
-                print(indent(f"{test['name']}: {clean(test['message'], 2500)}"), file=out)
+                print(indent(f"{test['name']}: {clean(test['message'], 5000)}"), file=out)
             if not verbose and len(failed) > 1:
                 print(t["more"].format(n=len(failed) - 1), file=out)
         if ex.get("output_bytes"):

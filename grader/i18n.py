@@ -36,6 +36,8 @@ MESSAGES = {
     "raised": ("your code raised {what}", "あなたのコードが例外を送出しました：{what}"),
     "memory": ("your code ran out of memory (the sandbox's limit): {what}",
                "メモリ不足です（サンドボックスの上限）：{what}"),
+    "last_call": ("The last call into your code before the failure (paste it into Python in your exercises/ folder):",
+                  "失敗の直前にあなたのコードを呼び出した内容（exercises/ フォルダで Python に貼り付けて再現できます）："),
     "reproduce": ("Inputs that reproduce it (hypothesis' smallest example):",
                   "再現する入力（hypothesis が見つけた最小の例）："),
 }

@@ -171,6 +171,79 @@ def _without_fixtures(note: str) -> str:
     return "\n".join(line for line in note.splitlines() if not line.strip().startswith(FIXTURE_ARGS))
 
 
+def _paste(value, budget: list, digits=None):
+    """Python source that rebuilds ``value`` (small arrays and tensors, plain values), or None;
+    with ``digits``, floats in arrays are rounded to that many significant digits."""
+    import numpy as np
+
+    def listed(arr):
+        if arr.dtype.kind != "f":
+            return arr.tolist()
+        if digits is None:   # the shortest text that gives back the same value in this dtype
+            return np.array([float(str(x)) for x in arr.ravel()], dtype=np.float64).reshape(arr.shape).tolist()
+        return np.array([float(f"{x:.{digits}g}") for x in arr.ravel()], dtype=np.float64).reshape(arr.shape).tolist()
+
+    budget[0] -= 1
+    if budget[0] < 0:
+        return None
+    if value is None or isinstance(value, (bool, int, str)):
+        return repr(value)
+    if isinstance(value, float):
+        return repr(value) if value == value and abs(value) != float("inf") else f"float({str(value)!r})"
+    if type(value) is np.ndarray and value.size == 0:
+        return f"np.zeros({value.shape!r}, dtype=np.{value.dtype.name})"
+    if type(value) is np.ndarray and value.size <= 400 and value.dtype.kind in "biuf":
+        return f"np.array({listed(value)!r}, dtype=np.{value.dtype.name})"
+    if type(value).__name__ == "Tensor" and value.numel() <= 400 and value.dtype.is_floating_point is not None \
+            and not value.is_complex():
+        arr = value.detach().cpu()
+        if arr.dtype in (torch_dtype("float32"), torch_dtype("float64")):
+            data = listed(arr.numpy())
+        elif arr.is_floating_point():
+            data = listed(arr.double().numpy())
+        else:
+            data = arr.tolist()
+        return f"torch.tensor({data!r}, dtype={value.dtype})"
+    if isinstance(value, (list, tuple)):
+        parts = [_paste(v, budget, digits) for v in value]
+        if any(p is None for p in parts):
+            return None
+        inner = ", ".join(parts)
+        return f"[{inner}]" if isinstance(value, list) else f"({inner}{',' if len(parts) == 1 else ''})"
+    if isinstance(value, dict) and all(isinstance(k, (str, int)) for k in value):
+        parts = {k: _paste(v, budget, digits) for k, v in value.items()}
+        if any(p is None for p in parts.values()):
+            return None
+        return "{" + ", ".join(f"{k!r}: {v}" for k, v in parts.items()) + "}"
+    return None
+
+
+def torch_dtype(name: str):
+    import torch
+
+    return getattr(torch, name)
+
+
+def reproduction(student, exercise: str) -> str:
+    """A snippet a student can paste into Python to repeat the last call into their code."""
+    call = getattr(getattr(student, "_client", None), "last_call", None)
+    if not call or not call[0] or "." in call[0]:
+        return ""
+    label, args, kwargs = call
+    for digits, note in ((None, ""), (4, "  # inputs rounded to 4 significant digits")):
+        budget = [2000]
+        pasted = [_paste(a, budget, digits) for a in args]
+        pasted += [f"{k}={p}" for k, p in ((k, _paste(v, budget, digits)) for k, v in kwargs.items())
+                   if p is not None]
+        if any(p is None for p in pasted[:len(args)]) or len(pasted) != len(args) + len(kwargs):
+            return ""
+        text = (f"import numpy as np, torch\nfrom {exercise} import {label}\n"
+                f"result = {label}({', '.join(pasted)}){note}")
+        if len(text) <= 2000:
+            return text
+    return ""
+
+
 def failure_message(excinfo, exercise: str = "") -> tuple[str, str]:
     """(kind, message) for a failed test, written for the student."""
     exc = excinfo.value
@@ -211,5 +284,10 @@ def pytest_runtest_makereport(item, call):
         except Exception:  # noqa: BLE001
             exercise = ""
         kind, message = failure_message(call.excinfo, exercise)
+        student = getattr(item, "funcargs", {}).get("student")
+        if student is not None and kind in ("failed", "error"):
+            snippet = reproduction(student, exercise)
+            if snippet:
+                message += "\n" + say("last_call") + "\n" + snippet
         report.user_properties.append(("kata_kind", kind))
         report.user_properties.append(("kata_message", message))

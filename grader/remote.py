@@ -20,6 +20,7 @@ class _Client:
         self.sandbox = sandbox
         self.device = device
         self.last_mutated: list[str] = []
+        self.last_call = None          # (label, args, kwargs) of the last call, as the suite sent them
 
     def tensor_device(self, sent: str) -> str:
         if sent.startswith("cuda") and self.device.startswith("cuda"):
@@ -47,7 +48,8 @@ class _Client:
         self.last_mutated = [str(m)[:200] for m in mutated] if isinstance(mutated, list) else []
         return value
 
-    def call(self, target: dict, args, kwargs, what: str):
+    def call(self, target: dict, args, kwargs, what: str, label: str = ""):
+        self.last_call = (label, tuple(args), dict(kwargs))
         enc = wire.Encoder()
         tree_args = enc.encode(list(args))
         tree_kwargs = enc.encode(dict(kwargs))
@@ -86,7 +88,8 @@ class RemoteObject(wire.Handle):
                              f"setting attribute {name!r}")
 
     def __call__(self, *args, **kwargs):
-        return self._client.call({"kind": "object", "id": self.id}, args, kwargs, f"calling {self.label}")
+        return self._client.call({"kind": "object", "id": self.id}, args, kwargs, f"calling {self.label}",
+                                 self.text)
 
     @property
     def short_type(self) -> str:

@@ -72,3 +72,29 @@ def test_watch_regrades_on_save(tmp_path):
     assert proc.returncode == 0, out
     assert out.count("10 / 10") == 1 and "attention_numpy.py saved: grading" in out, out
     assert "failing" in out.split("saved: grading", 1)[1], out
+
+
+def test_failure_shows_a_call_the_student_can_paste(tmp_path):
+    import json
+    import re
+
+    target = tmp_path / "sub"
+    shutil.copytree(ROOT / "solutions", target)
+    path = target / "attention_numpy.py"
+    path.write_text(path.read_text().replace("/ math.sqrt(d_k)", ""))
+    out = tmp_path / "r.json"
+    proc = run("grader", "attention_numpy", "--target", str(target), "--json", str(out))
+    assert proc.returncode == 0, proc.stderr
+    messages = [t["message"] for t in json.loads(out.read_text())["exercises"][0]["tests"] if t["message"]]
+    snippets = [m.split("folder):\n", 1)[1] for m in messages if "folder):\n" in m]
+    assert snippets, messages
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_pasted_attention_numpy", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for snippet in snippets:
+        code = re.sub(r"^from attention_numpy import .*$", "", snippet, flags=re.M)
+        namespace = dict(vars(module))
+        exec(code, namespace)
+        assert "result" in namespace
