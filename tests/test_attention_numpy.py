@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 
 from grader.checks import (assert_close, assert_dtype, assert_finite, assert_not_mutated, assert_shape,
                            graded)
+from grader.i18n import msg
 from grader.strategies import attention_inputs, attention_shapes, float_dtypes, random_mask, seeds
 
 # float64: both sides compute in double; differences are rounding only (~1e-15).
@@ -34,21 +35,21 @@ def test_softmax_matches_reference(student, reference, seed, shape, dtype, scale
 def test_softmax_survives_huge_inputs(student, dtype):
     x = np.array([[1e4, -1e4, 0.0], [1e4, 1e4, 1e4], [-1e4, -1e4, -1e4], [-1e4, -1e4 + 1.0, -1e4]], dtype=dtype)
     got = student.softmax(x)
-    assert_finite(got, "softmax of inputs of +-1e4")
+    assert_finite(got, msg("softmax of inputs of +-1e4", "+-1e4 の入力に対する softmax"))
     want = np.array([[1, 0, 0], [1 / 3] * 3, [1 / 3] * 3, [1 / (2 + np.e), np.e / (2 + np.e), 1 / (2 + np.e)]])
-    assert_close(got, want.astype(dtype), name="softmax of inputs of +-1e4", **tol(dtype))
+    assert_close(got, want.astype(dtype), name=msg("softmax of inputs of +-1e4", "+-1e4 の入力に対する softmax"), **tol(dtype))
 
 
 def test_softmax_rows_sum_to_one_along_the_given_axis(student):
     x = np.random.default_rng(1).standard_normal((4, 3))
     got = student.softmax(x, axis=0)
     assert_shape(got, (4, 3), "softmax(x, axis=0)")
-    assert_close(got.sum(axis=0), np.ones(3), atol=1e-9, name="softmax(x, axis=0) summed over axis 0")
+    assert_close(got.sum(axis=0), np.ones(3), atol=1e-9, name=msg("softmax(x, axis=0) summed over axis 0", "softmax(x, axis=0) を軸 0 に沿って合計した値"))
 
 
 def test_softmax_keeps_float32(student):
     got = student.softmax(np.zeros((2, 3), dtype=np.float32))
-    assert_dtype(got, np.float32, "softmax of a float32 array")
+    assert_dtype(got, np.float32, msg("softmax of a float32 array", "float32 配列に対する softmax"))
 
 
 # ------------------------------------------------------------------ attention
@@ -62,26 +63,26 @@ def test_attention_matches_reference(student, reference, seed, shapes, dtype, ma
     mask = random_mask(rng, (*batch, L_q, L_k)) if masked else None
     out, w = student.scaled_dot_product_attention(Q, K, V, mask=mask)
     want_out, want_w = reference.scaled_dot_product_attention(Q, K, V, mask=mask)
-    assert_close(w, want_w, name="attention weights", **tol(dtype))
-    assert_close(out, want_out, name="attention output", **tol(dtype))
+    assert_close(w, want_w, name=msg("attention weights", "注意の重み"), **tol(dtype))
+    assert_close(out, want_out, name=msg("attention output", "注意の出力"), **tol(dtype))
 
 
 def test_chapter_shapes(student):
     rng = np.random.default_rng(0)
     Q, K, V = attention_inputs(rng, (2,), 5, 5, 64, 64)
     out, w = student.scaled_dot_product_attention(Q, K, V)
-    assert_shape(out, (2, 5, 64), "output for Q, K, V of shape (2, 5, 64)")
-    assert_shape(w, (2, 5, 5), "weights for Q, K, V of shape (2, 5, 64)")
+    assert_shape(out, (2, 5, 64), msg("output for Q, K, V of shape (2, 5, 64)", "形状 (2, 5, 64) の Q, K, V に対する出力"))
+    assert_shape(w, (2, 5, 5), msg("weights for Q, K, V of shape (2, 5, 64)", "形状 (2, 5, 64) の Q, K, V に対する注意の重み"))
 
 
 def test_cross_attention_shapes_and_values(student, reference):
     rng = np.random.default_rng(2)
     Q, K, V = attention_inputs(rng, (2,), 3, 7, 8, 4)
     out, w = student.scaled_dot_product_attention(Q, K, V)
-    assert_shape(out, (2, 3, 4), "output for L_q=3, L_k=7, d_v=4")
-    assert_shape(w, (2, 3, 7), "weights for L_q=3, L_k=7")
+    assert_shape(out, (2, 3, 4), msg("output for L_q=3, L_k=7, d_v=4", "L_q=3, L_k=7, d_v=4 のときの出力"))
+    assert_shape(w, (2, 3, 7), msg("weights for L_q=3, L_k=7", "L_q=3, L_k=7 のときの注意の重み"))
     want_out, want_w = reference.scaled_dot_product_attention(Q, K, V)
-    assert_close(out, want_out, name="cross-attention output", **tol(np.float64))
+    assert_close(out, want_out, name=msg("cross-attention output", "クロス注意の出力"), **tol(np.float64))
 
 
 def test_scores_are_scaled_by_sqrt_dk(student):
@@ -94,14 +95,15 @@ def test_scores_are_scaled_by_sqrt_dk(student):
     V = np.eye(2)
     _, w = student.scaled_dot_product_attention(Q, K, V)
     want = np.array([[1.0, np.exp(-2.0)]]) / (1.0 + np.exp(-2.0))
-    assert_close(w, want, atol=1e-9, name="weights of q=e1, k1=8*e1, k2=0 with d_k=16")
+    assert_close(w, want, atol=1e-9, name=msg("weights of q=e1, k1=8*e1, k2=0 with d_k=16",
+                                             "d_k=16 で q=e1, k1=8*e1, k2=0 のときの注意の重み"))
 
 
 def test_weights_rows_sum_to_one(student):
     rng = np.random.default_rng(3)
     Q, K, V = attention_inputs(rng, (3,), 4, 6, 5, 5, scale=3.0)
     _, w = student.scaled_dot_product_attention(Q, K, V, mask=random_mask(rng, (3, 4, 6)))
-    assert_close(w.sum(axis=-1), np.ones((3, 4)), atol=1e-9, name="attention weights summed over keys")
+    assert_close(w.sum(axis=-1), np.ones((3, 4)), atol=1e-9, name=msg("attention weights summed over keys", "キー方向に合計した注意の重み"))
 
 
 def test_blocked_keys_get_zero_weight_and_their_values_do_not_matter(student):
@@ -111,11 +113,13 @@ def test_blocked_keys_get_zero_weight_and_their_values_do_not_matter(student):
     mask[:, :, 1] = False          # key 1 blocked for every query (True = may attend)
     out, w = student.scaled_dot_product_attention(Q, K, V, mask=mask)
     assert_close(w[..., 1], np.zeros((2, 4)), atol=1e-12,
-                 name="weights on a blocked key (mask False = blocked in this kata)")
+                 name=msg("weights on a blocked key (mask False = blocked in this kata)",
+                          "遮断されたキーへの注意の重み（このカタではマスクの False = 遮断）"))
     V2 = V.copy()
     V2[:, 1, :] += 100.0
     out2, _ = student.scaled_dot_product_attention(Q, K, V2, mask=mask)
-    assert_close(out2, out, atol=1e-9, name="output after changing only a blocked key's value")
+    assert_close(out2, out, atol=1e-9, name=msg("output after changing only a blocked key's value",
+                                           "遮断されたキーの値だけを変えた後の出力"))
 
 
 def test_fully_blocked_row_stays_finite(student):
@@ -124,8 +128,8 @@ def test_fully_blocked_row_stays_finite(student):
     mask = np.ones((1, 3, 4), dtype=bool)
     mask[0, 1, :] = False          # query 1 may attend to nothing
     out, w = student.scaled_dot_product_attention(Q, K, V, mask=mask)
-    assert_finite(w, "weights when a query's keys are all blocked")
-    assert_finite(out, "output when a query's keys are all blocked")
+    assert_finite(w, msg("weights when a query's keys are all blocked", "あるクエリのキーがすべて遮断されているときの注意の重み"))
+    assert_finite(out, msg("output when a query's keys are all blocked", "あるクエリのキーがすべて遮断されているときの出力"))
 
 
 def test_mask_of_zeros_and_ones(student, reference):
@@ -134,7 +138,8 @@ def test_mask_of_zeros_and_ones(student, reference):
     mask = random_mask(rng, (2, 3, 4)).astype(np.int64)   # 1 = may attend, 0 = blocked
     _, w = student.scaled_dot_product_attention(Q, K, V, mask=mask)
     _, want = reference.scaled_dot_product_attention(Q, K, V, mask=mask.astype(bool))
-    assert_close(w, want, name="weights with a 0/1 integer mask (1 = may attend)", **tol(np.float64))
+    assert_close(w, want, name=msg("weights with a 0/1 integer mask (1 = may attend)",
+                                   "0/1 の整数マスク（1 = 注意してよい）での注意の重み"), **tol(np.float64))
 
 
 def test_self_attention_is_permutation_equivariant(student):
@@ -144,7 +149,8 @@ def test_self_attention_is_permutation_equivariant(student):
     out, _ = student.scaled_dot_product_attention(X, X, X)
     out_p, _ = student.scaled_dot_product_attention(X[perm], X[perm], X[perm])
     assert_close(out_p, out[perm], atol=1e-9,
-                 name="self-attention of permuted tokens vs permuted self-attention output")
+                 name=msg("self-attention of permuted tokens vs permuted self-attention output",
+                           "トークンを並べ替えてからの自己注意と、自己注意の出力を並べ替えたものの比較"))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -152,17 +158,17 @@ def test_keeps_float_dtype(student, dtype):
     rng = np.random.default_rng(8)
     Q, K, V = attention_inputs(rng, (2,), 3, 3, 4, 4, dtype)
     out, w = student.scaled_dot_product_attention(Q, K, V, mask=np.ones((3, 3), dtype=bool))
-    assert_dtype(out, np.dtype(dtype), f"output for {np.dtype(dtype).name} inputs")
-    assert_dtype(w, np.dtype(dtype), f"weights for {np.dtype(dtype).name} inputs")
+    assert_dtype(out, np.dtype(dtype), msg(f"output for {np.dtype(dtype).name} inputs", f"{np.dtype(dtype).name} の入力に対する出力"))
+    assert_dtype(w, np.dtype(dtype), msg(f"weights for {np.dtype(dtype).name} inputs", f"{np.dtype(dtype).name} の入力に対する注意の重み"))
 
 
 def test_inputs_are_not_modified(student):
     rng = np.random.default_rng(9)
     Q, K, V = attention_inputs(rng, (2,), 3, 4, 4, 4)
     student.scaled_dot_product_attention(Q, K, V, mask=random_mask(rng, (2, 3, 4)))
-    assert_not_mutated(student, "Q, K, V or mask")
+    assert_not_mutated(student, msg("Q, K, V or mask", "Q, K, V またはマスク"))
     student.softmax(Q)
-    assert_not_mutated(student, "softmax's input")
+    assert_not_mutated(student, msg("softmax's input", "softmax の入力"))
 
 
 def test_mismatched_shapes_raise_value_error(student):

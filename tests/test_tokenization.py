@@ -32,14 +32,21 @@ from hypothesis import strategies as st
 
 import grader.hf
 from grader.checks import assert_equal, graded
+from grader.i18n import msg
 from grader.manifest import ROOT
 
 JA_VOCAB = ROOT / "data" / "ja_vocab.txt"
 JA_CORPUS = ROOT / "data" / "ja_corpus.txt"
 SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 KEYS = ("input_ids", "token_type_ids", "attention_mask")
-# The reference solution and HuggingFace must agree on every drawn input; if not, the suite is wrong.
-SELF_CHECK = "suite self-check failed: the reference and HuggingFace disagree on this input (not your fault)"
+
+
+def self_check() -> str:
+    """The reference solution and HuggingFace must agree on every drawn input; if not, the suite is wrong."""
+    return msg("suite self-check failed: the reference and HuggingFace disagree on this input (not your fault)",
+               "テストスイートの自己チェックに失敗しました：この入力で参照実装と HuggingFace の結果が一致しません"
+               "（あなたの誤りではありません）")
+
 
 # The chapter's example and sentences in the style of its Japanese sections (3.8, exercise 5).
 CHAPTER_EN = "Hello, how are you?"
@@ -135,10 +142,12 @@ def hf_encode(hf_tok, text, text_pair=None, **kwargs):
 def check_encoding(got, want, what):
     """`got` is a dict with HuggingFace's three lists; each must equal `want`'s exactly."""
     if not isinstance(got, dict):
-        raise AssertionError(f"{what}: expected a dict with keys {list(KEYS)}, got {type(got).__name__}")
+        raise AssertionError(msg(f"{what}: expected a dict with keys {list(KEYS)}, got {type(got).__name__}",
+                                 f"{what}：キー {list(KEYS)} を持つ dict を返すはずが {type(got).__name__} でした"))
     for key in KEYS:
         if key not in got:
-            raise AssertionError(f"{what}: the result has no {key!r} (keys: {sorted(map(str, got))})")
+            raise AssertionError(msg(f"{what}: the result has no {key!r} (keys: {sorted(map(str, got))})",
+                                     f"{what}：結果に {key!r} がありません（キー：{sorted(map(str, got))}）"))
         value = got[key]
         if isinstance(value, tuple):
             value = list(value)
@@ -213,7 +222,7 @@ def test_chapter_example_gives_the_chapters_ids(tok_en):
 @given(text=TEXT)
 def test_basic_tokenize_uncased_matches_hf(student, yard, text):
     want = hf_words(yard.hf_en, text)
-    assert yard.ref.basic_tokenize(text) == want, SELF_CHECK
+    assert yard.ref.basic_tokenize(text) == want, self_check()
     assert_equal(student.basic_tokenize(text), want, name=f"basic_tokenize({text!r})")
 
 
@@ -246,7 +255,7 @@ def test_wordpiece_matches_hf_on_small_vocabularies(student, yard, case):
 
     word, vocab, unk, max_chars = case
     want = WordpieceTokenizer(vocab, unk, max_input_chars_per_word=max_chars).tokenize(word)
-    assert yard.ref.wordpiece(word, vocab, unk, max_chars) == want, SELF_CHECK
+    assert yard.ref.wordpiece(word, vocab, unk, max_chars) == want, self_check()
     got = student.wordpiece(word, vocab, unk_token=unk, max_chars_per_word=max_chars)
     assert_equal(got, want, name=f"wordpiece({word!r}, vocab={sorted(vocab)}, unk_token={unk!r}, "
                                  f"max_chars_per_word={max_chars})")
@@ -256,14 +265,15 @@ def test_wordpiece_real_vocabulary_examples(student, yard):
     vocab = yard.hf_en.get_vocab()
     for word in ["unaffable", "tokenization", "hello", "embeddings", "zzzqqqxyz", "a" * 100, "a" * 101]:
         want = yard.hf_en.tokenize(word)
-        assert_equal(student.wordpiece(word, vocab), want, name=f"wordpiece({word[:30]!r}..., bert vocab)")
+        assert_equal(student.wordpiece(word, vocab), want,
+                     name=msg(f"wordpiece({word[:30]!r}..., bert vocab)", f"wordpiece({word[:30]!r}..., bert の語彙)"))
 
 
 @graded(max_examples=30)
 @given(text=TEXT)
 def test_tokenize_matches_hf(tok_en, yard, text):
     want = yard.hf_en.tokenize(text)
-    assert yard.ref_en.tokenize(text) == want, SELF_CHECK
+    assert yard.ref_en.tokenize(text) == want, self_check()
     assert_equal(tok_en.tokenize(text), want, name=f"tokenize({text!r})")
 
 
@@ -271,13 +281,15 @@ def test_tokenize_matches_hf(tok_en, yard, text):
 @given(text=NFC_TEXT)
 def test_tokenize_cased_matches_hf(tok_en_cased, yard, text):
     assert_equal(tok_en_cased.tokenize(text), yard.hf_en_cased.tokenize(text),
-                 name=f"tokenize({text!r}) with do_lower_case=False")
+                 name=msg(f"tokenize({text!r}) with do_lower_case=False",
+                          f"do_lower_case=False での tokenize({text!r})"))
 
 
 def test_convert_tokens_to_ids_matches_hf(tok_en, yard):
     tokens = ["[CLS]", "hello", "##ing", ",", "zzqqxx", "[UNK]", "日", "🤗", "[SEP]", "[PAD]", "[MASK]", "Hello"]
     assert_equal(tok_en.convert_tokens_to_ids(tokens), yard.hf_en.convert_tokens_to_ids(tokens),
-                 name=f"convert_tokens_to_ids({tokens}) (unknown tokens get the [UNK] id)")
+                 name=msg(f"convert_tokens_to_ids({tokens}) (unknown tokens get the [UNK] id)",
+                          f"convert_tokens_to_ids({tokens})（語彙にないトークンは [UNK] の id になります）"))
 
 
 CALL_OPTIONS = st.fixed_dictionaries({
@@ -291,7 +303,7 @@ CALL_OPTIONS = st.fixed_dictionaries({
 @given(text=TEXT, options=CALL_OPTIONS)
 def test_call_one_text_matches_hf(tok_en, yard, text, options):
     want = hf_encode(yard.hf_en, text, **options)
-    assert yard.ref_en(text, **options) == want, SELF_CHECK
+    assert yard.ref_en(text, **options) == want, self_check()
     check_encoding(tok_en(text, **options), want, f"tokenizer({text!r}, **{options})")
 
 
@@ -302,7 +314,7 @@ PAIR_TEXT = TEXT.filter(lambda s: s != "")     # HF ignores text_pair="" (a fals
 @given(text=TEXT, pair=PAIR_TEXT, options=CALL_OPTIONS)
 def test_call_sentence_pair_matches_hf(tok_en, yard, text, pair, options):
     want = hf_encode(yard.hf_en, text, pair, **options)
-    assert yard.ref_en(text, text_pair=pair, **options) == want, SELF_CHECK
+    assert yard.ref_en(text, text_pair=pair, **options) == want, self_check()
     check_encoding(tok_en(text, text_pair=pair, **options), want,
                    f"tokenizer({text!r}, text_pair={pair!r}, **{options})")
 
@@ -325,24 +337,32 @@ def test_call_properties(tok_en, text, pair, max_length):
     out = tok_en(text, text_pair=pair, max_length=max_length, padding="max_length", truncation=True)
     what = f"tokenizer({text!r}, text_pair={pair!r}, max_length={max_length}, padding='max_length', truncation=True)"
     ids, types, mask = out["input_ids"], out["token_type_ids"], out["attention_mask"]
-    assert len(ids) == len(types) == len(mask) == max_length, (
-        f"{what}: expected three lists of length {max_length}, got lengths {len(ids)}, {len(types)}, {len(mask)}")
+    assert len(ids) == len(types) == len(mask) == max_length, msg(
+        f"{what}: expected three lists of length {max_length}, got lengths {len(ids)}, {len(types)}, {len(mask)}",
+        f"{what}：長さ {max_length} のリストが 3 つ返るはずが、長さは {len(ids)}, {len(types)}, {len(mask)} でした")
     n_real = min(len(full["input_ids"]), max_length)
-    assert list(mask) == [1] * n_real + [0] * (max_length - n_real), (
-        f"{what}: attention_mask should be {n_real} ones then zeros, got {list(mask)}")
-    assert list(ids[n_real:]) == [0] * (max_length - n_real), f"{what}: padding positions must hold [PAD] (id 0)"
-    assert ids[0] == 101 and ids[n_real - 1] == 102, f"{what}: must start with [CLS] (101) and end with [SEP] (102)"
+    assert list(mask) == [1] * n_real + [0] * (max_length - n_real), msg(
+        f"{what}: attention_mask should be {n_real} ones then zeros, got {list(mask)}",
+        f"{what}：attention_mask は {n_real} 個の 1 のあとに 0 が続くはずが {list(mask)} でした")
+    assert list(ids[n_real:]) == [0] * (max_length - n_real), msg(
+        f"{what}: padding positions must hold [PAD] (id 0)",
+        f"{what}：パディングの位置には [PAD]（id 0）が入るはずです")
+    assert ids[0] == 101 and ids[n_real - 1] == 102, msg(
+        f"{what}: must start with [CLS] (101) and end with [SEP] (102)",
+        f"{what}：[CLS]（101）で始まり [SEP]（102）で終わるはずです")
     tokens = tok_en.tokenize(text)
     if pair is None and len(tokens) + 2 <= max_length:
-        assert list(ids[1:n_real - 1]) == list(tok_en.convert_tokens_to_ids(tokens)), (
-            f"{what}: input_ids between [CLS] and [SEP] should be convert_tokens_to_ids(tokenize(text))")
+        assert list(ids[1:n_real - 1]) == list(tok_en.convert_tokens_to_ids(tokens)), msg(
+            f"{what}: input_ids between [CLS] and [SEP] should be convert_tokens_to_ids(tokenize(text))",
+            f"{what}：[CLS] と [SEP] の間の input_ids は convert_tokens_to_ids(tokenize(text)) のはずです")
 
 
 def test_long_words_become_unk(tok_en, yard):
     for n in (99, 100, 101, 150):
         text = f"short {'b' * n} end"
         assert_equal(tok_en.tokenize(text), yard.hf_en.tokenize(text),
-                     name=f"tokenize of a {n}-character word (more than 100 characters is one [UNK])")
+                     name=msg(f"tokenize of a {n}-character word (more than 100 characters is one [UNK])",
+                              f"{n} 文字の単語の tokenize（100 文字を超える単語は 1 つの [UNK] になります）"))
 
 
 # ---------------------------------------------------------------- Japanese
@@ -350,10 +370,11 @@ def test_long_words_become_unk(tok_en, yard):
 def test_japanese_corpus_matches_hf(tok_ja, yard):
     for sentence in _corpus():
         want = yard.hf_ja.tokenize(sentence)
-        assert yard.ref_ja.tokenize(sentence) == want, SELF_CHECK
+        assert yard.ref_ja.tokenize(sentence) == want, self_check()
         assert_equal(tok_ja.tokenize(sentence), want, name=f"tokenize({sentence!r})")
         want_ids = yard.hf_ja(sentence)["input_ids"]
-        assert_equal(list(tok_ja(sentence)["input_ids"]), want_ids, name=f"input_ids of {sentence!r}")
+        assert_equal(list(tok_ja(sentence)["input_ids"]), want_ids,
+                     name=msg(f"input_ids of {sentence!r}", f"{sentence!r} の input_ids"))
 
 
 def test_japanese_chapter_sentences_match_hf(tok_ja, yard):
@@ -366,7 +387,7 @@ def test_japanese_chapter_sentences_match_hf(tok_ja, yard):
 @given(text=JA_TEXT)
 def test_japanese_drawn_text_matches_hf(tok_ja, yard, text):
     want = yard.hf_ja.tokenize(text)
-    assert yard.ref_ja.tokenize(text) == want, SELF_CHECK
+    assert yard.ref_ja.tokenize(text) == want, self_check()
     assert_equal(tok_ja.tokenize(text), want, name=f"tokenize({text!r})")
 
 
@@ -374,13 +395,15 @@ def test_japanese_drawn_text_matches_hf(tok_ja, yard, text):
 @given(text=JA_TEXT)
 def test_japanese_lower_case_matches_hf(tok_ja_lower, yard, text):
     assert_equal(tok_ja_lower.tokenize(text), yard.hf_ja_lower.tokenize(text),
-                 name=f"tokenize({text!r}) with do_lower_case=True")
+                 name=msg(f"tokenize({text!r}) with do_lower_case=True",
+                          f"do_lower_case=True での tokenize({text!r})"))
 
 
 def test_japanese_keeps_case_by_default(tok_ja, yard):
     text = "AIとGPUとPython"
     assert_equal(tok_ja.tokenize(text), yard.hf_ja.tokenize(text),
-                 name=f"tokenize({text!r}) (do_lower_case defaults to False for Japanese)")
+                 name=msg(f"tokenize({text!r}) (do_lower_case defaults to False for Japanese)",
+                          f"tokenize({text!r})（日本語では do_lower_case の既定値は False です）"))
 
 
 @graded(max_examples=15)
@@ -403,8 +426,10 @@ def test_missing_vocab_file_raises(student, tmp_path):
     for cls in ("WordPieceTokenizer", "JapaneseWordPieceTokenizer"):
         with pytest.raises((FileNotFoundError, ValueError)) as info:
             getattr(student, cls)(str(missing))
-        assert "no_such_vocab" in str(info.value), (
-            f"{cls}({str(missing)!r}): the error should name the missing file, got: {info.value}")
+        assert "no_such_vocab" in str(info.value), msg(
+            f"{cls}({str(missing)!r}): the error should name the missing file, got: {info.value}",
+            f"{cls}({str(missing)!r})：エラーメッセージには見つからないファイルの名前を含めてください。"
+            f"実際のメッセージ：{info.value}")
 
 
 def test_vocab_without_unk_raises(student, tmp_path, vocab_file):
@@ -429,6 +454,10 @@ def test_non_string_text_raises_type_error(student, tok_en):
             try:
                 call()
             except TypeError as exc:                   # another exception type propagates as an error
-                assert name in str(exc), f"{what}: the TypeError should name {name!r}, got: {exc}"
+                assert name in str(exc), msg(f"{what}: the TypeError should name {name!r}, got: {exc}",
+                                             f"{what}：TypeError のメッセージには {name!r} を含めてください。"
+                                             f"実際のメッセージ：{exc}")
             else:
-                raise AssertionError(f"{what} should raise TypeError naming {name!r}, but it returned")
+                raise AssertionError(msg(f"{what} should raise TypeError naming {name!r}, but it returned",
+                                         f"{what} は {name!r} を含むメッセージの TypeError を送出するはずが、"
+                                         "例外を送出せずに戻りました"))
