@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from grader.checks import (as_float64, assert_close, assert_finite, assert_not_mutated, assert_shape,
                            graded)
 from grader.hf import minilm_dir, seeded, vocab_path
+from grader.i18n import msg
 
 POOLINGS = ("mean_pool", "max_pool", "cls_pool")
 
@@ -66,53 +67,71 @@ def _is_special(offset):
 def _number(x, name):
     """A real number from a plain float/int, a NumPy scalar, or a one-element tensor/array."""
     if isinstance(x, bool) or not (isinstance(x, (int, float, np.number, np.ndarray)) or torch.is_tensor(x)):
-        raise AssertionError(f"{name}: expected a number, got {type(x).__name__}")
+        raise AssertionError(msg(f"{name}: expected a number, got {type(x).__name__}",
+                                 f"{name}：数値を返すはずが {type(x).__name__} でした"))
     v = as_float64(x)
     if v.size != 1:
-        raise AssertionError(f"{name}: expected one number, got an array of shape {v.shape}")
+        raise AssertionError(msg(f"{name}: expected one number, got an array of shape {v.shape}",
+                                 f"{name}：数値 1 つを返すはずが形状 {v.shape} の配列でした"))
     v = float(v.reshape(()))
     if not math.isfinite(v):
-        raise AssertionError(f"{name}: expected a finite number, got {v}")
+        raise AssertionError(msg(f"{name}: expected a finite number, got {v}",
+                                 f"{name}：有限の数を返すはずが {v} でした"))
     return v
 
 
 def _integer(x, name):
     if isinstance(x, bool) or not isinstance(x, (int, np.integer)):
-        raise AssertionError(f"{name}: expected an int, got {type(x).__name__} ({x!r})")
+        raise AssertionError(msg(f"{name}: expected an int, got {type(x).__name__} ({x!r})",
+                                 f"{name}：int を返すはずが {type(x).__name__} ({x!r}) でした"))
     return int(x)
 
 
 def _check_entities(got, want, what):
     """`got` (the student's entities) equals `want` (the pipeline's), field by field."""
     if not isinstance(got, list):
-        raise AssertionError(f"{what}: expected a list of entity dicts, got {type(got).__name__}")
+        raise AssertionError(msg(f"{what}: expected a list of entity dicts, got {type(got).__name__}",
+                                 f"{what}：固有表現の dict のリストを返すはずが {type(got).__name__} でした"))
     summary = [(w["entity_group"], int(w["start"]), int(w["end"])) for w in want]
     if len(got) != len(want):
         got_summary = [(g.get("entity_group"), g.get("start"), g.get("end")) if isinstance(g, dict) else g
                        for g in got]
-        raise AssertionError(f"{what}: expected {len(want)} entities (entity_group, start, end) {summary}, "
-                             f"got {len(got)}: {got_summary}")
+        raise AssertionError(msg(f"{what}: expected {len(want)} entities (entity_group, start, end) {summary}, "
+                                 f"got {len(got)}: {got_summary}",
+                                 f"{what}：固有表現は {len(want)} 個 (entity_group, start, end) {summary} のはずが "
+                                 f"{len(got)} 個でした：{got_summary}"))
     keys = {"entity_group", "score", "start", "end", "word"}
     for k, (g, w) in enumerate(zip(got, want)):
         if not isinstance(g, dict) or not keys <= set(g):
-            raise AssertionError(f"{what}: entity {k} must be a dict with keys {sorted(keys)}, got {g!r}")
+            raise AssertionError(msg(f"{what}: entity {k} must be a dict with keys {sorted(keys)}, got {g!r}",
+                                     f"{what}：固有表現 {k} はキー {sorted(keys)} を持つ dict である必要が"
+                                     f"ありますが {g!r} でした"))
         if g["entity_group"] != w["entity_group"]:
-            raise AssertionError(f"{what}: entity {k} has entity_group {g['entity_group']!r}, expected "
-                                 f"{w['entity_group']!r} (all expected: {summary})")
+            raise AssertionError(msg(f"{what}: entity {k} has entity_group {g['entity_group']!r}, expected "
+                                     f"{w['entity_group']!r} (all expected: {summary})",
+                                     f"{what}：固有表現 {k} の entity_group は {w['entity_group']!r} のはずが "
+                                     f"{g['entity_group']!r} でした（期待される全体：{summary}）"))
         for key in ("start", "end"):
-            if _integer(g[key], f"{what}: entity {k} {key}") != int(w[key]):
-                raise AssertionError(f"{what}: entity {k} ({w['entity_group']}) has {key}={g[key]!r}, "
-                                     f"expected {int(w[key])} (all expected: {summary})")
+            if _integer(g[key], msg(f"{what}: entity {k} {key}", f"{what}：固有表現 {k} の {key}")) != int(w[key]):
+                raise AssertionError(msg(f"{what}: entity {k} ({w['entity_group']}) has {key}={g[key]!r}, "
+                                         f"expected {int(w[key])} (all expected: {summary})",
+                                         f"{what}：固有表現 {k}（{w['entity_group']}）の {key} は {int(w[key])} の"
+                                         f"はずが {key}={g[key]!r} でした（期待される全体：{summary}）"))
         # the pipeline averages float32 probabilities; 1e-6 is float32 rounding, a wrong rule
         # (first token's score, max, a product) is off by far more
-        score = _number(g["score"], f"{what}: entity {k} score")
+        score = _number(g["score"], msg(f"{what}: entity {k} score", f"{what}：固有表現 {k} のスコア"))
         if not abs(score - float(w["score"])) <= 1e-6:
-            raise AssertionError(f"{what}: entity {k} ({w['entity_group']}, {w['start']}..{w['end']}) has "
-                                 f"score {score:.7g}, expected {float(w['score']):.7g} "
-                                 "(the mean of its tokens' scores)")
+            raise AssertionError(msg(f"{what}: entity {k} ({w['entity_group']}, {w['start']}..{w['end']}) has "
+                                     f"score {score:.7g}, expected {float(w['score']):.7g} "
+                                     "(the mean of its tokens' scores)",
+                                     f"{what}：固有表現 {k}（{w['entity_group']}、{w['start']}..{w['end']}）の"
+                                     f"スコアは {float(w['score']):.7g}（その固有表現のトークンのスコアの平均）の"
+                                     f"はずが {score:.7g} でした"))
         if g["word"] != w["word"]:
-            raise AssertionError(f"{what}: entity {k} ({w['entity_group']}, {w['start']}..{w['end']}) has "
-                                 f"word {g['word']!r}, expected {w['word']!r}")
+            raise AssertionError(msg(f"{what}: entity {k} ({w['entity_group']}, {w['start']}..{w['end']}) has "
+                                     f"word {g['word']!r}, expected {w['word']!r}",
+                                     f"{what}：固有表現 {k}（{w['entity_group']}、{w['start']}..{w['end']}）の"
+                                     f" word は {w['word']!r} のはずが {g['word']!r} でした"))
 
 
 # ------------------------------------------------------------------ fixtures
@@ -181,11 +200,14 @@ def _pipeline_token_inputs(pipe, text):
     # the suite's own extraction must agree with the pipeline's per-token view
     per_token = pipe(text, aggregation_strategy="none", ignore_labels=[])
     real = [i for i, o in enumerate(offsets) if o != (0, 0)]
-    assert [p["index"] for p in per_token] == real, "suite error: token extraction disagrees with the pipeline"
+    assert [p["index"] for p in per_token] == real, msg("suite error: token extraction disagrees with the pipeline",
+                                                        "スイートのエラー：トークンの取り出し方がパイプラインと"
+                                                        "一致しません")
     for p in per_token:
         i = p["index"]
         assert p["entity"] == NER_LABELS[label_ids[i]] and (p["start"], p["end"]) == offsets[i], \
-            "suite error: token extraction disagrees with the pipeline"
+            msg("suite error: token extraction disagrees with the pipeline",
+                "スイートのエラー：トークンの取り出し方がパイプラインと一致しません")
     return tokens, label_ids, scores, offsets
 
 
@@ -224,11 +246,13 @@ def _pool_tolerance(dtype):
 def _check_pool(student, reference, name, x, mask, device):
     x, mask = x.to(device), mask.to(device)
     got = getattr(student, name)(x, mask)
-    assert_not_mutated(student, f"{name}'s inputs")
+    assert_not_mutated(student, msg(f"{name}'s inputs", f"{name} の入力"))
     want = getattr(reference, name)(x, mask)
     atol, rtol = _pool_tolerance(x.dtype)
-    assert_close(got, want, atol=atol, rtol=rtol, name=f"{name} output for x {tuple(x.shape)}, "
-                 f"mask {mask.long().tolist()}")
+    assert_close(got, want, atol=atol, rtol=rtol, name=msg(f"{name} output for x {tuple(x.shape)}, "
+                                                           f"mask {mask.long().tolist()}",
+                                                           f"x {tuple(x.shape)}、mask {mask.long().tolist()} "
+                                                           f"に対する {name} の出力"))
 
 
 @graded(max_examples=20, report_multiple_bugs=False)
@@ -271,12 +295,16 @@ def test_pooling_alone_equals_padded_in_batch(student, device, name):
         left_mask = torch.zeros(1, L, dtype=torch.long)
         left_mask[0, L - n:] = 1
         for label, x, m in (("right-padded", right, right_mask), ("left-padded", left, left_mask)):
+            label_ja = {"right-padded": "右側にパディング", "left-padded": "左側にパディング"}[label]
             batched = getattr(student, name)(x.to(device), m.to(device))
-            assert_shape(batched, (x.shape[0], H), f"{name} of a {label} batch")
+            assert_shape(batched, (x.shape[0], H), msg(f"{name} of a {label} batch",
+                                                       f"{label_ja}したバッチの {name}"))
             # float32 sums of <= 3 values: 1e-5 is rounding; a padding leak is >= 1e-1
             assert_close(batched[:1], alone, atol=1e-5, rtol=1e-6,
-                         name=f"{name}: the {n}-token sentence {label} in a batch vs alone "
-                              "(padding must never count)")
+                         name=msg(f"{name}: the {n}-token sentence {label} in a batch vs alone "
+                                  "(padding must never count)",
+                                  f"{name}：{n} トークンの文を{label_ja}してバッチに入れた場合と単独の場合の比較"
+                                  "（パディングは決して数えてはいけません）"))
 
 
 @pytest.mark.parametrize("name", POOLINGS)
@@ -286,9 +314,10 @@ def test_all_padding_row_pools_to_zeros(student, device, name):
     mask = torch.tensor([[1, 1, 0, 0], [0, 0, 0, 0], [1, 1, 1, 1]])
     got = getattr(student, name)(x.to(device), mask.to(device))
     assert_shape(got, (3, 6), name)
-    assert_finite(got, f"{name} output")
+    assert_finite(got, msg(f"{name} output", f"{name} の出力"))
     assert_close(got[1], torch.zeros(6, device=device), atol=0.0,
-                 name=f"{name} of a row whose attention_mask is all 0")
+                 name=msg(f"{name} of a row whose attention_mask is all 0",
+                          f"attention_mask がすべて 0 の行に対する {name}"))
 
 
 def test_cls_pool_takes_first_real_position(student, device):
@@ -296,7 +325,8 @@ def test_cls_pool_takes_first_real_position(student, device):
     mask = torch.tensor([[1, 1, 1, 0], [0, 0, 1, 1]])          # second row is left-padded
     got = student.cls_pool(x.to(device), mask.to(device))
     assert_close(got, torch.stack([x[0, 0], x[1, 2]]).to(device), atol=0.0,
-                 name="cls_pool (row 1 is left-padded: its first real token is position 2)")
+                 name=msg("cls_pool (row 1 is left-padded: its first real token is position 2)",
+                          "cls_pool（行 1 は左側にパディング：最初の実際のトークンは位置 2）"))
 
 
 def test_mean_and_max_pool_match_sentence_transformers_pooling(student, device):
@@ -309,7 +339,8 @@ def test_mean_and_max_pool_match_sentence_transformers_pooling(student, device):
         want = Pooling(16, pooling_mode=mode)({"token_embeddings": x, "attention_mask": mask})["sentence_embedding"]
         got = getattr(student, name)(x.to(device), mask.to(device))
         assert_close(got, want.to(device), atol=1e-6, rtol=1e-5,
-                     name=f"{name} vs sentence-transformers' Pooling(pooling_mode={mode!r})")
+                     name=msg(f"{name} vs sentence-transformers' Pooling(pooling_mode={mode!r})",
+                              f"{name} と sentence-transformers の Pooling(pooling_mode={mode!r}) の比較"))
 
 
 @pytest.mark.parametrize("name", POOLINGS)
@@ -332,11 +363,12 @@ def test_cosine_similarity_matrix_matches_torch(student, device, n, h, dtype, se
     assume(bool((emb.norm(dim=1) > 1e-3).all()))
     emb = emb.to(dtype).to(device)
     got = student.cosine_similarity_matrix(emb)
-    assert_not_mutated(student, "cosine_similarity_matrix's input")
+    assert_not_mutated(student, msg("cosine_similarity_matrix's input", "cosine_similarity_matrix の入力"))
     want = torch.nn.functional.cosine_similarity(emb[:, None, :], emb[None, :, :], dim=-1)
     # float32 dot products of unit vectors round at ~1e-7; unnormalised dot products are far off
     atol = 1e-5 if dtype == torch.float32 else 1e-10
-    assert_close(got, want, atol=atol, name=f"cosine_similarity_matrix of {n} vectors of size {h}")
+    assert_close(got, want, atol=atol, name=msg(f"cosine_similarity_matrix of {n} vectors of size {h}",
+                                                f"サイズ {h} のベクトル {n} 個の cosine_similarity_matrix"))
 
 
 # ------------------------------------------------------------------ sentence embeddings
@@ -351,9 +383,11 @@ def test_sentence_embedding_equals_sentence_transformers_on_chapter_sentences(st
     model, tok = remote_minilm
     got = student.sentence_embedding(CHAPTER_SENTENCES, model, tok, pooling="mean", normalize=True)
     want = st_model.encode(CHAPTER_SENTENCES, convert_to_tensor=True, normalize_embeddings=True).cpu()
-    assert_shape(got, (5, 384), "sentence_embedding of the chapter's five sentences")
+    assert_shape(got, (5, 384), msg("sentence_embedding of the chapter's five sentences",
+                                    "本章の 5 つの文の sentence_embedding"))
     assert_close(got.cpu() if torch.is_tensor(got) else got, want, atol=EMB_ATOL,
-                 name="sentence_embedding vs sentence-transformers (all-MiniLM-L6-v2)")
+                 name=msg("sentence_embedding vs sentence-transformers (all-MiniLM-L6-v2)",
+                          "sentence_embedding と sentence-transformers（all-MiniLM-L6-v2）の比較"))
 
 
 def test_chapter_similarity_ranks_cat_and_feline_closest(student, remote_minilm, st_model):
@@ -363,12 +397,14 @@ def test_chapter_similarity_ranks_cat_and_feline_closest(student, remote_minilm,
     want_emb = st_model.encode(CHAPTER_SENTENCES, convert_to_tensor=True, normalize_embeddings=True).cpu()
     want = want_emb @ want_emb.T
     assert_close(sim.cpu() if torch.is_tensor(sim) else sim, want, atol=EMB_ATOL,
-                 name="cosine similarity matrix of the chapter's sentences")
+                 name=msg("cosine similarity matrix of the chapter's sentences", "本章の文のコサイン類似度行列"))
     off = as_float64(sim) - 10 * np.eye(5)
     for row, other in ((0, 1), (1, 0)):
         best = int(off[row].argmax())
-        assert best == other, (f"{CHAPTER_SENTENCES[row]!r} should be closest to {CHAPTER_SENTENCES[other]!r}, "
-                               f"but your matrix ranks {CHAPTER_SENTENCES[best]!r} closest")
+        assert best == other, msg(f"{CHAPTER_SENTENCES[row]!r} should be closest to {CHAPTER_SENTENCES[other]!r}, "
+                                  f"but your matrix ranks {CHAPTER_SENTENCES[best]!r} closest",
+                                  f"{CHAPTER_SENTENCES[row]!r} に最も近いのは {CHAPTER_SENTENCES[other]!r} のはずですが、"
+                                  f"あなたの行列では {CHAPTER_SENTENCES[best]!r} が最も近くなっています")
 
 
 texts_strategy = st.lists(
@@ -386,7 +422,8 @@ def test_sentence_embedding_equals_sentence_transformers_on_drawn_text(student, 
     got = student.sentence_embedding(texts, model, tok, pooling="mean", normalize=True)
     want = st_model.encode(texts, convert_to_tensor=True, normalize_embeddings=True).cpu()
     assert_close(got.cpu() if torch.is_tensor(got) else got, want, atol=EMB_ATOL,
-                 name=f"sentence_embedding of {texts!r} vs sentence-transformers")
+                 name=msg(f"sentence_embedding of {texts!r} vs sentence-transformers",
+                          f"{texts!r} の sentence_embedding と sentence-transformers の比較"))
 
 
 @pytest.mark.parametrize("pooling", ["mean", "max", "cls"])
@@ -418,7 +455,8 @@ def test_group_entities_matches_hf_pipeline_on_sentences(student, ner_pipes):
             got = student.group_entities(tokens, label_ids, scores, offsets, id2label)
             want = pipe(text)
             labelled = " ".join(f"{t}/{id2label[i]}" for t, i in zip(tokens, label_ids))
-            _check_entities(got, want, f"model {k}, sentence {text[:30]!r}... (tokens/labels: {labelled})")
+            _check_entities(got, want, msg(f"model {k}, sentence {text[:30]!r}... (tokens/labels: {labelled})",
+                                           f"モデル {k}、文 {text[:30]!r}...（トークン/ラベル：{labelled}）"))
 
 
 # tokens as BERT's tokenizer makes them: words, ## pieces, punctuation
@@ -469,7 +507,7 @@ def test_group_entities_matches_hf_grouping_on_generated_labels(student, ner_pip
     got = student.group_entities(tokens, label_ids, scores, offsets, id2label)
     want = _pipeline_grouping(ner_pipes[0], tokens, label_ids, scores, offsets)
     labelled = " ".join(f"{t}/{NER_LABELS[i]}" for t, i in zip(tokens, label_ids))
-    _check_entities(got, want, f"tokens/labels {labelled}")
+    _check_entities(got, want, msg(f"tokens/labels {labelled}", f"トークン/ラベル {labelled}"))
 
 
 def test_group_entities_bio_rules(student, ner_pipes):
@@ -481,6 +519,13 @@ def test_group_entities_bio_rules(student, ner_pipes):
         "a change of type ends the entity": ["B-PER", "I-LOC", "I-LOC"],
         "O ends the entity and is never returned": ["B-MISC", "O", "I-MISC"],
     }
+    rules_ja = {
+        "B- then I- of the same type is one entity": "同じ型の B- に続く I- は 1 つの固有表現になる",
+        "I- without a B- starts an entity": "B- のない I- は固有表現を始める",
+        "B- after B- starts a new entity": "B- の後の B- は新しい固有表現を始める",
+        "a change of type ends the entity": "型が変わると固有表現は終わる",
+        "O ends the entity and is never returned": "O は固有表現を終わらせ、O 自体は決して返さない",
+    }
     tokens = ["[CLS]", "jacob", "dev", "##lin", "[SEP]"]
     offsets = [(0, 0), (0, 5), (6, 9), (9, 12), (0, 0)]
     scores = [0.99, 0.9, 0.6, 0.3, 0.99]
@@ -488,8 +533,10 @@ def test_group_entities_bio_rules(student, ner_pipes):
         ids = [NER_LABELS.index("B-PER")] + [NER_LABELS.index(l) for l in labels] + [NER_LABELS.index("B-LOC")]
         got = student.group_entities(tokens, ids, scores, offsets, dict(enumerate(NER_LABELS)))
         want = _pipeline_grouping(ner_pipes[0], tokens, ids, scores, offsets)
-        _check_entities(got, want, f"{rule} (labels {labels} on 'jacob dev ##lin', [CLS]/[SEP] labelled "
-                                   "B-PER/B-LOC must be skipped)")
+        _check_entities(got, want, msg(f"{rule} (labels {labels} on 'jacob dev ##lin', [CLS]/[SEP] labelled "
+                                       "B-PER/B-LOC must be skipped)",
+                                       f"{rules_ja[rule]}（'jacob dev ##lin' にラベル {labels}。B-PER/B-LOC と"
+                                       "ラベル付けされた [CLS]/[SEP] は飛ばす必要があります）"))
 
 
 def test_group_entities_word_joins_subwords_and_punctuation(student, ner_pipes):
@@ -500,12 +547,14 @@ def test_group_entities_word_joins_subwords_and_punctuation(student, ner_pipes):
     scores = [0.5] * len(tokens)
     got = student.group_entities(tokens, ids, scores, offsets, dict(enumerate(NER_LABELS)))
     want = _pipeline_grouping(ner_pipes[0], tokens, ids, scores, offsets)
-    _check_entities(got, want, "one ORG entity over 'hugging ##face inc . , new - york ? ##s'")
+    _check_entities(got, want, msg("one ORG entity over 'hugging ##face inc . , new - york ? ##s'",
+                                   "'hugging ##face inc . , new - york ? ##s' 全体で 1 つの ORG 固有表現"))
     # an entity that starts on a ## piece keeps it, as the pipeline does
     ids = [0, 0, NER_LABELS.index("B-ORG")] + [0] * 9
     got = student.group_entities(tokens, ids, scores, offsets, dict(enumerate(NER_LABELS)))
     want = _pipeline_grouping(ner_pipes[0], tokens, ids, scores, offsets)
-    _check_entities(got, want, "an ORG entity on the piece '##face' alone")
+    _check_entities(got, want, msg("an ORG entity on the piece '##face' alone",
+                                   "サブワード '##face' だけからなる ORG 固有表現"))
 
 
 # ------------------------------------------------------------------ QA span decoding
@@ -540,31 +589,45 @@ def _brute_force(start_logits, end_logits, offsets, max_answer_len):
 
 def _check_span(got, start_logits, end_logits, offsets, context, max_answer_len, what):
     if not isinstance(got, dict) or not {"answer", "score", "start", "end"} <= set(got):
-        raise AssertionError(f"{what}: expected a dict with keys answer, score, start, end; got {got!r}")
-    start, end = _integer(got["start"], f"{what}: start"), _integer(got["end"], f"{what}: end")
-    score = _number(got["score"], f"{what}: score")
+        raise AssertionError(msg(f"{what}: expected a dict with keys answer, score, start, end; got {got!r}",
+                                 f"{what}：キー answer, score, start, end を持つ dict を返すはずが {got!r} でした"))
+    start = _integer(got["start"], msg(f"{what}: start", f"{what}：start"))
+    end = _integer(got["end"], msg(f"{what}: end", f"{what}：end"))
+    score = _number(got["score"], msg(f"{what}: score", f"{what}：score"))
     if not isinstance(got["answer"], str) or got["answer"] != context[start:end]:
-        raise AssertionError(f"{what}: answer {got['answer']!r} is not context[{start}:{end}] = "
-                             f"{context[start:end]!r}")
+        raise AssertionError(msg(f"{what}: answer {got['answer']!r} is not context[{start}:{end}] = "
+                                 f"{context[start:end]!r}",
+                                 f"{what}：answer {got['answer']!r} が context[{start}:{end}] = "
+                                 f"{context[start:end]!r} と一致しません"))
     spans = _brute_force(start_logits, end_logits, offsets, max_answer_len)
     best = max(spans.values())
     best_span = max(spans, key=spans.get)
-    want = (f"expected {context[offsets[best_span[0]][0]:offsets[best_span[1]][1]]!r} at "
-            f"{offsets[best_span[0]][0]}..{offsets[best_span[1]][1]} with score {best:.6g}")
+    want = msg(f"expected {context[offsets[best_span[0]][0]:offsets[best_span[1]][1]]!r} at "
+               f"{offsets[best_span[0]][0]}..{offsets[best_span[1]][1]} with score {best:.6g}",
+               f"期待値は {offsets[best_span[0]][0]}..{offsets[best_span[1]][1]} の "
+               f"{context[offsets[best_span[0]][0]:offsets[best_span[1]][1]]!r}（スコア {best:.6g}）です")
     matches = [(i, j) for (i, j) in spans if offsets[i][0] == start and offsets[j][1] == end]
     if not matches:
-        raise AssertionError(f"{what}: characters {start}..{end} ({got['answer']!r}) are not a valid span of "
-                             f"context tokens with end >= start and at most {max_answer_len} tokens; {want}")
+        raise AssertionError(msg(f"{what}: characters {start}..{end} ({got['answer']!r}) are not a valid span of "
+                                 f"context tokens with end >= start and at most {max_answer_len} tokens; {want}",
+                                 f"{what}：文字 {start}..{end}（{got['answer']!r}）は、end >= start かつ "
+                                 f"{max_answer_len} トークン以下の文脈トークンからなる有効な回答スパンではありません。"
+                                 f"{want}"))
     i, j = matches[0]
     # float32 softmax products round at ~1e-7; a span that is not the best, or a softmax over the
     # question too, is off by far more.  Spans whose scores tie within 1e-6 are all accepted.
     if not spans[(i, j)] >= best - 1e-6:
-        raise AssertionError(f"{what}: span {got['answer']!r} at {start}..{end} (tokens {i}..{j}) scores "
-                             f"{spans[(i, j)]:.6g}, but a better valid span exists: {want}")
+        raise AssertionError(msg(f"{what}: span {got['answer']!r} at {start}..{end} (tokens {i}..{j}) scores "
+                                 f"{spans[(i, j)]:.6g}, but a better valid span exists: {want}",
+                                 f"{what}：{start}..{end}（トークン {i}..{j}）の回答スパン {got['answer']!r} の"
+                                 f"スコアは {spans[(i, j)]:.6g} ですが、もっと良い有効な回答スパンがあります：{want}"))
     if not abs(score - spans[(i, j)]) <= 2e-6:
-        raise AssertionError(f"{what}: span {got['answer']!r} has score {score:.7g}, expected "
-                             f"{spans[(i, j)]:.7g} (start probability x end probability, each a softmax "
-                             "over the context tokens only)")
+        raise AssertionError(msg(f"{what}: span {got['answer']!r} has score {score:.7g}, expected "
+                                 f"{spans[(i, j)]:.7g} (start probability x end probability, each a softmax "
+                                 "over the context tokens only)",
+                                 f"{what}：回答スパン {got['answer']!r} のスコアは {spans[(i, j)]:.7g}"
+                                 "（開始確率 x 終了確率。どちらも文脈トークンだけでとったソフトマックス）のはずが "
+                                 f"{score:.7g} でした"))
 
 
 @st.composite
@@ -587,9 +650,10 @@ def test_best_span_matches_brute_force(student, device, hf_tokenizer, inputs):
     end_logits = torch.tensor(data.draw(logits), dtype=torch.float32)
     kwargs = {} if max_answer_len is None else {"max_answer_len": max_answer_len}
     got = student.best_span(start_logits.to(device), end_logits.to(device), offsets, context, **kwargs)
-    assert_not_mutated(student, "best_span's inputs")
+    assert_not_mutated(student, msg("best_span's inputs", "best_span の入力"))
     _check_span(got, start_logits.numpy(), end_logits.numpy(), offsets, context, max_answer_len or 15,
-                f"best_span on context {context!r} (tokens {tokens})")
+                msg(f"best_span on context {context!r} (tokens {tokens})",
+                    f"文脈 {context!r}（トークン {tokens}）に対する best_span"))
 
 
 def _peaked(L, hot):
@@ -606,9 +670,11 @@ def test_best_span_chapter_context_finds_2017_at_56_60(student, device, hf_token
     L = len(tokens)
     start, end = _peaked(L, {k: 8.0, 0: 9.0}), _peaked(L, {k: 8.0, 0: 9.0})   # [CLS] scores higher but is no answer
     got = student.best_span(start.to(device), end.to(device), offsets, QA_CONTEXT)
-    _check_span(got, start.numpy(), end.numpy(), offsets, QA_CONTEXT, 15, "best_span on the chapter's context")
+    _check_span(got, start.numpy(), end.numpy(), offsets, QA_CONTEXT, 15,
+                msg("best_span on the chapter's context", "本章の文脈に対する best_span"))
     assert (got["answer"], got["start"], got["end"]) == ("2017", 56, 60), \
-        f"expected the answer '2017' at characters 56..60, got {got['answer']!r} at {got['start']}..{got['end']}"
+        msg(f"expected the answer '2017' at characters 56..60, got {got['answer']!r} at {got['start']}..{got['end']}",
+            f"答えは文字 56..60 の '2017' のはずが、{got['start']}..{got['end']} の {got['answer']!r} でした")
 
 
 def test_best_span_never_answers_from_the_question(student, device, hf_tokenizer):
@@ -621,7 +687,8 @@ def test_best_span_never_answers_from_the_question(student, device, hf_tokenizer
     end = _peaked(L, {**{i: 12.0 for i in q}, ctx[4]: 5.0})
     got = student.best_span(start.to(device), end.to(device), offsets, QA_CONTEXT)
     _check_span(got, start.numpy(), end.numpy(), offsets, QA_CONTEXT, 15,
-                "best_span when the question's tokens (offsets None) have the largest logits")
+                msg("best_span when the question's tokens (offsets None) have the largest logits",
+                    "質問のトークン（offsets が None）のロジットが最大のときの best_span"))
 
 
 def test_best_span_end_never_before_start(student, device, hf_tokenizer):
@@ -633,7 +700,8 @@ def test_best_span_end_never_before_start(student, device, hf_tokenizer):
     end = _peaked(L, {ctx[3]: 9.0, ctx[8]: 6.0})
     got = student.best_span(start.to(device), end.to(device), offsets, QA_CONTEXT)
     _check_span(got, start.numpy(), end.numpy(), offsets, QA_CONTEXT, 15,
-                "best_span when the start logits peak after the end logits")
+                msg("best_span when the start logits peak after the end logits",
+                    "開始ロジットのピークが終了ロジットのピークより後ろにあるときの best_span"))
 
 
 @pytest.mark.parametrize("max_answer_len", [1, 3])
@@ -646,7 +714,8 @@ def test_best_span_respects_max_answer_len(student, device, hf_tokenizer, max_an
     end = _peaked(L, {ctx[1 + max_answer_len]: 9.0, ctx[max_answer_len]: 3.0})
     got = student.best_span(start.to(device), end.to(device), offsets, QA_CONTEXT, max_answer_len=max_answer_len)
     _check_span(got, start.numpy(), end.numpy(), offsets, QA_CONTEXT, max_answer_len,
-                f"best_span with max_answer_len={max_answer_len}")
+                msg(f"best_span with max_answer_len={max_answer_len}",
+                    f"max_answer_len={max_answer_len} での best_span"))
 
 
 def test_best_span_first_context_token_at_character_zero_counts(student, device, hf_tokenizer):
@@ -657,8 +726,10 @@ def test_best_span_first_context_token_at_character_zero_counts(student, device,
     start, end = _peaked(L, {ctx[0]: 8.0}), _peaked(L, {ctx[0]: 8.0})
     got = student.best_span(start.to(device), end.to(device), offsets, QA_CONTEXT)
     _check_span(got, start.numpy(), end.numpy(), offsets, QA_CONTEXT, 15,
-                "best_span when the answer is the context's first word (offset (0, 3) is context, "
-                "only (0, 0) and None are not)")
+                msg("best_span when the answer is the context's first word (offset (0, 3) is context, "
+                    "only (0, 0) and None are not)",
+                    "答えが文脈の最初の単語であるときの best_span（オフセット (0, 3) は文脈であり、"
+                    "文脈でないのは (0, 0) と None だけ）"))
 
 
 def test_best_span_rejects_mismatched_lengths(student, device, hf_tokenizer):

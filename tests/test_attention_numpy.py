@@ -37,14 +37,16 @@ def test_softmax_survives_huge_inputs(student, dtype):
     got = student.softmax(x)
     assert_finite(got, msg("softmax of inputs of +-1e4", "+-1e4 の入力に対する softmax"))
     want = np.array([[1, 0, 0], [1 / 3] * 3, [1 / 3] * 3, [1 / (2 + np.e), np.e / (2 + np.e), 1 / (2 + np.e)]])
-    assert_close(got, want.astype(dtype), name=msg("softmax of inputs of +-1e4", "+-1e4 の入力に対する softmax"), **tol(dtype))
+    assert_close(got, want.astype(dtype), name=msg("softmax of inputs of +-1e4", "+-1e4 の入力に対する softmax"),
+                 **tol(dtype))
 
 
 def test_softmax_rows_sum_to_one_along_the_given_axis(student):
     x = np.random.default_rng(1).standard_normal((4, 3))
     got = student.softmax(x, axis=0)
     assert_shape(got, (4, 3), "softmax(x, axis=0)")
-    assert_close(got.sum(axis=0), np.ones(3), atol=1e-9, name=msg("softmax(x, axis=0) summed over axis 0", "softmax(x, axis=0) を軸 0 に沿って合計した値"))
+    assert_close(got.sum(axis=0), np.ones(3), atol=1e-9,
+                 name=msg("softmax(x, axis=0) summed over axis 0", "softmax(x, axis=0) を軸 0 に沿って合計した値"))
 
 
 def test_softmax_keeps_float32(student):
@@ -103,7 +105,8 @@ def test_weights_rows_sum_to_one(student):
     rng = np.random.default_rng(3)
     Q, K, V = attention_inputs(rng, (3,), 4, 6, 5, 5, scale=3.0)
     _, w = student.scaled_dot_product_attention(Q, K, V, mask=random_mask(rng, (3, 4, 6)))
-    assert_close(w.sum(axis=-1), np.ones((3, 4)), atol=1e-9, name=msg("attention weights summed over keys", "キー方向に合計した注意の重み"))
+    assert_close(w.sum(axis=-1), np.ones((3, 4)), atol=1e-9,
+                 name=msg("attention weights summed over keys", "キー方向に合計した注意の重み"))
 
 
 def test_blocked_keys_get_zero_weight_and_their_values_do_not_matter(student):
@@ -158,8 +161,9 @@ def test_keeps_float_dtype(student, dtype):
     rng = np.random.default_rng(8)
     Q, K, V = attention_inputs(rng, (2,), 3, 3, 4, 4, dtype)
     out, w = student.scaled_dot_product_attention(Q, K, V, mask=np.ones((3, 3), dtype=bool))
-    assert_dtype(out, np.dtype(dtype), msg(f"output for {np.dtype(dtype).name} inputs", f"{np.dtype(dtype).name} の入力に対する出力"))
-    assert_dtype(w, np.dtype(dtype), msg(f"weights for {np.dtype(dtype).name} inputs", f"{np.dtype(dtype).name} の入力に対する注意の重み"))
+    name = np.dtype(dtype).name
+    assert_dtype(out, np.dtype(dtype), msg(f"output for {name} inputs", f"{name} の入力に対する出力"))
+    assert_dtype(w, np.dtype(dtype), msg(f"weights for {name} inputs", f"{name} の入力に対する注意の重み"))
 
 
 def test_inputs_are_not_modified(student):

@@ -198,7 +198,8 @@ def test_matches_hf_bert_self_attention(student, device, seed):
         context, hf_w = hf_attn(x, attention_mask=additive_mask(attention_mask[:, None, None, :]))
         want = hf_out.dense(context)
     out, w = mha(x, x, x, attention_mask[:, None, None, :].bool())
-    assert_close(w, hf_w, name=msg("weights vs HuggingFace BertSelfAttention", "注意の重みと HuggingFace BertSelfAttention の比較"), **TOL)
+    assert_close(w, hf_w, name=msg("weights vs HuggingFace BertSelfAttention",
+                                   "注意の重みと HuggingFace BertSelfAttention の比較"), **TOL)
     assert_close(out, want, name=msg("output vs HuggingFace BertSelfAttention + BertSelfOutput.dense",
                                       "出力と HuggingFace BertSelfAttention + BertSelfOutput.dense の比較"), **TOL)
 
@@ -220,8 +221,10 @@ def test_matches_torch_multihead_attention(student, device, cross):
     with torch.no_grad():
         want, want_w = torch_mha(Q, KV, KV, key_padding_mask=~keep, average_attn_weights=False)
     out, w = mha(Q, KV, KV, keep[:, None, None, :])
-    assert_close(w, want_w, name=msg("weights vs torch.nn.MultiheadAttention", "注意の重みと torch.nn.MultiheadAttention の比較"), **TOL)
-    assert_close(out, want, name=msg("output vs torch.nn.MultiheadAttention", "出力と torch.nn.MultiheadAttention の比較"), **TOL)
+    assert_close(w, want_w, name=msg("weights vs torch.nn.MultiheadAttention",
+                                     "注意の重みと torch.nn.MultiheadAttention の比較"), **TOL)
+    assert_close(out, want, name=msg("output vs torch.nn.MultiheadAttention",
+                                     "出力と torch.nn.MultiheadAttention の比較"), **TOL)
 
 
 def test_split_heads_layout(student, reference, device):

@@ -62,7 +62,8 @@ def test_table_first_rows(student):
     assert_shape(got, (4, 6), "sinusoidal_table(4, 6)")
     row0 = got[0].to(torch.float64)
     assert_close(row0, torch.tensor([0.0, 1.0] * 3, dtype=torch.float64), atol=1e-6,
-                 name=msg("row 0 (position 0) of sinusoidal_table(4, 6)", "sinusoidal_table(4, 6) の行 0（位置 0）"), check_dtype=False)
+                 name=msg("row 0 (position 0) of sinusoidal_table(4, 6)", "sinusoidal_table(4, 6) の行 0（位置 0）"),
+                 check_dtype=False)
     col0 = got[:, 0].to(torch.float64)
     assert_close(col0, torch.tensor([math.sin(p) for p in range(4)], dtype=torch.float64), atol=1e-6,
                  name=msg("column 0 of sinusoidal_table(4, 6) (should be sin(pos))",
@@ -172,7 +173,8 @@ def test_forward_keeps_dtype_and_device(student, device):
     for dtype in (torch.float32, torch.float64):
         x = torch.ones(1, 5, 10, dtype=dtype, device=device)
         out = pe_mod(x)
-        assert_dtype(out, dtype, msg(f"PositionalEncoding output for a {dtype} input", f"{dtype} の入力に対する PositionalEncoding の出力"))
+        assert_dtype(out, dtype, msg(f"PositionalEncoding output for a {dtype} input",
+                                     f"{dtype} の入力に対する PositionalEncoding の出力"))
         assert out.device.type == device.type, msg(
             f"PositionalEncoding output is on {out.device}, the input was on {device}",
             f"PositionalEncoding の出力が {out.device} 上にあります。入力は {device} 上にありました")

@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 
 from grader import hf
 from grader.checks import assert_close, assert_equal, assert_finite, assert_not_mutated, graded
+from grader.i18n import msg
 
 IS_NEXT, NOT_NEXT = 0, 1                 # the contract: HuggingFace BertForPreTraining's labels
 ALPHA = 1e-11                            # false-fail probability of one interval (see the docstring)
@@ -72,15 +73,21 @@ def check_count(what: str, count: int, n: int, p: float, hf_count: int | None = 
         hf_n = n if hf_n is None else hf_n
         hf_lo = binom_interval(hf_n, p)[0]
         hf_hi = binom_interval(hf_n, p if p_hi is None else p_hi)[1]
-        hf_text = f"; HuggingFace DataCollatorForLanguageModeling on the same tokens: {hf_count / hf_n:.4f}"
+        hf_text = msg(f"; HuggingFace DataCollatorForLanguageModeling on the same tokens: {hf_count / hf_n:.4f}",
+                      f"。同じトークンでの HuggingFace DataCollatorForLanguageModeling の値：{hf_count / hf_n:.4f}")
         if not hf_lo <= hf_count <= hf_hi:   # the bound itself is wrong: a grader bug, not the student's
-            raise RuntimeError(f"grader self-check failed: HF's {what} {hf_count}/{hf_n} "
-                               f"outside [{hf_lo}, {hf_hi}]")
+            raise RuntimeError(msg(f"grader self-check failed: HF's {what} {hf_count}/{hf_n} "
+                                   f"outside [{hf_lo}, {hf_hi}]",
+                                   f"採点器の自己チェックに失敗しました：HF の「{what}」{hf_count}/{hf_n} が "
+                                   f"[{hf_lo}, {hf_hi}] の範囲外です"))
     if not lo <= count <= hi:
-        raise AssertionError(
+        raise AssertionError(msg(
             f"{what}: observed {count} of {n} = {count / max(n, 1):.4f}, expected rate {want} "
             f"(allowed {lo / n:.4f}..{hi / n:.4f}, exact binomial bound, false-fail probability "
-            f"< {ALPHA:g}){hf_text}")
+            f"< {ALPHA:g}){hf_text}",
+            f"{what}：観測値は {n} 個中 {count} 個 = {count / max(n, 1):.4f}、期待される割合は {want} "
+            f"（許容範囲 {lo / n:.4f}..{hi / n:.4f}、二項分布の厳密な区間、正しい実装が誤って不合格になる確率 "
+            f"< {ALPHA:g}）{hf_text}"))
 
 
 # ------------------------------------------------------------------ helpers: masking
@@ -112,11 +119,13 @@ def remote_generator(student, device, seed: int):
 
 def unpack_masked(out, name="mask_tokens"):
     if not isinstance(out, (tuple, list)) or len(out) != 2:
-        raise AssertionError(f"{name} must return a pair (inputs, labels), got {type(out).__name__}")
+        raise AssertionError(msg(f"{name} must return a pair (inputs, labels), got {type(out).__name__}",
+                                 f"{name} は組 (inputs, labels) を返すはずが {type(out).__name__} でした"))
     inputs, labels = out
     for what, t in (("inputs", inputs), ("labels", labels)):
         if not isinstance(t, torch.Tensor):
-            raise AssertionError(f"{name}: {what} must be a torch.Tensor, got {type(t).__name__}")
+            raise AssertionError(msg(f"{name}: {what} must be a torch.Tensor, got {type(t).__name__}",
+                                     f"{name}：{what} は torch.Tensor のはずが {type(t).__name__} でした"))
     return inputs, labels
 
 
@@ -178,23 +187,35 @@ def test_mask_tokens_labels_and_untouched_positions(student, device, case):
                                                        generator=remote_generator(student, device, seed)))
     for what, t in (("inputs", inputs), ("labels", labels)):
         if tuple(t.shape) != tuple(x.shape) or t.dtype != dtype or t.device.type != device.type:
-            raise AssertionError(f"{what}: expected shape {tuple(x.shape)}, dtype {dtype} on {device.type}, "
-                                 f"got shape {tuple(t.shape)}, dtype {t.dtype} on {t.device}")
+            raise AssertionError(msg(f"{what}: expected shape {tuple(x.shape)}, dtype {dtype} on {device.type}, "
+                                     f"got shape {tuple(t.shape)}, dtype {t.dtype} on {t.device}",
+                                     f"{what}：{device.type} 上の形状 {tuple(x.shape)}、dtype {dtype} のはずが、"
+                                     f"{t.device} 上の形状 {tuple(t.shape)}、dtype {t.dtype} でした"))
     inputs, labels = inputs.cpu(), labels.cpu()
     selected = labels != -100
-    assert_equal(labels[selected], x[selected], name="labels at selected positions (the original ids)")
+    assert_equal(labels[selected], x[selected],
+                 name=msg("labels at selected positions (the original ids)", "選ばれた位置の labels（元の id）"))
     if (selected & special).any():
-        raise AssertionError(f"{int((selected & special).sum())} special/padding position(s) were selected "
-                             "(labels != -100 there); they must never be")
-    assert_equal(inputs[~selected], x[~selected], name="inputs at positions that were not selected")
+        raise AssertionError(msg(f"{int((selected & special).sum())} special/padding position(s) were selected "
+                                 "(labels != -100 there); they must never be",
+                                 f"特殊トークンまたはパディングの位置が {int((selected & special).sum())} 個選ばれました"
+                                 "（そこで labels != -100）。これらの位置は決して選ばれてはいけません"))
+    assert_equal(inputs[~selected], x[~selected],
+                 name=msg("inputs at positions that were not selected", "選ばれなかった位置の inputs"))
     if ((inputs < 0) | (inputs >= vocab_size)).any():
-        raise AssertionError(f"inputs hold ids outside [0, {vocab_size}): "
-                             f"min {int(inputs.min())}, max {int(inputs.max())}")
+        raise AssertionError(msg(f"inputs hold ids outside [0, {vocab_size}): "
+                                 f"min {int(inputs.min())}, max {int(inputs.max())}",
+                                 f"inputs に [0, {vocab_size}) の範囲外の id があります："
+                                 f"最小 {int(inputs.min())}、最大 {int(inputs.max())}"))
     if p == 1.0 and not torch.equal(selected, ~special):
-        raise AssertionError("with mlm_probability=1.0 every non-special token must be selected, "
-                             f"but {int((~selected & ~special).sum())} were not")
+        raise AssertionError(msg("with mlm_probability=1.0 every non-special token must be selected, "
+                                 f"but {int((~selected & ~special).sum())} were not",
+                                 "mlm_probability=1.0 では特殊トークン以外のすべてのトークンが選ばれるはずですが、"
+                                 f"{int((~selected & ~special).sum())} 個が選ばれませんでした"))
     if p == 0.0 and selected.any():
-        raise AssertionError(f"with mlm_probability=0.0 nothing may be selected, got {int(selected.sum())}")
+        raise AssertionError(msg(f"with mlm_probability=0.0 nothing may be selected, got {int(selected.sum())}",
+                                 f"mlm_probability=0.0 では何も選ばれてはいけませんが、{int(selected.sum())} 個が"
+                                 "選ばれました"))
 
 
 def test_mask_tokens_does_not_modify_input(student, device):
@@ -220,24 +241,32 @@ def test_mask_tokens_same_generator_seed_same_result(student, device):
     b = run(1234)
     for what, g, w in (("inputs", b[0], a[0]), ("labels", b[1], a[1])):
         if not torch.equal(g.cpu(), w.cpu()):
-            raise AssertionError(f"{what} differ between two calls with generators seeded 1234 (the global "
-                                 "seed was changed in between): draw every random number from `generator`")
+            raise AssertionError(msg(f"{what} differ between two calls with generators seeded 1234 (the global "
+                                     "seed was changed in between): draw every random number from `generator`",
+                                     f"シード 1234 の generator を渡した 2 回の呼び出しで {what} が異なります"
+                                     "（間でグローバルシードを変えています）。乱数はすべて `generator` から引いてください"))
     c = run(4321)
     if torch.equal(c[1].cpu(), a[1].cpu()):
-        raise AssertionError("generators seeded 1234 and 4321 selected exactly the same positions: "
-                             "the selection does not use `generator`")
+        raise AssertionError(msg("generators seeded 1234 and 4321 selected exactly the same positions: "
+                                 "the selection does not use `generator`",
+                                 "シード 1234 と 4321 の generator でまったく同じ位置が選ばれました。"
+                                 "マスクする位置の選択に `generator` が使われていません"))
     student.seed(5)
     d1 = run()
     student.seed(5)
     d2 = run()
     if not (torch.equal(d1[0].cpu(), d2[0].cpu()) and torch.equal(d1[1].cpu(), d2[1].cpu())):
-        raise AssertionError("with generator=None, two calls after the same global seed (torch.manual_seed(5)) "
-                             "gave different results")
+        raise AssertionError(msg("with generator=None, two calls after the same global seed (torch.manual_seed(5)) "
+                                 "gave different results",
+                                 "generator=None のとき、同じグローバルシード（torch.manual_seed(5)）の後の "
+                                 "2 回の呼び出しで結果が異なりました"))
     student.seed(6)
     d3 = run()
     if torch.equal(d3[1].cpu(), d1[1].cpu()):
-        raise AssertionError("with generator=None, global seeds 5 and 6 gave the same selection: "
-                             "do not re-seed inside mask_tokens")
+        raise AssertionError(msg("with generator=None, global seeds 5 and 6 gave the same selection: "
+                                 "do not re-seed inside mask_tokens",
+                                 "generator=None のとき、グローバルシード 5 と 6 で同じ位置が選ばれました。"
+                                 "mask_tokens の中でシードを設定し直さないでください"))
 
 
 def test_mask_tokens_rejects_bad_arguments(student, device):
@@ -262,12 +291,14 @@ def test_mask_tokens_selection_rate_matches_hf(student, device, hf_collator, mlm
         x.to(device), MASK, STAT_V, special.to(device), mlm_probability=mlm_probability,
         generator=remote_generator(student, device, 2024)))
     hf_inputs, hf_labels = hf_collator(x, special, mlm_probability, 2024)
-    for rows, what in ((None, "selected share of all non-special tokens"),
-                       (short, "selected share of tokens in rows with only 1-3 real tokens")):
+    for rows, what in ((None, msg("selected share of all non-special tokens",
+                                  "特殊トークン以外の全トークンのうち選ばれた割合")),
+                       (short, msg("selected share of tokens in rows with only 1-3 real tokens",
+                                   "実トークンが 1-3 個しかない行のトークンのうち選ばれた割合"))):
         got = outcome_counts(x, inputs, labels, special, rows)
         ref = outcome_counts(x, hf_inputs, hf_labels, special, rows)
-        check_count(what + f" (mlm_probability={mlm_probability})", got["selected"], got["eligible"],
-                    mlm_probability, hf_count=ref["selected"])
+        check_count(what + msg(f" (mlm_probability={mlm_probability})", f"（mlm_probability={mlm_probability}）"),
+                    got["selected"], got["eligible"], mlm_probability, hf_count=ref["selected"])
 
 
 def test_mask_tokens_80_10_10_split_matches_hf(student, device, hf_collator):
@@ -282,9 +313,12 @@ def test_mask_tokens_80_10_10_split_matches_hf(student, device, hf_collator):
     got = outcome_counts(x, inputs, labels, special)
     ref = outcome_counts(x, *hf_collator(x, special, 0.5, 7), special)
     V = STAT_V
-    for key, p, what in (("masked", 0.8 + 0.1 / V, "share of selected tokens replaced by [MASK]"),
-                         ("other", 0.1 * (V - 2) / V, "share of selected tokens replaced by a random other id"),
-                         ("kept", 0.1 + 0.1 / V, "share of selected tokens left unchanged")):
+    for key, p, what in (("masked", 0.8 + 0.1 / V, msg("share of selected tokens replaced by [MASK]",
+                                                       "選ばれたトークンのうち [MASK] に置き換えられた割合")),
+                         ("other", 0.1 * (V - 2) / V, msg("share of selected tokens replaced by a random other id",
+                                                          "選ばれたトークンのうちランダムな別の id に置き換えられた割合")),
+                         ("kept", 0.1 + 0.1 / V, msg("share of selected tokens left unchanged",
+                                                     "選ばれたトークンのうち元のまま残された割合"))):
         # the split is checked given the number selected (a multinomial: each share is binomial)
         check_count(what, got[key], got["selected"], p, hf_count=ref[key], hf_n=ref["selected"])
 
@@ -306,7 +340,8 @@ def test_mask_tokens_random_ids_are_uniform_over_vocab(student, device, hf_colla
 
     got, ref = random_ids(inputs, labels), random_ids(*hf_collator(x, special, 1.0, 99))
     if got.numel() and (int(got.min()) < 0 or int(got.max()) >= STAT_V):
-        raise AssertionError(f"random ids outside [0, {STAT_V}): min {int(got.min())}, max {int(got.max())}")
+        raise AssertionError(msg(f"random ids outside [0, {STAT_V}): min {int(got.min())}, max {int(got.max())}",
+                                 f"ランダムな id が [0, {STAT_V}) の範囲外です：最小 {int(got.min())}、最大 {int(got.max())}"))
     width = 50
     g_bins = np.bincount(got.numpy() // width, minlength=STAT_V // width)
     r_bins = np.bincount(ref.numpy() // width, minlength=STAT_V // width)
@@ -314,7 +349,8 @@ def test_mask_tokens_random_ids_are_uniform_over_vocab(student, device, hf_colla
     # probability lies between (width - 2) / (V - 2) and width / (V - 2)
     p_lo, p_hi = (width - 2) / (STAT_V - 2), width / (STAT_V - 2)
     for b in range(STAT_V // width):
-        check_count(f"share of random replacements with ids in [{b * width}, {(b + 1) * width})",
+        check_count(msg(f"share of random replacements with ids in [{b * width}, {(b + 1) * width})",
+                        f"ランダムな置き換えのうち id が [{b * width}, {(b + 1) * width}) に入る割合"),
                     int(g_bins[b]), got.numel(), p_lo, p_hi=p_hi, hf_count=int(r_bins[b]), hf_n=ref.numel())
 
 
@@ -361,7 +397,8 @@ class TinyVocab:
 def corpus():
     docs = load_documents()
     sentences = [s for d in docs for s in d]
-    assert len(sentences) >= 200 and len(set(sentences)) == len(sentences), "corpus: sentences must be unique"
+    assert len(sentences) >= 200 and len(set(sentences)) == len(sentences), msg(
+        "corpus: sentences must be unique", "コーパス：文は重複してはいけません")
     return docs, TinyVocab(sentences)
 
 
@@ -381,18 +418,23 @@ def encode_single(vocab, sentences, max_words=30):
 
 def normalize_examples(examples, name="make_nsp_examples"):
     if not isinstance(examples, list):
-        raise AssertionError(f"{name} must return a list, got {type(examples).__name__}")
+        raise AssertionError(msg(f"{name} must return a list, got {type(examples).__name__}",
+                                 f"{name} はリストを返すはずが {type(examples).__name__} でした"))
     out = []
     for i, ex in enumerate(examples):
         if not isinstance(ex, (tuple, list)) or len(ex) != 3:
-            raise AssertionError(f"example {i}: expected a tuple (sentence_a, sentence_b, label), got {ex!r:.200}")
+            raise AssertionError(msg(f"example {i}: expected a tuple (sentence_a, sentence_b, label), got {ex!r:.200}",
+                                     f"事例 {i}：タプル (sentence_a, sentence_b, label) のはずが {ex!r:.200} でした"))
         a, b, label = ex
         if not (isinstance(a, str) and isinstance(b, str)):
-            raise AssertionError(f"example {i}: sentences must be str, got {type(a).__name__}, {type(b).__name__}")
+            raise AssertionError(msg(f"example {i}: sentences must be str, got {type(a).__name__}, {type(b).__name__}",
+                                     f"事例 {i}：文は str のはずが {type(a).__name__}, {type(b).__name__} でした"))
         if isinstance(label, (bool, np.bool_)) or not isinstance(label, (int, np.integer)):
-            raise AssertionError(f"example {i}: the label must be an int (IS_NEXT or NOT_NEXT), got {label!r}")
+            raise AssertionError(msg(f"example {i}: the label must be an int (IS_NEXT or NOT_NEXT), got {label!r}",
+                                     f"事例 {i}：ラベルは int（IS_NEXT か NOT_NEXT）のはずが {label!r} でした"))
         if int(label) not in (IS_NEXT, NOT_NEXT):
-            raise AssertionError(f"example {i}: label {label!r} is neither IS_NEXT (0) nor NOT_NEXT (1)")
+            raise AssertionError(msg(f"example {i}: label {label!r} is neither IS_NEXT (0) nor NOT_NEXT (1)",
+                                     f"事例 {i}：ラベル {label!r} は IS_NEXT (0) でも NOT_NEXT (1) でもありません"))
         out.append((a, b, int(label)))
     return out
 
@@ -402,28 +444,39 @@ def check_nsp(examples, documents):
     pairs = [(doc[i], doc[i + 1]) for doc in documents for i in range(len(doc) - 1)]
     n = len(pairs)
     if len(examples) != n:
-        raise AssertionError(f"expected one example per pair of consecutive sentences: {n} examples, "
-                             f"got {len(examples)}")
+        raise AssertionError(msg(f"expected one example per pair of consecutive sentences: {n} examples, "
+                                 f"got {len(examples)}",
+                                 f"連続する 2 文のペアごとに事例が 1 つ、つまり {n} 個のはずが "
+                                 f"{len(examples)} 個でした"))
     got_a = collections.Counter(a for a, _, _ in examples)
     want_a = collections.Counter(a for a, _ in pairs)
     if got_a != want_a:
         extra = list((got_a - want_a).elements())[:3]
         missing = list((want_a - got_a).elements())[:3]
-        raise AssertionError("sentence_a must be every sentence that has a next sentence in its document, "
-                             f"once each; unexpected: {extra}, missing: {missing}")
+        raise AssertionError(msg("sentence_a must be every sentence that has a next sentence in its document, "
+                                 f"once each; unexpected: {extra}, missing: {missing}",
+                                 "sentence_a には、文書内に次の文があるすべての文がちょうど 1 回ずつ現れるはずです。"
+                                 f"余分な文：{extra}、足りない文：{missing}"))
     for k, (a, b, label) in enumerate(examples):
         d, i = owner[a]
         if b not in owner:
-            raise AssertionError(f"example {k}: sentence_b {b!r:.80} is not a sentence of the documents")
+            raise AssertionError(msg(f"example {k}: sentence_b {b!r:.80} is not a sentence of the documents",
+                                     f"事例 {k}：sentence_b {b!r:.80} は文書中のどの文でもありません"))
         if label == IS_NEXT and b != documents[d][i + 1]:
-            raise AssertionError(f"example {k} is labelled IS_NEXT (0) but sentence_b is not the sentence "
-                                 f"after sentence_a: {a!r:.60} -> {b!r:.60}")
+            raise AssertionError(msg(f"example {k} is labelled IS_NEXT (0) but sentence_b is not the sentence "
+                                     f"after sentence_a: {a!r:.60} -> {b!r:.60}",
+                                     f"事例 {k} のラベルは IS_NEXT (0) ですが、sentence_b が sentence_a の次の文では"
+                                     f"ありません：{a!r:.60} -> {b!r:.60}"))
         if label == NOT_NEXT and owner[b][0] == d:
-            raise AssertionError(f"example {k} is labelled NOT_NEXT (1) but sentence_b comes from the same "
-                                 f"document as sentence_a: {a!r:.60} / {b!r:.60}")
+            raise AssertionError(msg(f"example {k} is labelled NOT_NEXT (1) but sentence_b comes from the same "
+                                     f"document as sentence_a: {a!r:.60} / {b!r:.60}",
+                                     f"事例 {k} のラベルは NOT_NEXT (1) ですが、sentence_b が sentence_a と同じ文書の"
+                                     f"文です：{a!r:.60} / {b!r:.60}"))
     n_not = sum(label == NOT_NEXT for _, _, label in examples)
     if n_not != n // 2:
-        raise AssertionError(f"exactly n // 2 = {n // 2} of the {n} examples must be NOT_NEXT, got {n_not}")
+        raise AssertionError(msg(f"exactly n // 2 = {n // 2} of the {n} examples must be NOT_NEXT, got {n_not}",
+                                 f"{n} 個の事例のうちちょうど n // 2 = {n // 2} 個が NOT_NEXT のはずが "
+                                 f"{n_not} 個でした"))
 
 
 def remote_rng(student, kind: str, seed: int):
@@ -466,14 +519,18 @@ def test_nsp_examples_choice_made_with_rng(student, corpus):
         student.seed(1)
         e2 = normalize_examples(student.make_nsp_examples(docs, remote_rng(student, kind, 7)))
         if e1 != e2:
-            raise AssertionError(f"two calls with {kind} rngs seeded 7 gave different examples (the global seed "
-                                 "changed in between): make every random choice with `rng`")
+            raise AssertionError(msg(f"two calls with {kind} rngs seeded 7 gave different examples (the global seed "
+                                     "changed in between): make every random choice with `rng`",
+                                     f"シード 7 の {kind} の rng を渡した 2 回の呼び出しで事例が異なりました"
+                                     "（間でグローバルシードを変えています）。ランダムな選択はすべて `rng` で行ってください"))
         e3 = normalize_examples(student.make_nsp_examples(docs, remote_rng(student, kind, 8)))
         chosen = lambda ex: sorted(a for a, _, label in ex if label == NOT_NEXT)  # noqa: E731
         # for a uniform choice the chance that two seeds pick the same subset is 1 / C(205, 102) ~ 1e-60
         if chosen(e1) == chosen(e3):
-            raise AssertionError(f"{kind} rngs seeded 7 and 8 chose the same NOT_NEXT examples: choose which "
-                                 "examples are NOT_NEXT with `rng`")
+            raise AssertionError(msg(f"{kind} rngs seeded 7 and 8 chose the same NOT_NEXT examples: choose which "
+                                     "examples are NOT_NEXT with `rng`",
+                                     f"シード 7 と 8 の {kind} の rng で同じ事例が NOT_NEXT に選ばれました。"
+                                     "どの事例を NOT_NEXT にするかは `rng` で選んでください"))
 
 
 def test_nsp_examples_reject_fewer_than_two_documents(student):
@@ -511,8 +568,9 @@ def test_nsp_labels_follow_hf_bert_for_pretraining(student, corpus):
                     next_sentence_label=labels)
         mlm = torch.nn.functional.cross_entropy(out.prediction_logits.reshape(-1, len(vocab)), mlm_labels.reshape(-1))
         nsp = torch.nn.functional.cross_entropy(out.seq_relationship_logits, labels)
-    assert_finite(out.loss, "BertForPreTraining loss")
-    assert_close(out.loss, mlm + nsp, atol=1e-5, name="BertForPreTraining loss (MLM + NSP)")
+    assert_finite(out.loss, msg("BertForPreTraining loss", "BertForPreTraining の損失"))
+    assert_close(out.loss, mlm + nsp, atol=1e-5,
+                 name=msg("BertForPreTraining loss (MLM + NSP)", "BertForPreTraining の損失（MLM + NSP）"))
 
 
 # ------------------------------------------------------------------ mlm_train_step
@@ -567,11 +625,12 @@ def student_model(student, config, model, device):
 def compare_state(got: dict, model, when: str):
     want = model.state_dict()
     if not isinstance(got, dict) or set(got) != set(want):
-        raise AssertionError(f"{when}: the model's state_dict keys changed")
+        raise AssertionError(msg(f"{when}: the model's state_dict keys changed",
+                                 f"{when}：モデルの state_dict のキーが変わりました"))
     for k, w in want.items():
         # float32 parameters after an SGD step; 1-thread vs multi-thread sums differ by ~1e-7, a
         # missing/extra step or gradient moves them by lr * grad, far above 1e-5
-        assert_close(got[k], w, atol=1e-5, name=f"{when}: parameter {k}")
+        assert_close(got[k], w, atol=1e-5, name=msg(f"{when}: parameter {k}", f"{when}：パラメータ {k}"))
 
 
 @graded(max_examples=6, phases=[Phase.explicit, Phase.generate])   # no shrinking: each example trains
@@ -591,11 +650,14 @@ def test_mlm_train_step_matches_reference_step(student, small_mlm, seed, rows, l
         loss = student.mlm_train_step(model, batch, opt)
         want = reference.mlm_train_step(ref, batch, ref_opt)
         if not isinstance(loss, float):
-            raise AssertionError(f"step {step}: mlm_train_step must return the loss as a Python float "
-                                 f"(loss.item()), got {type(loss).__name__}")
+            raise AssertionError(msg(f"step {step}: mlm_train_step must return the loss as a Python float "
+                                     f"(loss.item()), got {type(loss).__name__}",
+                                     f"ステップ {step}：mlm_train_step は損失を Python の float（loss.item()）で"
+                                     f"返すはずが {type(loss).__name__} でした"))
         # the loss is computed before the step from equal weights: float32 noise only
-        assert_close(np.asarray(loss), np.asarray(want), atol=1e-5, name=f"step {step}: returned loss")
-        compare_state(model.state_dict(), ref, f"after step {step}")
+        assert_close(np.asarray(loss), np.asarray(want), atol=1e-5,
+                     name=msg(f"step {step}: returned loss", f"ステップ {step}：返された損失"))
+        compare_state(model.state_dict(), ref, msg(f"after step {step}", f"ステップ {step} の後"))
 
 
 def test_mlm_train_step_sets_train_mode_and_returns_float(student, reference, device, small_mlm):
@@ -608,10 +670,14 @@ def test_mlm_train_step_sets_train_mode_and_returns_float(student, reference, de
     base.to("cpu")
     loss = student.mlm_train_step(model, batch, opt)
     if not isinstance(loss, float):
-        raise AssertionError(f"mlm_train_step must return a Python float (loss.item()), got {type(loss).__name__}")
-    assert_close(np.asarray(loss), np.asarray(want), atol=1e-5, name="returned loss (before the step)")
+        raise AssertionError(msg(f"mlm_train_step must return a Python float (loss.item()), got {type(loss).__name__}",
+                                 f"mlm_train_step は Python の float（loss.item()）を返すはずが "
+                                 f"{type(loss).__name__} でした"))
+    assert_close(np.asarray(loss), np.asarray(want), atol=1e-5,
+                 name=msg("returned loss (before the step)", "返された損失（ステップ前の値）"))
     if model.training is not True:
-        raise AssertionError("the model is still in eval mode after mlm_train_step: call model.train()")
+        raise AssertionError(msg("the model is still in eval mode after mlm_train_step: call model.train()",
+                                 "mlm_train_step の後もモデルが eval モードのままです：model.train() を呼んでください"))
 
 
 def test_mlm_train_step_loss_falls_on_medical_corpus(student, reference, device, corpus):
@@ -636,7 +702,8 @@ def test_mlm_train_step_loss_falls_on_medical_corpus(student, reference, device,
         batch = mlm_batch(ids, attn, special, 1000 + step, device, reference, len(vocab))
         loss = student.mlm_train_step(model, batch, opt)
         if not isinstance(loss, float) or not math.isfinite(loss):
-            raise AssertionError(f"step {step}: mlm_train_step returned {loss!r}, expected a finite float")
+            raise AssertionError(msg(f"step {step}: mlm_train_step returned {loss!r}, expected a finite float",
+                                     f"ステップ {step}：mlm_train_step が {loss!r} を返しました（有限の float のはずです）"))
         losses.append(loss)
 
     ids, attn, special = encode_single(vocab, sentences)
@@ -647,7 +714,10 @@ def test_mlm_train_step_loss_falls_on_medical_corpus(student, reference, device,
         before_loss = base.eval()(**ev).loss.item()
         after_loss = after.eval()(**ev).loss.item()
     if not after_loss <= before_loss - 0.5:
-        raise AssertionError(
+        raise AssertionError(msg(
             f"the MLM loss on the masked corpus went from {before_loss:.3f} to {after_loss:.3f} after 60 steps "
             f"(it must fall by at least 0.5); step losses: first {np.round(losses[:3], 3).tolist()}, "
-            f"last {np.round(losses[-3:], 3).tolist()}")
+            f"last {np.round(losses[-3:], 3).tolist()}",
+            f"マスクしたコーパスでの MLM の損失は、60 ステップで {before_loss:.3f} から {after_loss:.3f} に"
+            f"なりました（少なくとも 0.5 下がる必要があります）。各ステップの損失：最初 "
+            f"{np.round(losses[:3], 3).tolist()}、最後 {np.round(losses[-3:], 3).tolist()}"))
