@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from . import manifest as manifest_mod
+from .i18n import say
 from .sandbox import isolation_mode
 
 ROOT = manifest_mod.ROOT
@@ -192,18 +193,18 @@ def _exercise_report(ex, collector: Collector) -> dict:
                       "hidden": item["hidden"]})
     failed = [t for t in tests if t["status"] != "passed"]
     if dead is not None:
-        status, message = dead.kind, dead.detail + " The exercise scores 0."
+        status, message = dead.kind, say("dead", kind=say("kind_" + dead.kind), detail=dead.detail)
         score = 0.0
     elif import_error is not None:
-        status, message = "error", f"could not import {ex.name}.py: {import_error.describe()}"
+        status, message = "error", say("import_failed", name=ex.name, what=import_error.describe())
     elif not tests and excluded:
-        status, message = "not checked", "every check of this exercise needs the instructor's reference"
+        status, message = "not checked", say("all_need_reference")
     elif not tests:
-        status, message = "error", "no tests were collected for this exercise"
+        status, message = "error", say("no_tests")
     elif not failed:
         status, message = "passed", ""
     elif all(t["kind"] == "not-started" for t in failed) and len(failed) == len(tests):
-        status, message = "not started", "not started: every function still raises NotImplementedError"
+        status, message = "not started", say("all_not_started")
     else:
         status = "failing"
         first = next(t for t in failed)
