@@ -83,3 +83,29 @@ def test_stub_hashes_are_current():
     for name, digest in recorded.items():
         assert file_sha256(ROOT / "exercises" / f"{name}.py") == digest, (
             f"exercises/{name}.py changed: run python -m grader.verify --write-stub-hashes")
+
+
+def test_hidden_suite_counts_but_keeps_its_secrets(cli, tmp_path):
+    import json
+
+    hidden = tmp_path / "hidden"
+    hidden.mkdir()
+    (hidden / "test_attention_numpy.py").write_text(
+        "import numpy as np\nimport pytest\n\n\n"
+        "def test_hidden_secret(student):\n"
+        "    got = student.softmax(np.array([0.0, 0.0]))\n"
+        "    assert abs(got[0] - 0.25) < 1e-9, 'the secret expectation'\n\n\n"
+        "@pytest.mark.visible\n"
+        "def test_visible_one(student):\n"
+        "    assert student.softmax(np.zeros(4)).shape == (5,), 'the visible expectation'\n")
+    out, gs = tmp_path / "r.json", tmp_path / "gs.json"
+    proc = cli("attention_numpy", "--target", "solutions", "--tests", str(hidden), "--json", str(out),
+               "--gradescope", str(gs))
+    assert proc.returncode == 0, proc.stderr
+    assert "the secret expectation" not in proc.stdout and "hidden test failed" in proc.stdout
+    tests = {t["name"]: t for t in json.loads(out.read_text())["exercises"][0]["tests"]}
+    assert tests["test_hidden_secret"]["status"] == "failed" and tests["test_hidden_secret"]["hidden"]
+    assert tests["test_visible_one"]["message"].startswith("the visible expectation")
+    assert json.loads(out.read_text())["score"] < 10
+    visibility = {t["name"].rsplit(": ", 1)[1]: t["visibility"] for t in json.loads(gs.read_text())["tests"]}
+    assert visibility["test_hidden_secret"] == "after_published" and visibility["test_visible_one"] == "visible"
