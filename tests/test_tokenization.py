@@ -173,7 +173,10 @@ GREEK_CYRILLIC = st.text(st.one_of(_chars(0x391, 0x3C9, exclude="\u03a3"), _char
 CJK = st.text(st.one_of(_chars(0x4E00, 0x9FFF), _chars(0x3400, 0x4DBF), _chars(0x20000, 0x2A6DF),
                         _chars(0xF900, 0xFAFF)), min_size=1, max_size=6)
 KANA = st.text(st.one_of(_chars(0x3041, 0x30FF), _chars(0xFF66, 0xFF9D)), min_size=1, max_size=8)
-EMOJI = st.sampled_from(["😀", "🤗", "🫠", "🚀", "❤️", "👍🏽", "👨‍👩‍👧", "🇯🇵", "☕", "🍣", "✨", "🙇‍♂️", "©", "™", "★"])
+# (only characters this Python's Unicode tables assign: "🫠" is Unicode 14, unassigned in Python 3.10's,
+# and SPEC puts unassigned code points out of scope)
+EMOJI = st.sampled_from([e for e in ["😀", "🤗", "🫠", "🚀", "❤️", "👍🏽", "👨‍👩‍👧", "🇯🇵", "☕", "🍣", "✨", "🙇‍♂️", "©",
+                                     "™", "★"] if all(unicodedata.category(c) != "Cn" for c in e)])
 WHITESPACE = st.lists(st.sampled_from([" ", "  ", "\t", "\n", "\r\n", "\u00a0", "\u3000", "\u2003", "\u202f"]),
                       min_size=1, max_size=4).map("".join)
 CONTROL = st.sampled_from(["\x00", "\x01", "\x07", "\x08", "\x0b", "\x0c", "\x1b", "\x7f", "\x85", "\x9f",
