@@ -266,14 +266,19 @@ def small_model_config(c):
                            max_position_embeddings=c["max_pos"])
 
 
-def student_encoder(student, device, cfg, model):
-    remote = hf.in_sandbox(student, "transformers.BertModel", cfg, model.state_dict())
+def encoder_from_hf(student, remote, device):
+    """The student's BertEncoder.from_hf(remote), in eval mode on ``device``."""
     enc = student.BertEncoder.from_hf(remote)
     assert isinstance(enc, Handle), msg(f"BertEncoder.from_hf must return the new BertEncoder, got {enc!r}",
                                         f"BertEncoder.from_hf は新しい BertEncoder を返すはずが {enc!r} でした")
     enc.eval()
     enc.to(device)
     return enc
+
+
+def student_encoder(student, device, cfg, model):
+    remote = hf.in_sandbox(student, "transformers.BertModel", cfg, model.state_dict())
+    return encoder_from_hf(student, remote, device)
 
 
 def random_inputs(c, seed):
@@ -387,12 +392,7 @@ def minilm_reference():
 @pytest.fixture(scope="module")
 def minilm_encoder(student, device):
     remote = student.build("transformers.BertModel.from_pretrained", str(hf.minilm_dir()))
-    enc = student.BertEncoder.from_hf(remote)
-    assert isinstance(enc, Handle), msg(f"BertEncoder.from_hf must return the new BertEncoder, got {enc!r}",
-                                        f"BertEncoder.from_hf は新しい BertEncoder を返すはずが {enc!r} でした")
-    enc.eval()
-    enc.to(device)
-    return enc
+    return encoder_from_hf(student, remote, device)
 
 
 def test_bert_encoder_matches_minilm_on_a_padded_batch_of_pairs(minilm_encoder, device):
