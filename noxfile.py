@@ -52,34 +52,34 @@ def verify(session):
     """The project's own check: grader self-tests, solutions 100 %, stubs 0, known bugs caught."""
     python = kata_python(session)
     session.run(python, "-m", "pytest", "-q", "tests/selftest", *session.posargs, external=True)
-    session.run(python, "-m", "grader.verify", external=True)
+    session.run(python, "-m", "grader.instructor.verify", external=True)
 
 
 @nox.session(venv_backend="none")
 def hint(session):
     """Show the next hint for an exercise: nox -s hint -- EXERCISE [--level N] [--lang ja]."""
-    session.run(kata_python(session), "-m", "grader.hint", *session.posargs, external=True)
+    session.run(kata_python(session), "-m", "grader.student.hint", *session.posargs, external=True)
 
 
 @nox.session(venv_backend="none")
 def watch(session):
     """Re-grade an exercise every time you save it: nox -s watch [-- EXERCISE]."""
-    session.run(kata_python(session), "-m", "grader.watch", *session.posargs, external=True)
+    session.run(kata_python(session), "-m", "grader.student.watch", *session.posargs, external=True)
 
 
 @nox.session(venv_backend="none")
 def plots(session):
     """Draw the chapter's pictures from your own code: nox -s plots [-- --out DIR]."""
-    session.run(kata_python(session), "-m", "grader.plots", *session.posargs, external=True)
+    session.run(kata_python(session), "-m", "grader.student.plots", *session.posargs, external=True)
 
 
 @nox.session(venv_backend="none")
 def release(session):
     """Instructors: write the student copy, a Gradescope bundle and a Classroom workflow: nox -s release [-- --out DIR]."""
-    session.run(kata_python(session), "-m", "grader.release", *session.posargs, external=True)
+    session.run(kata_python(session), "-m", "grader.instructor.release", *session.posargs, external=True)
 
 
 @nox.session(venv_backend="none")
 def bench(session):
     """Measure the grader's speed and write bench.json: nox -s bench [-- --quick]."""
-    session.run(kata_python(session), "-m", "grader.bench", *session.posargs, external=True)
+    session.run(kata_python(session), "-m", "grader.instructor.bench", *session.posargs, external=True)

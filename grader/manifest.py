@@ -1,4 +1,7 @@
-"""The exercise manifest (``manifest.toml``): order, chapter sections, points, hints."""
+"""The exercise manifest (``manifest.toml``): order, chapter sections, points, hints, limits.
+
+It lives in the kata's root (``grader.settings.root()``); limits it does not set take
+the defaults of ``grader.settings``."""
 from __future__ import annotations
 
 import fnmatch
@@ -6,14 +9,13 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from grader import settings
+from grader.settings import manifest_path, root  # noqa: F401  (re-exported)
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
-
-ROOT = Path(__file__).resolve().parent.parent
-MANIFEST = ROOT / "manifest.toml"
-
 
 @dataclass(frozen=True)
 class Exercise:
@@ -25,9 +27,9 @@ class Exercise:
     hints: tuple = ()
     hints_ja: tuple = ()
     weights: dict = field(default_factory=dict)
-    call_timeout: float = 30.0
-    budget: float = 300.0
-    memory_mb: int = 6144
+    call_timeout: float = settings.CALL_TIMEOUT_S
+    budget: float = settings.BUDGET_S
+    memory_mb: int = settings.MEMORY_MB
     preload: tuple = ()
 
     def weight(self, test_name: str) -> float:
@@ -39,20 +41,21 @@ class Exercise:
         return 1.0
 
 
-def load(path: Path = MANIFEST) -> list[Exercise]:
-    data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+def load(path=None) -> list[Exercise]:
+    data = tomllib.loads(Path(path or manifest_path()).read_text(encoding="utf-8"))
     out = []
     for item in data.get("exercise", []):
         out.append(Exercise(
             name=item["name"], section=str(item["section"]), title=item["title"],
             title_ja=item.get("title_ja", item["title"]), points=float(item["points"]),
             hints=tuple(item.get("hints", ())), hints_ja=tuple(item.get("hints_ja", ())),
-            weights=dict(item.get("weights", {})), call_timeout=float(item.get("call_timeout", 30)),
-            budget=float(item.get("budget", 300)), memory_mb=int(item.get("memory_mb", 6144)),
+            weights=dict(item.get("weights", {})), call_timeout=float(item.get("call_timeout", settings.CALL_TIMEOUT_S)),
+            budget=float(item.get("budget", settings.BUDGET_S)),
+            memory_mb=int(item.get("memory_mb", settings.MEMORY_MB)),
             preload=tuple(item.get("preload", ())),
         ))
     return out
 
 
-def by_name(path: Path = MANIFEST) -> dict[str, Exercise]:
+def by_name(path=None) -> dict[str, Exercise]:
     return {e.name: e for e in load(path)}

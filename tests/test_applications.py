@@ -15,9 +15,9 @@ import torch
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from grader.checks import (as_float64, assert_close, assert_finite, assert_not_mutated, assert_shape,
+from grader.grading.checks import (as_float64, assert_close, assert_finite, assert_not_mutated, assert_shape,
                            graded)
-from grader.hf import minilm_dir, seeded, vocab_path
+from grader.grading.hf import minilm_dir, seeded, vocab_path
 from grader.i18n import msg
 
 POOLINGS = ("mean_pool", "max_pool", "cls_pool")

@@ -4,10 +4,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from grader.checks import (assert_close, assert_dtype, assert_finite, assert_not_mutated, assert_shape,
+from grader.grading.checks import (assert_close, assert_dtype, assert_finite, assert_not_mutated, assert_shape,
                            graded)
 from grader.i18n import msg
-from grader.strategies import attention_inputs, attention_shapes, float_dtypes, random_mask, seeds
+from grader.grading.strategies import attention_inputs, attention_shapes, float_dtypes, random_mask, seeds
 
 # float64: both sides compute in double; differences are rounding only (~1e-15).
 # float32: einsum vs matmul vs loops reorder sums; ~1e-6 relative.  Real bugs (no

@@ -8,11 +8,11 @@ import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
 
-from grader.checks import (assert_close, assert_dtype, assert_finite, assert_not_mutated, assert_shape,
+from grader.grading.checks import (assert_close, assert_dtype, assert_finite, assert_not_mutated, assert_shape,
                            graded)
-from grader.hf import additive_mask, seeded, small_config
+from grader.grading.hf import additive_mask, seeded, small_config
 from grader.i18n import msg
-from grader.strategies import random_mask, seeds
+from grader.grading.strategies import random_mask, seeds
 
 # float32 throughout: matmul vs einsum vs per-head loops reorder sums (~1e-6); the bugs
 # this suite must catch (no scaling, heads split the wrong way, mask inverted) are > 1e-2.

@@ -2,7 +2,7 @@
 
 The student's EncoderLayer / BertEncoder are checked against HuggingFace `BertLayer` /
 `BertModel` with the same weights: small random configurations drawn by hypothesis, and
-the real all-MiniLM-L6-v2 weights (hash-checked by `grader.hf.minilm_dir`) on text
+the real all-MiniLM-L6-v2 weights (hash-checked by `grader.grading.hf.minilm_dir`) on text
 tokenized with the real bert-base-uncased vocabulary.  Outputs are compared at real
 (non-padding) positions only.
 
@@ -28,10 +28,10 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from grader import hf
-from grader.checks import assert_close, assert_dtype, assert_shape, graded
+from grader.grading import hf
+from grader.grading.checks import assert_close, assert_dtype, assert_shape, graded
 from grader.i18n import msg
-from grader.wire import Handle
+from grader.sandbox.wire import Handle
 
 LAYER_ATOL = 2e-5
 SMALL_ATOL = 5e-5

@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
 
-from grader import hf
-from grader.checks import assert_close, assert_dtype, assert_not_mutated, assert_shape, graded
+from grader.grading import hf
+from grader.grading.checks import assert_close, assert_dtype, assert_not_mutated, assert_shape, graded
 from grader.i18n import msg
 
 FLOAT32_ATOL = 2e-5

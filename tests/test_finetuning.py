@@ -19,10 +19,10 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from grader import hf
-from grader.checks import assert_close, assert_equal, graded
+from grader.grading import hf
+from grader.grading.checks import assert_close, assert_equal, graded
 from grader.i18n import msg
-from grader.sandbox import RemoteError
+from grader.sandbox.controller import RemoteError
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 JA_VOCAB = DATA / "ja_vocab.txt"          # the kata's Japanese WordPiece vocabulary (tokenization exercise)

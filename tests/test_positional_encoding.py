@@ -15,7 +15,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from grader.checks import assert_close, assert_dtype, assert_not_mutated, assert_shape, graded
+from grader.grading.checks import assert_close, assert_dtype, assert_not_mutated, assert_shape, graded
 from grader.i18n import msg
 
 TABLE_ATOL = 1e-3   # SPEC; see the module docstring

@@ -28,8 +28,8 @@ import torch
 from hypothesis import Phase, given
 from hypothesis import strategies as st
 
-from grader import hf
-from grader.checks import assert_close, assert_equal, assert_finite, assert_not_mutated, graded
+from grader.grading import hf
+from grader.grading.checks import assert_close, assert_equal, assert_finite, assert_not_mutated, graded
 from grader.i18n import msg
 
 IS_NEXT, NOT_NEXT = 0, 1                 # the contract: HuggingFace BertForPreTraining's labels

@@ -3,7 +3,7 @@ English and Japanese tokenizers, checked token for token against HuggingFace.
 
 Trusted yardsticks (built here, never in the sandbox):
 - English: transformers 5's `BertTokenizer` (the Rust tokenizer) with the real bert-base-uncased
-  vocabulary from all-MiniLM-L6-v2 (sha256-checked by `grader.hf.vocab_path()`), and
+  vocabulary from all-MiniLM-L6-v2 (sha256-checked by `grader.grading.hf.vocab_path()`), and
   transformers' legacy Python `WordpieceTokenizer` for `wordpiece` with small drawn vocabularies.
 - Japanese: `BertJapaneseTokenizer(word_tokenizer_type="mecab", mecab_dic="unidic_lite")` on the
   repository's own vocabulary `data/ja_vocab.txt` (built by `scripts/build_ja_vocab.py` from
@@ -30,13 +30,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import grader.hf
-from grader.checks import assert_equal, graded
+import grader.grading.hf
+from grader.grading.checks import assert_equal, graded
 from grader.i18n import msg
-from grader.manifest import ROOT
+from grader.manifest import root
 
-JA_VOCAB = ROOT / "data" / "ja_vocab.txt"
-JA_CORPUS = ROOT / "data" / "ja_corpus.txt"
+JA_VOCAB = root() / "data" / "ja_vocab.txt"
+JA_CORPUS = root() / "data" / "ja_corpus.txt"
 SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 KEYS = ("input_ids", "token_type_ids", "attention_mask")
 
@@ -91,7 +91,7 @@ def _hf_ja(lower=False):
 
 @pytest.fixture(scope="module")
 def vocab_file():
-    return str(grader.hf.vocab_path())
+    return str(grader.grading.hf.vocab_path())
 
 
 @pytest.fixture(scope="module")

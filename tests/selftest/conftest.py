@@ -15,7 +15,7 @@ def run_gradings(jobs, timeout=900, env=None):
     return their reports; a fresh process keeps these tests independent of this pytest run."""
     script = (
         "import json, sys\n"
-        "from grader.run import grade\n"
+        "from grader.grading.run import grade\n"
         "jobs = json.load(sys.stdin)\n"
         "out = [grade(j['target'], j['exercises'], **j.get('options', {})) for j in jobs]\n"
         "sys.stdout.write('\\n@@REPORTS@@' + json.dumps(out))\n"

@@ -1,4 +1,4 @@
-"""``python -m grader.bench``: its cheapest parts run and report sane numbers.
+"""``python -m grader.instructor.bench``: its cheapest parts run and report sane numbers.
 
 No test here depends on how fast anything is: only on the report's shape and that
 the measured times are positive numbers.
@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from grader import bench
+from grader.instructor import bench
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -60,7 +60,7 @@ def test_report_renders_and_targets_are_judged(tmp_path):
 
 def test_cli_quick_builtins_writes_json(tmp_path):
     out = tmp_path / "bench.json"
-    proc = subprocess.run([sys.executable, "-m", "grader.bench", "--quick", "--skip-gpu", "--parts", "builtins",
+    proc = subprocess.run([sys.executable, "-m", "grader.instructor.bench", "--quick", "--skip-gpu", "--parts", "builtins",
                            "--builtin-size", "2,16,32,4", "--json", str(out)],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr

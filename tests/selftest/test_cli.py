@@ -60,7 +60,8 @@ def test_solutions_pass_with_fail_under_100(cli):
 def test_untouched_stubs_fail_fast_and_edited_stubs_are_really_graded(tmp_path):
     import shutil
 
-    from grader.run import grade, untouched_stub
+    from grader.grading.run import grade
+    from grader.settings import untouched_stub
 
     target = tmp_path / "sub"
     shutil.copytree(ROOT / "exercises", target)
@@ -77,12 +78,12 @@ def test_untouched_stubs_fail_fast_and_edited_stubs_are_really_graded(tmp_path):
 def test_stub_hashes_are_current():
     import json
 
-    from grader.run import STUB_HASHES, file_sha256
+    from grader.settings import STUB_HASHES, file_sha256
 
     recorded = json.loads(STUB_HASHES.read_text())
     for name, digest in recorded.items():
         assert file_sha256(ROOT / "exercises" / f"{name}.py") == digest, (
-            f"exercises/{name}.py changed: run python -m grader.verify --write-stub-hashes")
+            f"exercises/{name}.py changed: run python -m grader.instructor.verify --write-stub-hashes")
 
 
 def test_hidden_suite_counts_but_keeps_its_secrets(cli, tmp_path):

@@ -1,4 +1,4 @@
-"""``python -m grader.plots`` (nox -s plots): draws both pictures from a finished implementation,
+"""``python -m grader.student.plots`` (nox -s plots): draws both pictures from a finished implementation,
 and says which exercise to finish (one line per picture, exit 1, no traceback) from the stubs."""
 import struct
 import subprocess
@@ -11,7 +11,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def run_plots(*args, timeout=180):
-    return subprocess.run([sys.executable, "-m", "grader.plots", "--lang", "en", *args],
+    return subprocess.run([sys.executable, "-m", "grader.student.plots", "--lang", "en", *args],
                           capture_output=True, text=True, cwd=ROOT, timeout=timeout)
 
 

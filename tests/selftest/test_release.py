@@ -1,4 +1,4 @@
-"""``python -m grader.release`` (nox -s release): the student copy still grades, leaves the
+"""``python -m grader.instructor.release`` (nox -s release): the student copy still grades, leaves the
 instructor's files out, carries a Classroom workflow; the Gradescope bundle's run_autograder
 finds a submitted module anywhere in the submission and writes results.json."""
 import json
@@ -24,7 +24,7 @@ def released(tmp_path_factory):
     if git is None or git.returncode != 0:
         pytest.skip("not a git checkout: the release publishes what git tracks")
     out = tmp_path_factory.mktemp("release")
-    proc = subprocess.run([sys.executable, "-m", "grader.release", "--out", str(out), "--threshold", "75",
+    proc = subprocess.run([sys.executable, "-m", "grader.instructor.release", "--out", str(out), "--threshold", "75",
                            "--include-untracked"], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return out, proc.stdout
@@ -34,9 +34,9 @@ def test_student_copy_leaves_the_instructors_files_out(released):
     out, stdout = released
     student = out / "student"
     assert "Student copy" in stdout and "gradescope.zip" in stdout
-    for gone in ("solutions", "tests/bugs", "tests/selftest", ".ci", "grader/release.py", "grader/verify.py"):
+    for gone in ("solutions", "tests/bugs", "tests/selftest", ".ci", "grader/instructor"):
         assert not (student / gone).exists(), gone
-    for here in ("exercises", "grader/cli.py", "grader/sandbox.py", "manifest.toml", "noxfile.py",
+    for here in ("exercises", "grader/student/cli.py", "grader/sandbox/controller.py", "manifest.toml", "noxfile.py",
                  "pyproject.toml", "constraints.txt", "README.md"):
         assert (student / here).exists(), here
     from grader import manifest
@@ -83,7 +83,7 @@ def test_gradescope_bundle_grades_a_submission(released, tmp_path):
         assert "setup.sh" in infos and "run_autograder" in infos
         for name in ("setup.sh", "run_autograder"):
             assert (infos[name].external_attr >> 16) & 0o111, f"{name} is not executable in the zip"
-        assert "source/solutions/attention_numpy.py" in infos and "source/grader/cli.py" in infos
+        assert "source/solutions/attention_numpy.py" in infos and "source/grader/student/cli.py" in infos
         assert not any(n.startswith(("source/tests/bugs/", "source/tests/selftest/")) for n in infos)
         ag = tmp_path / "autograder"
         zf.extractall(ag / "source")          # what Gradescope does with the zip
@@ -127,6 +127,6 @@ def test_empty_submission_gets_a_clear_result(released, tmp_path):
 
 
 def test_bad_options_are_one_clear_line(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "grader.release", "--out", str(tmp_path), "--threshold", "150"],
+    proc = subprocess.run([sys.executable, "-m", "grader.instructor.release", "--out", str(tmp_path), "--threshold", "150"],
                           capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert proc.returncode == 2 and "between 0 and 100" in proc.stderr and "Traceback" not in proc.stderr

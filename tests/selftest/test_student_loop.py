@@ -14,12 +14,12 @@ def run(*args, timeout=300):
 
 
 def test_hint_levels_in_english_and_japanese():
-    first = run("grader.hint", "attention_numpy", "--lang", "en")
+    first = run("grader.student.hint", "attention_numpy", "--lang", "en")
     assert first.returncode == 0 and "Hint 1 of 3" in first.stdout and "Hint 2" not in first.stdout
     assert "--level 2" in first.stdout
-    all_ja = run("grader.hint", "attention_numpy", "--level", "3", "--lang", "ja")
+    all_ja = run("grader.student.hint", "attention_numpy", "--level", "3", "--lang", "ja")
     assert all_ja.returncode == 0 and "ヒント 3 / 3" in all_ja.stdout and "最後のヒント" in all_ja.stdout
-    bad = run("grader.hint", "nope")
+    bad = run("grader.student.hint", "nope")
     assert bad.returncode == 2 and "valid exercises" in bad.stderr and "Traceback" not in bad.stderr
 
 
@@ -50,7 +50,7 @@ def test_first_failure_shown_is_the_most_basic_one(tmp_path):
 def test_watch_regrades_on_save(tmp_path):
     target = tmp_path / "sub"
     shutil.copytree(ROOT / "solutions", target)
-    proc = subprocess.Popen([sys.executable, "-m", "grader.watch", "attention_numpy", "--target", str(target),
+    proc = subprocess.Popen([sys.executable, "-m", "grader.student.watch", "attention_numpy", "--target", str(target),
                              "--max-runs", "2", "--interval", "0.1", "--lang", "en"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
     lines = []

@@ -1,4 +1,4 @@
-"""``python -m grader.bench`` (``nox -s bench``): how fast is the grader on this machine?
+"""``python -m grader.instructor.bench`` (``nox -s bench``): how fast is the grader on this machine?
 
 It measures, on the machine it runs on, and prints a table (and writes the same
 numbers to ``bench.json``, or ``--json FILE``, so that runs can be compared):
@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import concurrent.futures as cf
 import datetime as _dt
-import importlib.util
 import json
 import os
 import platform
@@ -43,13 +42,13 @@ import threading
 import time
 from pathlib import Path
 
-from . import manifest as manifest_mod
-from .sandbox import Sandbox
+from grader import manifest as manifest_mod
+from grader import settings
+from grader.manifest import root
+from grader.sandbox.controller import Sandbox
+from grader.sandbox.inprocess import import_by_path
 
-ROOT = manifest_mod.ROOT
-SOLUTIONS = ROOT / "solutions"
-STUBS = ROOT / "exercises"
-INI = Path(__file__).with_name("pytest.ini")
+INI = settings.PYTEST_INI
 ONE_EXERCISE = "attention_torch"
 BATCH_EXERCISES = ("attention_numpy", "attention_torch")
 PARTS = ("grade", "pytest", "startup", "watch", "batch", "builtins")
@@ -60,139 +59,6 @@ TARGET_RATIO = 1.5
 TARGET_FULL_S = 60.0
 TARGET_ONE_S = 8.0
 TARGET_STUBS_S = 15.0
-
-
-# ====================================================================== in-process baseline
-
-class _ThreadProc:
-    """Stands in for ``subprocess.Popen`` when the "sandbox" is a thread."""
-
-    pid = None
-
-    def __init__(self, thread: threading.Thread):
-        self.thread = thread
-
-    def wait(self, timeout=None):
-        self.thread.join(timeout)
-        if self.thread.is_alive():
-            raise subprocess.TimeoutExpired("in-process sandbox", timeout)
-        return 0
-
-    def poll(self):
-        return None if self.thread.is_alive() else 0
-
-
-class _NoDrain:
-    total = 0
-
-    def text(self) -> str:
-        return ""
-
-    def join(self, timeout=None):
-        pass
-
-
-def _import_by_path(folder: Path, name: str, prefix: str):
-    """Import ``folder/name.py`` under a private module name (so it never shadows the
-    reference imported by the ``reference`` fixture); siblings resolve from ``folder``."""
-    mod_name = f"{prefix}{name}"
-    spec = importlib.util.spec_from_file_location(mod_name, folder / f"{name}.py")
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot import {folder / (name + '.py')}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[mod_name] = module
-    sys.path.insert(0, str(folder))
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        sys.modules.pop(mod_name, None)
-        raise
-    finally:
-        try:
-            sys.path.remove(str(folder))
-        except ValueError:
-            pass
-    return module
-
-
-def _serve_in_process(cfg: dict, folder: Path, name: str, preload) -> None:
-    from . import wire, worker
-
-    server = worker.Server(cfg, wire)
-    try:
-        try:
-            for mod in preload:
-                try:
-                    importlib.import_module(mod)
-                except ImportError:
-                    pass
-            worker.seed_everything(0)
-            module = _import_by_path(folder, name, "_kata_in_process_")
-        except BaseException as exc:  # noqa: BLE001 - reported like the sandbox does
-            server.send({"ready": False, **server.error(exc)})
-            return
-        server.module = module
-        worker.seed_everything(0)
-        server.send({"ready": True})
-        server.serve()
-    except OSError:
-        pass                      # the grader closed the pipes
-    finally:
-        for fd in (cfg["rfd"], cfg["wfd"]):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-
-
-class InProcessSandbox(Sandbox):
-    """BENCHMARK ONLY, UNSAFE: serves the graded module from a thread of this process.
-
-    Selected by the plugin's ``--kata-in-process``.  The suites talk to it exactly as to
-    a real sandbox (same wire protocol, same handles and errors), but there is no child
-    process, no namespaces, no resource limits and no way to stop a runaway call: the
-    student's code runs with the grader's privileges and can change its verdict.  It
-    exists only to measure what isolation costs (``python -m grader.bench``).
-    """
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.mode = "in-process"
-        self._closed = False
-
-    def start(self):
-        if self.proc is not None or self.dead is not None:
-            return
-        self.started_at = time.monotonic()
-        req_r, req_w = os.pipe()
-        rep_r, rep_w = os.pipe()
-        cfg = {"rfd": req_r, "wfd": rep_w, "student_dir": str(self.target.resolve()),
-               "module": self.module}
-        thread = threading.Thread(target=_serve_in_process,
-                                  args=(cfg, self.target.resolve(), self.module, self.preload),
-                                  name=f"kata-in-process-{self.module}", daemon=True)
-        self.proc = _ThreadProc(thread)
-        self.wfd, self.rfd = req_w, rep_r
-        self.drain = _NoDrain()
-        thread.start()
-        started = time.monotonic()
-        header, _ = self._read_reply(self.start_timeout, "starting and importing the module")
-        self.busy_s += time.monotonic() - started
-        self.record_import(header)
-
-    def _kill(self):
-        if self.proc is None or self._closed:
-            return
-        self._closed = True
-        for fd in (self.wfd, self.rfd):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        try:
-            self.proc.wait(timeout=2)     # a thread cannot be killed; a hung one is left behind
-        except subprocess.TimeoutExpired:
-            pass
 
 
 # ====================================================================== running things
@@ -207,7 +73,7 @@ def run_timed(cmd, *, timeout=3600.0, env=None) -> dict:
     """Run ``cmd`` in the repository root; wall time, exit status and output."""
     started = time.perf_counter()
     try:
-        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+        proc = subprocess.run(cmd, cwd=root(), capture_output=True, text=True, timeout=timeout,
                               env=env or _env())
         rc, out, err = proc.returncode, proc.stdout, proc.stderr
     except subprocess.TimeoutExpired as exc:
@@ -259,11 +125,11 @@ def _median_run(runs: list[dict]) -> dict:
 
 
 def suite_files(exercises) -> list[str]:
-    from .run import suite_files as _suite_files
+    from grader.grading.run import suite_files as _suite_files
 
     files = []
     for name in exercises:
-        files.extend(str(p.relative_to(ROOT)) for p in _suite_files(name, ROOT / "tests"))
+        files.extend(str(p.relative_to(root())) for p in _suite_files(name, root() / "tests"))
     return files
 
 
@@ -275,9 +141,9 @@ _DURATION = re.compile(r"^\s*([\d.]+)s\s+(setup|call|teardown)\s+(\S.*?)\s*$")
 def pytest_once(exercises, device: str, *, in_process: bool, durations: int = 0,
                 timeout=3600.0) -> dict:
     """Plain ``pytest`` of the suites against ``solutions/`` in one fresh process."""
-    cmd = [sys.executable, "-m", "pytest", *suite_files(exercises), "-c", str(INI), "--rootdir", str(ROOT),
-           "-p", "grader.plugin", "-p", "no:cacheprovider", "-p", "no:randomly", "--import-mode=importlib",
-           "-q", "--no-header", "--kata-target", str(SOLUTIONS), "--kata-device", device]
+    cmd = [sys.executable, "-m", "pytest", *suite_files(exercises), "-c", str(INI), "--rootdir", str(root()),
+           "-p", "grader.grading.plugin", "-p", "no:cacheprovider", "-p", "no:randomly", "--import-mode=importlib",
+           "-q", "--no-header", "--kata-target", str((root() / "solutions")), "--kata-device", device]
     if in_process:
         cmd.append("--kata-in-process")
     if durations:
@@ -328,7 +194,7 @@ def sandbox_starts(exercises, device: str, repeats: int) -> dict:
         ex = man[name]
         best = None
         for _ in range(max(1, repeats)):
-            box = Sandbox(SOLUTIONS, name, modules, hide=[str(SOLUTIONS), str(ROOT / "tests")], device=device,
+            box = Sandbox((root() / "solutions"), name, modules, hide=[str((root() / "solutions")), str(root() / "tests")], device=device,
                           start_timeout=300, memory_mb=ex.memory_mb, preload=ex.preload)
             try:
                 t0 = time.perf_counter()
@@ -350,21 +216,21 @@ def interpreter_start(repeats: int = 3) -> dict:
     """A bare interpreter, and one that imports what the grader process imports."""
     bare = [run_timed([sys.executable, "-c", "pass"])["wall_s"] for _ in range(repeats)]
     imports = [run_timed([sys.executable, "-c", "import numpy, torch, pytest, hypothesis, transformers; "
-                          "import grader.cli, grader.run, grader.plugin"])["wall_s"] for _ in range(repeats)]
+                          "import grader.student.cli, grader.run, grader.plugin"])["wall_s"] for _ in range(repeats)]
     return {"python_s": statistics.median(bare), "python_with_imports_s": statistics.median(imports)}
 
 
 # ---------------------------------------------------------------------- watch mode
 
 def _watch_source() -> str:
-    path = ROOT / "grader" / "watch.py"
+    path = Path(__file__).resolve().parents[1] / "student" / "watch.py"
     return path.read_text(encoding="utf-8") if path.is_file() else ""
 
 
 def _copy_modules(dest: Path, names) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     for name in names:
-        shutil.copy2(SOLUTIONS / f"{name}.py", dest / f"{name}.py")
+        shutil.copy2((root() / "solutions") / f"{name}.py", dest / f"{name}.py")
     return dest
 
 
@@ -404,7 +270,7 @@ def feedback_fresh_grade(exercise: str, device: str, folder: Path, timeout=600.0
     path = folder / f"{exercise}.py"
     t0 = time.perf_counter()
     _save(path)
-    proc = subprocess.Popen(grade_cmd([exercise], folder, device), cwd=ROOT, stdout=subprocess.PIPE,
+    proc = subprocess.Popen(grade_cmd([exercise], folder, device), cwd=root(), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env=_env())
     reader = _LineReader(proc.stdout)
     reader.start()
@@ -422,12 +288,12 @@ def feedback_fresh_grade(exercise: str, device: str, folder: Path, timeout=600.0
 
 def feedback_watch(exercise: str, device: str, folder: Path, saves: int = 2, settle: float = 8.0,
                    timeout: float = 300.0) -> dict:
-    """Start ``python -m grader.watch EXERCISE --target COPY``; once it says it is watching
+    """Start ``python -m grader.student.watch EXERCISE --target COPY``; once it says it is watching
     (after its first grade), wait ``settle`` seconds (a student's edit takes longer than
     that; the watcher prestarts the next sandbox meanwhile), save, and time the first
     score line; ``saves`` times in the same session."""
-    cmd = [sys.executable, "-m", "grader.watch", exercise, "--target", str(folder), "--device", device]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    cmd = [sys.executable, "-m", "grader.student.watch", exercise, "--target", str(folder), "--device", device]
+    proc = subprocess.Popen(cmd, cwd=root(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=_env(), start_new_session=True)
     reader = _LineReader(proc.stdout)
     reader.start()
@@ -467,13 +333,13 @@ def feedback_watch(exercise: str, device: str, folder: Path, saves: int = 2, set
 
 def measure_feedback(exercise: str, device: str, tmp: Path, quick: bool) -> dict:
     folder = _copy_modules(tmp / "watched", [e.name for e in manifest_mod.load()
-                                             if (SOLUTIONS / f"{e.name}.py").is_file()])
+                                             if ((root() / "solutions") / f"{e.name}.py").is_file()])
     source = _watch_source()
     note = ""
     if "--target" in source:
         w = feedback_watch(exercise, device, folder, saves=1 if quick else 3)
         if "error" not in w:
-            return {"method": "python -m grader.watch: file save -> first score line", "exercise": exercise,
+            return {"method": "python -m grader.student.watch: file save -> first score line", "exercise": exercise,
                     "watch": w, "cold": {"seconds": w["saves"][0]},
                     "warm": {"seconds": statistics.median(w["saves"][1:] or w["saves"])}}
         note = f"watch mode failed ({w['error'][:300]}); measured a fresh grade instead"
@@ -537,7 +403,7 @@ def compare_builtins(device: str = "cpu", B: int = 8, L: int = 128, d: int = 256
     import torch
     import torch.nn.functional as F
 
-    ref = _import_by_path(SOLUTIONS, "attention_torch", "_kata_bench_reference_")
+    ref = import_by_path(root() / "solutions", "attention_torch", "_kata_bench_reference_")
     dev = torch.device(device)
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(B, L, d, generator=gen).to(dev)
@@ -580,7 +446,7 @@ def compare_builtins(device: str = "cpu", B: int = 8, L: int = 128, d: int = 256
 
 def _rel(path: Path) -> str:
     try:
-        return str(Path(path).resolve().relative_to(ROOT))
+        return str(Path(path).resolve().relative_to(root()))
     except ValueError:
         return str(path)
 
@@ -794,7 +660,7 @@ def write_json(res: dict, path) -> None:
 def machine_info() -> dict:
     import torch
 
-    from .sandbox import isolation_mode
+    from grader.sandbox.controller import isolation_mode
 
     try:
         load = [round(x, 2) for x in os.getloadavg()]
@@ -818,7 +684,7 @@ def _sizes(text: str) -> tuple[int, int, int, int]:
 
 def parse_args(argv):
     names = [e.name for e in manifest_mod.load()]
-    p = argparse.ArgumentParser(prog="python -m grader.bench", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m grader.instructor.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true",
                    help="fewer repetitions (one warm run, pytest once), no batch")
     p.add_argument("--json", default="bench.json", metavar="FILE", help="write the results here (default bench.json)")
@@ -841,7 +707,7 @@ def parse_args(argv):
     args.parts = parts
     if args.batch < 1:
         p.error("--batch must be at least 1")
-    args.exercises = [n for n in (args.only or names) if (SOLUTIONS / f"{n}.py").is_file()]
+    args.exercises = [n for n in (args.only or names) if ((root() / "solutions") / f"{n}.py").is_file()]
     if not args.exercises:
         p.error("no exercise with a reference solution in solutions/ to measure")
     return args
@@ -855,7 +721,7 @@ def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     quick = args.quick
     exercises = args.exercises
-    everything = exercises == [n for n in (e.name for e in manifest_mod.load()) if (SOLUTIONS / f"{n}.py").is_file()]
+    everything = exercises == [n for n in (e.name for e in manifest_mod.load()) if ((root() / "solutions") / f"{n}.py").is_file()]
     one = ONE_EXERCISE if ONE_EXERCISE in exercises else exercises[0]
     res: dict = {"schema": SCHEMA, "started": _dt.datetime.now().isoformat(timespec="seconds"),
                  "machine": machine_info(),
@@ -880,15 +746,15 @@ def main(argv=None) -> int:
         if "grade" in args.parts:
             res["grade"] = {}
             g = attempt("grading solutions/ (cold, then warm)",
-                        lambda: grade_cold_warm(grade_args, SOLUTIONS, args.device, tmp, warm_runs))
+                        lambda: grade_cold_warm(grade_args, (root() / "solutions"), args.device, tmp, warm_runs))
             if g:
                 res["grade"]["full"] = g
             g = attempt(f"grading solutions/ {one}",
-                        lambda: grade_cold_warm([one], SOLUTIONS, args.device, tmp, warm_runs))
+                        lambda: grade_cold_warm([one], (root() / "solutions"), args.device, tmp, warm_runs))
             if g:
                 res["grade"]["one"] = g
             g = attempt("grading the stubs in exercises/",
-                        lambda: grade_cold_warm(grade_args, STUBS, args.device, tmp, warm_runs))
+                        lambda: grade_cold_warm(grade_args, (root() / "exercises"), args.device, tmp, warm_runs))
             if g:
                 res["grade"]["stubs"] = g
         if "pytest" in args.parts:

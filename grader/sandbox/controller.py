@@ -29,10 +29,11 @@ import threading
 import time
 from pathlib import Path
 
-from . import wire
+from grader import settings
+from grader.sandbox import wire
 
 WORKER = Path(__file__).with_name("worker.py")
-OUTPUT_KEEP = 16 * 1024
+OUTPUT_KEEP = settings.OUTPUT_KEEP_BYTES
 MAX_MODULE_BYTES = 1 << 20
 
 
@@ -169,12 +170,54 @@ class _Drain(threading.Thread):
         return bytes(self.kept).decode("utf-8", "replace")
 
 
+class ChildProcess:
+    """How a Sandbox reaches its worker: a child process (the only transport used for grading).
+
+    ``open`` starts ``cmd`` with the request/reply pipes passed as the config's ``rfd``/``wfd``
+    and its output drained; ``close`` kills its whole process group and closes the pipes.
+    ``grader.sandbox.inprocess.InThread`` is the benchmark's stand-in with the same two methods."""
+
+    mode = None     # the machine's isolation mode
+
+    def open(self, cmd, cfg, env, cwd):
+        req_r, req_w = os.pipe()
+        rep_r, rep_w = os.pipe()
+        out_r, out_w = os.pipe()
+        cfg["rfd"], cfg["wfd"] = req_r, rep_w
+        cmd = [*cmd[:-1], json.dumps(cfg)]
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=out_w, stderr=out_w, pass_fds=(req_r, rep_w),
+            env=env, cwd=cwd, start_new_session=True, close_fds=True)
+        for fd in (req_r, rep_w, out_w):
+            os.close(fd)
+        drain = _Drain(out_r)
+        drain.start()
+        return proc, req_w, rep_r, drain
+
+    def close(self, proc, wfd, rfd, drain):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        for fd in (wfd, rfd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        drain.join(timeout=2)
+
+
 class Sandbox:
     """One child process serving one exercise's module."""
 
     def __init__(self, target: Path, module: str, modules, *, hide=(), device="cpu",
-                 call_timeout=30.0, start_timeout=90.0, memory_mb=6144, preload=(), threads=None,
-                 budget=600.0):
+                 call_timeout=settings.CALL_TIMEOUT_S, start_timeout=settings.START_TIMEOUT_S,
+                 memory_mb=settings.MEMORY_MB, preload=(), threads=None, budget=settings.BUDGET_S,
+                 transport=None):
         self.target = Path(target)
         self.module = module
         self.modules = list(modules)
@@ -192,7 +235,8 @@ class Sandbox:
         self.booted = False
         self.dead: SandboxDied | None = None
         self.import_error: RemoteError | None = None
-        self.mode = isolation_mode()
+        self.transport = transport or ChildProcess()
+        self.mode = getattr(self.transport, "mode", None) or isolation_mode()
         self.calls = 0
         self.busy_s = 0.0
 
@@ -263,9 +307,6 @@ class Sandbox:
         if self.proc is not None or self.dead is not None:
             return
         self.box = self._prepare_box()
-        req_r, req_w = os.pipe()
-        rep_r, rep_w = os.pipe()
-        out_r, out_w = os.pipe()
         cfg = {
             "stage": "boot" if self.mode != "processes" else "run",
             "module": self.module,
@@ -273,11 +314,11 @@ class Sandbox:
             "student_dir": str(self.box / "student"),
             "work": str(self.box / "work"),
             "hide": self.hide,
-            "scratch_mb": 512,
+            "scratch_mb": settings.SCRATCH_MB,
             "memory_mb": None if self.device.startswith("cuda") else self.memory_mb,
-            "file_mb": 64,
-            "rfd": req_r,
-            "wfd": rep_w,
+            "file_mb": settings.FILE_MB,
+            # CPU seconds: a spinning child dies even if the wall-clock deadline were missed
+            "cpu_s": int(self.budget + self.start_timeout + settings.CPU_SLACK_S),
             "preload": self.preload,
             "threads": self.threads,
         }
@@ -291,14 +332,7 @@ class Sandbox:
             # root that cannot become nobody: at least drop every capability (RLIMIT_NPROC then holds)
             cmd = ["setpriv", "--bounding-set=-all", "--inh-caps=-all", "--no-new-privs", "--", *cmd]
         env = child_env(self.box / "work", self.device, self.threads)
-        self.proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=out_w, stderr=out_w, pass_fds=(req_r, rep_w),
-            env=env, cwd=str(self.box / "work"), start_new_session=True, close_fds=True)
-        for fd in (req_r, rep_w, out_w):
-            os.close(fd)
-        self.wfd, self.rfd = req_w, rep_r
-        self.drain = _Drain(out_r)
-        self.drain.start()
+        self.proc, self.wfd, self.rfd, self.drain = self.transport.open(cmd, cfg, env, str(self.box / "work"))
 
     def close(self):
         if self.proc is not None:
@@ -314,23 +348,8 @@ class Sandbox:
             self.box = None
 
     def _kill(self):
-        proc = self.proc
-        if proc is None:
-            return
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
-        for fd in (self.wfd, self.rfd):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        self.drain.join(timeout=2)
+        if self.proc is not None:
+            self.transport.close(self.proc, self.wfd, self.rfd, self.drain)
 
     def output(self) -> str:
         return self.drain.text() if self.proc is not None else ""
@@ -381,6 +400,8 @@ class Sandbox:
                 name = signal.Signals(sig).name
             except ValueError:
                 name = f"signal {sig}"
+            if sig == getattr(signal, "SIGXCPU", None):
+                self._die("timeout", f"used up its CPU time limit ({name}) while {what}")
             kind = "memory" if sig == signal.SIGKILL else "crash"
             self._die(kind, f"was killed by {name} while {what}")
         self._die("crash", f"exited with status {code} while {what} (sys.exit / os._exit in student code?)")

@@ -11,7 +11,7 @@ import math
 import numpy as np
 from hypothesis import HealthCheck, settings
 
-from .i18n import say
+from grader.i18n import say
 
 GRADED = dict(derandomize=True, database=None, deadline=None, print_blob=False,
               report_multiple_bugs=False, suppress_health_check=list(HealthCheck))

@@ -7,11 +7,12 @@ import os
 import sys
 from pathlib import Path
 
-from . import manifest as manifest_mod
-from . import report as report_mod
-from .report import clean
+from grader import manifest as manifest_mod
+from grader import settings
+from grader.manifest import root
+from grader.grading import report as report_mod
+from grader.grading.report import clean
 
-ROOT = manifest_mod.ROOT
 
 TEXT = {
     "en": {
@@ -110,8 +111,8 @@ def parse_args(argv):
 
 def resolve_target(text: str) -> Path:
     path = Path(text)
-    if not path.is_absolute() and not path.exists() and (ROOT / text).exists():
-        path = ROOT / text
+    if not path.is_absolute() and not path.exists() and (root() / text).exists():
+        path = root() / text
     if not path.exists():
         raise UsageError(f"--target {text!r}: no such folder")
     if not path.is_dir():
@@ -218,9 +219,10 @@ def main(argv=None) -> int:
     except UsageError as exc:
         print(f"grader: error: {exc}", file=sys.stderr)
         return 2
-    from .plugin import sandbox_settings
-    from .run import grade, merge, untouched_stub
-    from .sandbox import close_prestarted, isolation_mode, prelaunch
+    from grader.settings import sandbox_settings
+    from grader.grading.run import grade, merge
+    from grader.settings import untouched_stub
+    from grader.sandbox.controller import close_prestarted, isolation_mode, prelaunch
 
     hide = [str(Path(d).resolve()) for d in args.tests]
     modules = [e.name for e in manifest_mod.load()]
@@ -228,7 +230,7 @@ def main(argv=None) -> int:
     live = [n for n in args.exercise if not untouched_stub(args.target, n)]
 
     def launch(name):
-        prelaunch(args.target, name, modules, sandbox_settings(args.target, name, args.device, hide=hide))
+        prelaunch(args.target, name, modules, sandbox_settings(args.target, manifest_mod.by_name()[name], args.device, hide=hide))
 
     jobs = args.jobs or min(4, os.cpu_count() or 1)
     jobs = max(1, min(jobs, len(live)))
@@ -241,7 +243,7 @@ def main(argv=None) -> int:
             import concurrent.futures as cf
             import multiprocessing
 
-            from .run import grade_job, worker_init
+            from grader.grading.run import grade_job, worker_init
 
             pool = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
                                           initializer=worker_init)

@@ -11,8 +11,8 @@ built-in exception, so ``pytest.raises(ValueError)`` works.
 """
 from __future__ import annotations
 
-from . import wire
-from .sandbox import Sandbox, make_remote_error
+from grader.sandbox import wire
+from grader.sandbox.controller import Sandbox, make_remote_error
 
 
 class _Client:

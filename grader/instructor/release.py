@@ -1,4 +1,4 @@
-"""``python -m grader.release`` (``nox -s release``): what an instructor publishes.
+"""``python -m grader.instructor.release`` (``nox -s release``): what an instructor publishes.
 
 Writes, under ``--out`` (default ``release/``):
 
@@ -24,22 +24,22 @@ import sys
 import zipfile
 from pathlib import Path
 
-from . import manifest as manifest_mod
+from grader import manifest as manifest_mod
+from grader import settings
+from grader.manifest import root
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-ROOT = manifest_mod.ROOT
 TEMPLATES = Path(__file__).resolve().parent / "templates" / "release"
 MARKER = ".kata-release"
 
 # Never in any published copy: the project's own checks and this tool.
-PROJECT_ONLY = ["tests/bugs/", "tests/selftest/", ".ci/", ".github/", "grader/release.py",
-                "grader/templates/release/"]
+PROJECT_ONLY = ["tests/bugs/", "tests/selftest/", ".ci/", ".github/", "grader/instructor/"]
 # Also left out of the student copy.
-INSTRUCTOR_ONLY = ["solutions/", "grader/verify.py", "grader/bench.py"]
+INSTRUCTOR_ONLY = ["solutions/"]
 # noxfile sessions that make no sense without the above (removed from the student copy;
 # so is any session that runs a grader module the copy does not have).
 INSTRUCTOR_SESSIONS = {"verify", "release", "bench"}
@@ -55,18 +55,18 @@ def git_files(include_untracked: bool) -> tuple[list[str], list[str]]:
     """(files to publish, untracked files left out), repository-relative, '/'-separated."""
     def ls(*args):
         try:
-            proc = subprocess.run(["git", "ls-files", "-z", *args], cwd=ROOT, capture_output=True, check=True)
+            proc = subprocess.run(["git", "ls-files", "-z", *args], cwd=root(), capture_output=True, check=True)
         except FileNotFoundError:
             raise ReleaseError("git is not installed; the release publishes what git tracks") from None
         except subprocess.CalledProcessError as exc:
-            raise ReleaseError(f"{ROOT} is not a git checkout ({exc.stderr.decode(errors='replace').strip()}); "
+            raise ReleaseError(f"{root()} is not a git checkout ({exc.stderr.decode(errors='replace').strip()}); "
                                "the release publishes what git tracks") from None
         return [p for p in proc.stdout.decode("utf-8", "surrogateescape").split("\0") if p]
 
     tracked = ls("--cached")
     untracked = ls("--others", "--exclude-standard")
     files = tracked + (untracked if include_untracked else [])
-    files = sorted({f for f in files if os.path.lexists(ROOT / f)})
+    files = sorted({f for f in files if os.path.lexists(root() / f)})
     return files, ([] if include_untracked else sorted(untracked))
 
 
@@ -85,9 +85,9 @@ def repo_relative(text: str, what: str) -> str:
     path = Path(text)
     path = (path if path.is_absolute() else Path.cwd() / path).resolve()
     try:
-        rel = path.relative_to(ROOT).as_posix()
+        rel = path.relative_to(root()).as_posix()
     except ValueError:
-        raise ReleaseError(f"{what} {text!r}: not inside the repository {ROOT}") from None
+        raise ReleaseError(f"{what} {text!r}: not inside the repository {root()}") from None
     if rel in ("", "."):
         raise ReleaseError(f"{what} {text!r}: that is the whole repository")
     return rel + "/" if path.is_dir() else rel
@@ -97,7 +97,7 @@ def repo_relative(text: str, what: str) -> str:
 
 def copy_files(files, dest: Path) -> None:
     for rel in files:
-        src, dst = ROOT / rel, dest / rel
+        src, dst = root() / rel, dest / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(src, dst, follow_symlinks=False)
 
@@ -114,7 +114,7 @@ def student_noxfile(text: str, present: set[str]) -> str:
         if not any("session" in ast.unparse(d) for d in node.decorator_list):
             continue
         source = ast.get_source_segment(text, node) or ""
-        modules = re.findall(r'"(grader(?:\.\w+)?)"', source)
+        modules = re.findall(r'"(grader(?:\.\w+)*)"', source)
         lacking = [m for m in modules if m != "grader" and f"{m.replace('.', '/')}.py" not in present]
         if node.name in INSTRUCTOR_SESSIONS or lacking:
             start = min([node.lineno] + [d.lineno for d in node.decorator_list]) - 1
@@ -135,10 +135,10 @@ def reference_table(present=None) -> list[tuple[str, int, int]]:
     transitively) asks for the ``reference`` fixture."""
     rows = []
     for ex in manifest_mod.load():
-        files = [ROOT / "tests" / f"test_{ex.name}.py", *sorted((ROOT / "tests" / ex.name).glob("test_*.py"))]
+        files = [root() / "tests" / f"test_{ex.name}.py", *sorted((root() / "tests" / ex.name).glob("test_*.py"))]
         total = needs = 0
         for path in files:
-            if not path.is_file() or (present is not None and path.relative_to(ROOT).as_posix() not in present):
+            if not path.is_file() or (present is not None and path.relative_to(root()).as_posix() not in present):
                 continue
             tree = ast.parse(path.read_text(encoding="utf-8"))
             funcs = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
@@ -236,15 +236,15 @@ def write_zip(folder: Path, zip_path: Path) -> None:
 def release(out: Path, *, threshold=60.0, exclude=(), tests=(), exercises=(), include_untracked=False,
             log=print) -> dict:
     out = out.resolve()
-    if out == ROOT or ROOT.is_relative_to(out):
+    if out == root() or root().is_relative_to(out):
         raise ReleaseError(f"--out {out}: must not be the repository or a folder above it")
     names = [e.name for e in manifest_mod.load()]
     unknown = [e for e in exercises if e not in names]
     if unknown:
         raise ReleaseError(f"unknown exercise {', '.join(map(repr, unknown))}; valid exercises: {', '.join(names)}")
     files, left_untracked = git_files(include_untracked)
-    if out.is_relative_to(ROOT):
-        files = [f for f in files if not (ROOT / f).resolve().is_relative_to(out)]
+    if out.is_relative_to(root()):
+        files = [f for f in files if not (root() / f).resolve().is_relative_to(out)]
 
     user_excl = [repo_relative(e, "--exclude") for e in exclude]
     hidden_in_repo, hidden_outside = [], []
@@ -267,7 +267,7 @@ def release(out: Path, *, threshold=60.0, exclude=(), tests=(), exercises=(), in
         raise ReleaseError(f"--out {out}: holds student/ or gradescope/ that this tool did not write; "
                            "remove them or choose another folder")
     out.mkdir(parents=True, exist_ok=True)
-    (out / MARKER).write_text("written by python -m grader.release\n", encoding="utf-8")
+    (out / MARKER).write_text("written by python -m grader.instructor.release\n", encoding="utf-8")
     for t in targets:
         if t.is_dir() and not t.is_symlink():
             shutil.rmtree(t)
@@ -280,10 +280,10 @@ def release(out: Path, *, threshold=60.0, exclude=(), tests=(), exercises=(), in
     present = set(student_files)
     if "noxfile.py" in present:
         (student / "noxfile.py").write_text(
-            student_noxfile((ROOT / "noxfile.py").read_text(encoding="utf-8"), present), encoding="utf-8")
+            student_noxfile((root() / "noxfile.py").read_text(encoding="utf-8"), present), encoding="utf-8")
     if "README.md" in present:
         (student / "README.md").write_text(
-            student_readme((ROOT / "README.md").read_text(encoding="utf-8"), student_excl, threshold, present),
+            student_readme((root() / "README.md").read_text(encoding="utf-8"), student_excl, threshold, present),
             encoding="utf-8")
     workflow = student / ".github" / "workflows" / "classroom.yml"
     workflow.parent.mkdir(parents=True, exist_ok=True)
@@ -301,7 +301,7 @@ def release(out: Path, *, threshold=60.0, exclude=(), tests=(), exercises=(), in
             raise ReleaseError(f"--tests {path}: two hidden suites named {path.name}")
         shutil.copytree(path, dest, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         grader_args += ["--tests", f"hidden/{path.name}"]
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    project = tomllib.loads((root() / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     deps = " ".join(shlex.quote(d) for d in project["dependencies"])
     write_exec(bundle / "setup.sh", fill("setup.sh", DEPENDENCIES=deps))
     exercises_text = " ".join(exercises)
@@ -351,7 +351,7 @@ def _shown(path: Path) -> str:
 
 def parse_args(argv):
     p = argparse.ArgumentParser(
-        prog="python -m grader.release",
+        prog="python -m grader.instructor.release",
         description="Write the student copy of the kata (with a GitHub Classroom workflow) and a "
                     "Gradescope autograder bundle.")
     p.add_argument("--out", default=None, help="output folder (default: release/)")
@@ -369,7 +369,7 @@ def parse_args(argv):
     args = p.parse_args(argv)
     if not 0 <= args.threshold <= 100:
         raise ReleaseError(f"--threshold {args.threshold:g}: must be between 0 and 100 (a percentage)")
-    args.out = Path(args.out) if args.out is not None else ROOT / "release"
+    args.out = Path(args.out) if args.out is not None else root() / "release"
     return args
 
 
@@ -379,7 +379,7 @@ def main(argv=None) -> int:
         release(args.out, threshold=args.threshold, exclude=args.exclude, tests=args.tests,
                 exercises=args.exercises, include_untracked=args.include_untracked)
     except ReleaseError as exc:
-        print(f"grader.release: error: {exc}", file=sys.stderr)
+        print(f"grader.instructor.release: error: {exc}", file=sys.stderr)
         return 2
     return 0
 

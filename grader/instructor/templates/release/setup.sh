@@ -51,4 +51,4 @@ if [ -n "$TORCH_INDEX" ]; then extra=(--extra-index-url "$TORCH_INDEX"); fi
 # Fail the build now, not at the first submission: the grader imports and the packaged
 # all-MiniLM-L6-v2 files are the published ones (sha256-checked).
 cd "$KATA"
-"$VENV/bin/python" -c "import grader.cli, grader.run, grader.hf; grader.hf.minilm_dir(); print('kata autograder ready')"
+"$VENV/bin/python" -c "import grader.student.cli, grader.grading.run, grader.grading.hf; grader.grading.hf.minilm_dir(); print('kata autograder ready')"

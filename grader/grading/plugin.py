@@ -14,20 +14,20 @@ from pathlib import Path
 
 import pytest
 
-from . import manifest as manifest_mod
-from .i18n import say, set_lang
-from .remote import StudentModule
-from .sandbox import RemoteError, Sandbox, SandboxDied, take_prestarted
+from grader import manifest as manifest_mod
+from grader import settings
+from grader.i18n import say, set_lang
+from grader.sandbox.remote import StudentModule
+from grader.sandbox.controller import RemoteError, Sandbox, SandboxDied, take_prestarted
 
-ROOT = manifest_mod.ROOT
-NEEDS_REFERENCE = "excluded: needs the instructor's reference solution, which this copy does not have"
+NEEDS_REFERENCE = settings.NEEDS_REFERENCE
 
 
 def pytest_addoption(parser):
     group = parser.getgroup("kata")
-    group.addoption("--kata-target", default=str(ROOT / "exercises"),
+    group.addoption("--kata-target", default=None,
                     help="folder of exercise modules to grade (default: exercises/)")
-    group.addoption("--kata-solutions", default=str(ROOT / "solutions"),
+    group.addoption("--kata-solutions", default=None,
                     help="folder of reference solutions")
     group.addoption("--kata-device", default="cpu", help="cpu or cuda")
     group.addoption("--kata-hide", action="append", default=[],
@@ -39,7 +39,7 @@ def pytest_addoption(parser):
                     help="skip hypothesis' shrinking (verify's known-bug runs only need pass/fail)")
     group.addoption("--kata-call-timeout", type=float, default=None,
                     help="override the manifest's per-call time limit (seconds)")
-    group.addoption("--kata-start-timeout", type=float, default=60.0,
+    group.addoption("--kata-start-timeout", type=float, default=settings.START_TIMEOUT_S,
                     help="time limit for starting the sandbox and importing the module (seconds)")
     group.addoption("--kata-in-process", action="store_true", default=False,
                     help="benchmark only, UNSAFE: run the graded module in a thread of this process, "
@@ -49,41 +49,30 @@ def pytest_addoption(parser):
 def pytest_configure(config):
     config.addinivalue_line("markers", "visible: a hidden suite's test whose failure details students may see")
     config.kata_sandboxes = {}       # exercise -> list of Sandbox
-    from .run import untouched_stub
-
-    target = config.getoption("--kata-target")
+    target = config.getoption("--kata-target") or str(settings.root() / "exercises")
     config.kata_untouched = set() if config.getoption("--kata-run-stubs") else {
-        e.name for e in manifest_mod.load() if untouched_stub(target, e.name)}
+        e.name for e in manifest_mod.load() if settings.untouched_stub(target, e.name)}
     set_lang(config.getoption("--kata-lang"))
-    from hypothesis import settings
-
-    from .checks import GRADED
-
     from hypothesis import Phase
+    from hypothesis import settings as hypothesis_settings
+    from hypothesis.internal.conjecture import engine
+
+    from grader.grading.checks import GRADED
 
     phases = [p for p in Phase if p != Phase.shrink or not config.getoption("--kata-no-shrink")]
     # Shrinking makes the reported example small, but a failing test can spend a minute on it.
     # A cap on the number of shrinks (not on time) keeps the example, and so the report,
     # the same on every run.
-    from hypothesis.internal.conjecture import engine
-
     engine.MAX_SHRINKS = min(engine.MAX_SHRINKS, 40)
-    settings.register_profile("kata-grading", max_examples=25, phases=phases, **GRADED)
-    settings.load_profile("kata-grading")
+    hypothesis_settings.register_profile("kata-grading", max_examples=25, phases=phases, **GRADED)
+    hypothesis_settings.load_profile("kata-grading")
 
 
 def exercise_of(module) -> str:
-    name = getattr(module, "EXERCISE", None)
-    if name:
-        return name
-    path = Path(module.__file__)
-    stem = path.stem
-    if stem.startswith("test_") and stem[5:] in manifest_mod.by_name():
-        return stem[5:]
-    if path.parent.name in manifest_mod.by_name():
-        return path.parent.name
-    raise pytest.UsageError(f"{path}: cannot tell which exercise this suite grades "
-                            "(name it test_<exercise>.py or set EXERCISE = '...')")
+    try:
+        return settings.exercise_of(module, manifest_mod.by_name())
+    except LookupError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 @pytest.fixture(scope="session")
@@ -94,34 +83,23 @@ def device(request):
     return torch.device(name)
 
 
-def sandbox_settings(target, name: str, device: str, *, call_timeout=None, start_timeout=60.0, hide=(),
-                     solutions=None) -> dict:
-    """Everything a Sandbox for ``name`` is built with: the manifest's limits, and the folders
-    it must not see (the solutions, the suites, extra suites, the graded folder itself)."""
-    ex = manifest_mod.by_name()[name]
-    hidden = [str(solutions or ROOT / "solutions"), str(ROOT / "tests"), *map(str, hide), str(target)]
-    return dict(hide=[h for h in hidden if Path(h).exists()], device=device,
-                call_timeout=call_timeout or ex.call_timeout, budget=ex.budget,
-                start_timeout=start_timeout or 60.0, memory_mb=ex.memory_mb, preload=list(ex.preload))
-
-
 @pytest.fixture(scope="module")
 def student(request):
     config = request.config
     name = exercise_of(request.module)
-    target = Path(config.getoption("--kata-target"))
-    settings = sandbox_settings(target, name, config.getoption("--kata-device"),
+    target = Path(config.getoption("--kata-target") or settings.root() / "exercises")
+    box_settings = settings.sandbox_settings(target, manifest_mod.by_name()[name], config.getoption("--kata-device"),
                                 call_timeout=config.getoption("--kata-call-timeout"),
                                 start_timeout=config.getoption("--kata-start-timeout"),
                                 hide=config.getoption("--kata-hide"),
                                 solutions=config.getoption("--kata-solutions"))
     modules = [e.name for e in manifest_mod.load()]
     if config.getoption("--kata-in-process"):   # benchmark only, unsafe: see grader.bench
-        from .bench import InProcessSandbox
+        from grader.sandbox.inprocess import InProcessSandbox
 
-        sandbox = InProcessSandbox(target, name, modules, **settings)
+        sandbox = InProcessSandbox(target, name, modules, **box_settings)
     else:
-        sandbox = take_prestarted(target, name, settings) or Sandbox(target, name, modules, **settings)
+        sandbox = take_prestarted(target, name, box_settings) or Sandbox(target, name, modules, **box_settings)
     config.kata_sandboxes.setdefault(name, []).append(sandbox)
     try:
         yield StudentModule(sandbox, config.getoption("--kata-device"), name)
@@ -132,7 +110,7 @@ def student(request):
 @pytest.fixture(scope="module")
 def reference(request):
     name = exercise_of(request.module)
-    folder = Path(request.config.getoption("--kata-solutions")).resolve()
+    folder = Path(request.config.getoption("--kata-solutions") or settings.solutions_dir()).resolve()
     if not (folder / f"{name}.py").is_file():
         # the student copy: this check runs only in the instructor's grading (not counted here)
         pytest.skip(NEEDS_REFERENCE)

@@ -1,4 +1,4 @@
-"""``python -m grader.plots`` (``nox -s plots``): the chapter's pictures, drawn from YOUR code.
+"""``python -m grader.student.plots`` (``nox -s plots``): the chapter's pictures, drawn from YOUR code.
 
 Two PNG files:
 
@@ -22,12 +22,13 @@ import sys
 import warnings
 from pathlib import Path
 
-from . import manifest as manifest_mod
-from .cli import UsageError, default_lang, resolve_target
-from .remote import StudentModule
-from .sandbox import RemoteError, Sandbox, SandboxDied
+from grader import manifest as manifest_mod
+from grader import settings
+from grader.manifest import root
+from grader.student.cli import UsageError, default_lang, resolve_target
+from grader.sandbox.remote import StudentModule
+from grader.sandbox.controller import RemoteError, Sandbox, SandboxDied
 
-ROOT = manifest_mod.ROOT
 DEFAULT_SENTENCE = "The animal didn't cross the street because it was too tired."
 PE_SHAPE = (100, 128)
 D_MODEL, HEADS, LAYERS = 384, 12, 6
@@ -115,13 +116,9 @@ class Skipped(Exception):
 
 def open_student(target: Path, name: str, device: str = "cpu"):
     """The student's module ``name`` from ``target``, in its sandbox, built exactly as
-    the ``student`` fixture in grader/plugin.py builds it."""
-    ex = manifest_mod.by_name()[name]
-    hide = [str(ROOT / "solutions"), str(ROOT / "tests"), str(target)]
-    hide = [h for h in hide if Path(h).exists()]
-    sandbox = Sandbox(target, name, [e.name for e in manifest_mod.load()], hide=hide, device=device,
-                      call_timeout=ex.call_timeout, budget=ex.budget, start_timeout=60.0,
-                      memory_mb=ex.memory_mb, preload=ex.preload)
+    the ``student`` fixture in grader/grading/plugin.py builds it (``grader.settings.sandbox_settings``)."""
+    sandbox = Sandbox(target, name, [e.name for e in manifest_mod.load()],
+                      **settings.sandbox_settings(target, manifest_mod.by_name()[name], device))
     return sandbox, StudentModule(sandbox, device, name)
 
 
@@ -305,7 +302,7 @@ def trusted_minilm(sentence: str, layer: int):
     import torch
     from transformers import BertTokenizer
 
-    from .hf import vocab_path
+    from grader.grading.hf import vocab_path
 
     tokenizer = BertTokenizer(vocab=str(vocab_path()))
     full = tokenizer([sentence], return_tensors="pt")
@@ -328,7 +325,7 @@ def minilm():
         from transformers import BertModel
         from transformers.utils import logging as hf_logging
 
-        from .hf import minilm_dir
+        from grader.grading.hf import minilm_dir
 
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
@@ -388,7 +385,7 @@ def plot_heads(weights, tokens, layer, sentence, lang, cjk, path: Path) -> None:
 
 def parse_args(argv):
     p = argparse.ArgumentParser(
-        prog="python -m grader.plots",
+        prog="python -m grader.student.plots",
         description="Draw the chapter's pictures from your own implementation: the positional-encoding "
                     "heat map and the attention weights of a sentence in the real MiniLM model.")
     p.add_argument("--target", default="exercises",
@@ -404,7 +401,7 @@ def parse_args(argv):
     if not args.sentence.strip():
         raise UsageError("--sentence: give a non-empty sentence")
     args.target = resolve_target(args.target)
-    args.out = Path(args.out) if args.out is not None else ROOT / "plots"
+    args.out = Path(args.out) if args.out is not None else root() / "plots"
     args.lang = args.lang or default_lang()
     return args
 

@@ -7,48 +7,20 @@ reports counts as failed.
 from __future__ import annotations
 
 import contextlib
-import functools
-import hashlib
 import io
-import json
 import os
 import time
 from pathlib import Path
 
 import pytest
 
-from . import manifest as manifest_mod
-from .i18n import say
-from .sandbox import isolation_mode
+from grader import manifest as manifest_mod
+from grader import settings
+from grader.settings import NEEDS_REFERENCE, exercise_of
+from grader.i18n import say
+from grader.sandbox.controller import isolation_mode
 
-ROOT = manifest_mod.ROOT
-INI = Path(__file__).with_name("pytest.ini")
-
-
-STUB_HASHES = Path(__file__).with_name("stubs.json")
-
-
-def file_sha256(path: Path):
-    try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    except OSError:
-        return None
-
-
-@functools.lru_cache(maxsize=None)
-def _stub_hashes() -> dict:
-    try:
-        return json.loads(STUB_HASHES.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-
-
-def untouched_stub(target, exercise: str) -> bool:
-    """True when ``target``'s module is byte for byte the distributed stub.  Every graded
-    test fails on the stub (``verify`` proves it), so its tests are failed as "not started"
-    without starting a sandbox: an honest grading of those bytes gives the same result."""
-    want = _stub_hashes().get(exercise)
-    return want is not None and file_sha256(Path(target) / f"{exercise}.py") == want
+INI = settings.PYTEST_INI
 
 
 def suite_files(exercise: str, folder: Path) -> list[Path]:
@@ -73,14 +45,13 @@ class Collector:
         self.sandboxes: dict = {}
 
     def pytest_collection_modifyitems(self, session, config, items):
-        from .plugin import exercise_of
-
+        man = manifest_mod.by_name()
         for item in items:
             path = str(Path(item.fspath).resolve())
             hidden = any(path.startswith(h + os.sep) for h in self.hidden_roots)
             visible = item.get_closest_marker("visible") is not None
             self.items[item.nodeid] = {
-                "exercise": exercise_of(item.module), "name": item.name,
+                "exercise": exercise_of(item.module, man), "name": item.name,
                 "hidden": hidden and not visible,
             }
 
@@ -99,8 +70,6 @@ class Collector:
                 msg = f"error in the test's {report.when}: " + str(report.longrepr).strip().splitlines()[-1][:500]
             res["message"] = msg
         elif report.skipped and res["status"] == "passed":
-            from .plugin import NEEDS_REFERENCE
-
             reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else ""
             if report.when == "setup" and NEEDS_REFERENCE in str(reason):
                 # only the trusted fixture skips this way (student code never runs here)
@@ -125,11 +94,11 @@ def grade(target, exercises, *, tests_dirs=(), device="cpu", exitfirst=False, so
     started = time.monotonic()
     files, hidden_roots = [], [str(Path(d).resolve()) for d in tests_dirs]
     for name in exercises:
-        files.extend(suite_files(name, ROOT / "tests"))
+        files.extend(suite_files(name, settings.tests_dir()))
         for d in tests_dirs:
             files.extend(suite_files(name, Path(d)))
     collector = Collector(hidden_roots)
-    args = [*map(str, files), "-c", str(INI), "--rootdir", str(ROOT), "-p", "grader.plugin",
+    args = [*map(str, files), "-c", str(INI), "--rootdir", str(settings.root()), "-p", "grader.grading.plugin",
             "-p", "no:cacheprovider", "--import-mode=importlib", "-q", "--no-header",
             "--kata-target", str(target), "--kata-device", device, "-p", "no:randomly"]
     if solutions is not None:

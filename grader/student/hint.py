@@ -1,11 +1,11 @@
-"""``python -m grader.hint EXERCISE [--level N]``: the manifest's hints, one level at a time."""
+"""``python -m grader.student.hint EXERCISE [--level N]``: the manifest's hints, one level at a time."""
 from __future__ import annotations
 
 import argparse
 import sys
 
-from . import manifest as manifest_mod
-from .cli import default_lang
+from grader import manifest as manifest_mod
+from grader.student.cli import default_lang
 
 TEXT = {
     "en": {"hint": "Hint {i} of {n} for {name} (section {section}):", "none": "{name} has no hints yet.",

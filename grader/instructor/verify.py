@@ -1,4 +1,4 @@
-"""``python -m grader.verify``: the project's own check of its suites.
+"""``python -m grader.instructor.verify``: the project's own check of its suites.
 
 It fails unless
 - ``solutions/`` scores full marks on every exercise;
@@ -19,11 +19,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import manifest as manifest_mod
-from .run import worker_init
+from grader import manifest as manifest_mod
+from grader import settings
+from grader.manifest import root
+from grader.grading.run import worker_init
 
-ROOT = manifest_mod.ROOT
-BUGS = ROOT / "tests" / "bugs"
 
 
 class VariantError(Exception):
@@ -31,7 +31,7 @@ class VariantError(Exception):
 
 
 def load_variants(exercise: str) -> list[dict]:
-    path = BUGS / f"{exercise}.toml"
+    path = (root() / "tests" / "bugs") / f"{exercise}.toml"
     if not path.is_file():
         return []
     data = manifest_mod.tomllib.loads(path.read_text(encoding="utf-8"))
@@ -65,17 +65,17 @@ def apply_variant(variant: dict, folder: Path) -> None:
 
 
 def _grade(job: dict) -> dict:
-    from .run import grade
+    from grader.grading.run import grade
 
     started = time.monotonic()
     if job["kind"] in ("solutions", "stubs"):
-        target = ROOT / ("solutions" if job["kind"] == "solutions" else "exercises")
+        target = root() / ("solutions" if job["kind"] == "solutions" else "exercises")
         report = grade(target, job["exercises"], shrink=job["kind"] == "solutions", run_stubs=True)
         return {**job, "report": report, "seconds": time.monotonic() - started}
     scratch = Path(tempfile.mkdtemp(prefix="kata-variant-"))
     try:
         target = scratch / "submission"
-        shutil.copytree(ROOT / "solutions", target)
+        shutil.copytree(root() / "solutions", target)
         try:
             apply_variant(job["variant"], target)
         except VariantError as exc:
@@ -125,7 +125,7 @@ def check(result: dict) -> list[str]:
 
 def main(argv=None) -> int:
     names = [e.name for e in manifest_mod.load()]
-    p = argparse.ArgumentParser(prog="python -m grader.verify", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m grader.instructor.verify", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--only", nargs="+", metavar="EXERCISE", help="check only these exercises")
     p.add_argument("--jobs", type=int, default=min(4, os.cpu_count() or 1), help="grading processes")
@@ -133,25 +133,25 @@ def main(argv=None) -> int:
     p.add_argument("--write-stub-hashes", action="store_true",
                    help="record the stubs' sha256 in grader/stubs.json (after changing a stub)")
     args = p.parse_args(argv)
-    from .run import STUB_HASHES, file_sha256
+    from grader.settings import STUB_HASHES, file_sha256
 
-    current = {e: file_sha256(ROOT / "exercises" / f"{e}.py") for e in names}
+    current = {e: file_sha256(root() / "exercises" / f"{e}.py") for e in names}
     if args.write_stub_hashes:
         STUB_HASHES.write_text(json.dumps(current, indent=2) + "\n", encoding="utf-8")
-        print(f"verify: wrote {STUB_HASHES.relative_to(ROOT)}")
+        print(f"verify: wrote {STUB_HASHES.relative_to(root())}")
         return 0
     recorded = json.loads(STUB_HASHES.read_text(encoding="utf-8")) if STUB_HASHES.is_file() else {}
     stale = [e for e in names if recorded.get(e) != current[e]]
     if stale:
         print(f"verify: error: grader/stubs.json does not match exercises/ for {', '.join(stale)}; "
-              "after checking the stubs, run: python -m grader.verify --write-stub-hashes", file=sys.stderr)
+              "after checking the stubs, run: python -m grader.instructor.verify --write-stub-hashes", file=sys.stderr)
         return 1
     exercises = args.only or names
     unknown = [e for e in exercises if e not in names]
     if unknown:
         print(f"verify: error: unknown exercise(s) {unknown}; valid: {', '.join(names)}", file=sys.stderr)
         return 2
-    exercises = [e for e in names if e in exercises and (ROOT / "solutions" / f"{e}.py").is_file()]
+    exercises = [e for e in names if e in exercises and (root() / "solutions" / f"{e}.py").is_file()]
     jobs = [{"kind": "solutions", "exercises": [e], "label": f"solutions/{e}"} for e in exercises]
     jobs += [{"kind": "stubs", "exercises": [e], "label": f"exercises/{e} (stub)"} for e in exercises]
     if not args.skip_variants:

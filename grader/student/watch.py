@@ -1,4 +1,4 @@
-"""``python -m grader.watch [EXERCISE]`` (``nox -s watch``): re-grade an exercise each time its
+"""``python -m grader.student.watch [EXERCISE]`` (``nox -s watch``): re-grade an exercise each time its
 file is saved.
 
 The watcher keeps the grader's own imports (pytest, hypothesis, torch, transformers) warm,
@@ -12,8 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-from . import manifest as manifest_mod
-from .cli import UsageError, default_lang, print_exercise, resolve_device, resolve_target
+from grader import manifest as manifest_mod
+from grader.student.cli import UsageError, default_lang, print_exercise, resolve_device, resolve_target
 
 TEXT = {
     "en": {"watching": "Watching {folder}/ for saves ({names}). Ctrl-C to stop.",
@@ -36,14 +36,14 @@ def snapshot(folder: Path, names) -> dict:
 
 def prestart(target: Path, name: str, device: str) -> None:
     """Launch the next sandbox for ``name`` now, so the next save skips the library imports."""
-    from .plugin import sandbox_settings
-    from .sandbox import prelaunch
+    from grader.settings import sandbox_settings
+    from grader.sandbox.controller import prelaunch
 
-    prelaunch(target, name, [e.name for e in manifest_mod.load()], sandbox_settings(target, name, device))
+    prelaunch(target, name, [e.name for e in manifest_mod.load()], sandbox_settings(target, manifest_mod.by_name()[name], device))
 
 
 def grade_one(target: Path, name: str, device: str, lang: str, verbose: bool, out=sys.stdout) -> float:
-    from .run import grade
+    from grader.grading.run import grade
 
     started = time.monotonic()
     report = grade(target, [name], device=device, lang=lang)
@@ -96,7 +96,7 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        from .sandbox import close_prestarted
+        from grader.sandbox.controller import close_prestarted
 
         close_prestarted()
     return 0

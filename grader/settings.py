@@ -1,0 +1,146 @@
+"""Where the kata is, and every default the grader runs with, in one place.
+
+The bottom floor of the grader: it imports nothing from ``grader``.
+
+The kata's root is the folder holding ``manifest.toml`` (with ``exercises/``, ``solutions/``
+and ``tests/``).  It is found explicitly, never from this package's own path, so
+``pip install .`` gives a grader that works on any checkout:
+
+1. ``--root DIR`` on a command line (``set_root``), which also sets ``KATA_ROOT`` so
+   that every process the grader starts finds the same root;
+2. the environment variable ``KATA_ROOT``;
+3. the working directory, or the nearest folder above it, that holds ``manifest.toml``.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+from pathlib import Path
+
+# ---------------------------------------------------------------- defaults (seconds, MiB)
+START_TIMEOUT_S = 90.0      # start a sandbox and import the student's module
+CALL_TIMEOUT_S = 30.0       # one call into student code (the manifest may set its own per exercise)
+BUDGET_S = 300.0            # all calls of one exercise together (the manifest may set its own)
+MEMORY_MB = 6144            # address space of the sandbox (not applied on CUDA: the driver reserves more)
+FILE_MB = 64                # largest file the student's code may write
+SCRATCH_MB = 512            # the sandbox's private writable scratch folder
+CPU_SLACK_S = 60.0          # RLIMIT_CPU = the exercise's budget + this: a busy loop dies even if the
+                            # wall-clock deadline were missed; sleeping is caught by the deadline
+OUTPUT_KEEP_BYTES = 16 * 1024   # the student's output kept per sandbox (the rest is counted)
+OUTPUT_SHOW_BYTES = 4 * 1024    # of which shown in a report, per exercise
+
+STUB_HASHES = Path(__file__).with_name("stubs.json")
+PYTEST_INI = Path(__file__).parent / "grading" / "pytest.ini"
+NEEDS_REFERENCE = "excluded: needs the instructor's reference solution, which this copy does not have"
+
+
+ENV_ROOT = "KATA_ROOT"
+MANIFEST_NAME = "manifest.toml"
+
+
+class RootNotFound(Exception):
+    """No kata here: neither --root, KATA_ROOT, nor a manifest.toml at or above the working directory."""
+
+
+def set_root(path) -> Path:
+    """Use ``path`` as the kata's root from now on, in this process and every child it starts."""
+    folder = Path(path).resolve()
+    if not (folder / MANIFEST_NAME).is_file():
+        raise RootNotFound(f"--root {str(path)!r}: {folder} holds no {MANIFEST_NAME}")
+    os.environ[ENV_ROOT] = str(folder)
+    _find_root.cache_clear()
+    return folder
+
+
+@functools.lru_cache(maxsize=None)
+def _find_root(env_value: str, cwd: str) -> Path:
+    if env_value:
+        folder = Path(env_value).resolve()
+        if not (folder / MANIFEST_NAME).is_file():
+            raise RootNotFound(f"{ENV_ROOT}={env_value!r}: {folder} holds no {MANIFEST_NAME}")
+        return folder
+    here = Path(cwd).resolve()
+    for folder in (here, *here.parents):
+        if (folder / MANIFEST_NAME).is_file():
+            return folder
+    raise RootNotFound(f"no {MANIFEST_NAME} in {here} or above it: run the grader from the kata's folder "
+                       f"or pass --root DIR")
+
+
+def root() -> Path:
+    """The kata's root folder (see the module's docstring for how it is found)."""
+    return _find_root(os.environ.get(ENV_ROOT, ""), os.getcwd())
+
+
+
+
+def manifest_path() -> Path:
+    return root() / MANIFEST_NAME
+
+
+
+def manifest_path() -> Path:
+    return root() / MANIFEST_NAME
+
+
+def solutions_dir() -> Path:
+    return root() / "solutions"
+
+
+def tests_dir() -> Path:
+    return root() / "tests"
+
+
+# ---------------------------------------------------------------- which exercise a suite grades
+
+def exercise_of(module, names) -> str:
+    """The exercise (one of ``names``) a suite module grades: its ``EXERCISE`` constant,
+    else ``test_<exercise>.py``, else a folder named after the exercise."""
+    name = getattr(module, "EXERCISE", None)
+    if name:
+        return name
+    path = Path(module.__file__)
+    if path.stem.startswith("test_") and path.stem[5:] in names:
+        return path.stem[5:]
+    if path.parent.name in names:
+        return path.parent.name
+    raise LookupError(f"{path}: cannot tell which exercise this suite grades "
+                      "(name it test_<exercise>.py or set EXERCISE = '...')")
+
+
+def sandbox_settings(target, ex, device: str, *, call_timeout=None, start_timeout=None, hide=(),
+                     solutions=None) -> dict:
+    """Everything a Sandbox for the exercise ``ex`` (a ``grader.manifest.Exercise``) is built with:
+    the manifest's limits, and the folders it must not see (the solutions, the suites, extra
+    suites, the graded folder itself)."""
+    hidden = [str(solutions or solutions_dir()), str(tests_dir()), *map(str, hide), str(target)]
+    return dict(hide=[h for h in hidden if Path(h).exists()], device=device,
+                call_timeout=call_timeout or ex.call_timeout, budget=ex.budget,
+                start_timeout=start_timeout or START_TIMEOUT_S, memory_mb=ex.memory_mb, preload=list(ex.preload))
+
+
+# ---------------------------------------------------------------- untouched stubs
+
+def file_sha256(path):
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+@functools.lru_cache(maxsize=None)
+def _stub_hashes() -> dict:
+    try:
+        return json.loads(STUB_HASHES.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def untouched_stub(target, exercise: str) -> bool:
+    """True when ``target``'s module is byte for byte the distributed stub.  Every graded
+    test fails on the stub (``verify`` proves it), so its tests are failed as "not started"
+    without starting a sandbox: an honest grading of those bytes gives the same result."""
+    want = _stub_hashes().get(exercise)
+    return want is not None and file_sha256(Path(target) / f"{exercise}.py") == want
