@@ -1,0 +1,154 @@
+"""What every suite shares beyond the comparisons of ``checks``: inputs, model twins, value checkers.
+
+* inputs: ``tensor`` (a seeded normal tensor on the grading device), ``bool_mask`` (a kata mask,
+  True = may attend, every row with at least one key);
+* twins, "the same model here and in the sandbox": ``twin`` (the student's class holding a trusted
+  module's weights) and ``hf_twin`` (a HuggingFace model built in the sandbox from the same config
+  and weights as a local one);
+* value checkers with one wording everywhere: ``as_float``, ``as_int``, ``as_int_list``,
+  ``as_record``; each returns the plain value or fails with a message that names the value;
+* ``call_catching``: the student's exception as a value (a stub's NotImplementedError still
+  propagates, so an untouched stub is "not started").
+
+Suites import from here instead of writing their own builders.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from grader.grading import hf
+from grader.grading.checks import as_float64
+from grader.i18n import say
+from grader.sandbox.controller import RemoteError
+from grader.sandbox.wire import Handle
+
+
+# ------------------------------------------------------------------ inputs
+
+def tensor(rng, shape, device, dtype=None, scale=1.0):
+    """Standard normal values from ``rng`` (a NumPy Generator) times ``scale``, float32 by default."""
+    import torch
+
+    return torch.from_numpy(rng.standard_normal(shape) * scale).to(device=device, dtype=dtype or torch.float32)
+
+
+def bool_mask(rng, shape, device, p_keep=0.7):
+    """A kata mask (True = may attend) of ``shape``; every query row keeps at least one key."""
+    import torch
+
+    keep = rng.random(shape) < p_keep
+    keep[..., 0] |= ~keep.any(axis=-1)
+    return torch.from_numpy(keep).to(device)
+
+
+# ------------------------------------------------------------------ twins
+
+def twin(student, class_name: str, local, *args, device=None, dtype=None, train=False, **kwargs):
+    """The student's ``class_name(*args, **kwargs)`` holding ``local``'s weights (its ``state_dict``),
+    on ``device`` (and ``dtype``), in eval mode unless ``train``."""
+    module = getattr(student, class_name)(*args, **kwargs)
+    state = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().cpu()
+             for k, v in local.state_dict().items()}
+    module.load_state_dict(state)
+    if device is not None or dtype is not None:
+        module.to(**{k: v for k, v in (("device", None if device is None else str(device)),
+                                       ("dtype", dtype)) if v is not None})
+    return module.train(train)
+
+
+def hf_twin(student, cls_path: str, config, local, device=None, train=False):
+    """``cls_path`` (e.g. "transformers.BertModel") built in the sandbox from ``config`` with
+    ``local``'s weights, on ``device``: the model to hand to the student's function."""
+    remote = hf.in_sandbox(student, cls_path, config, local.state_dict(), train=train)
+    # in_sandbox rebuilds the config from to_dict(), which may drop the attention implementation;
+    # both sides must run the same attention (eager: masks additive, dropout drawn the same way)
+    remote.set_attn_implementation(config._attn_implementation or "eager")
+    if device is not None:
+        remote.to(str(device))
+    return remote
+
+
+def is_handle(value, of=None) -> bool:
+    """``value`` is an object living in the sandbox (``of``: that very object)."""
+    return isinstance(value, Handle) and (of is None or value.id == of.id)
+
+
+# ------------------------------------------------------------------ values
+
+def _type_name(x) -> str:
+    return type(x).__name__
+
+
+def as_float(x, name: str, *, plain: bool = False) -> float:
+    """A finite real number.  ``plain``: only a Python/NumPy float is accepted (the contract says
+    "a float"); otherwise also an int or a one-element array/tensor."""
+    import torch
+
+    if isinstance(x, bool):
+        ok = False
+    elif plain or isinstance(x, (int, float, np.number)):
+        ok = isinstance(x, (float, np.floating)) or (not plain and isinstance(x, (int, np.number)))
+    elif isinstance(x, np.ndarray):
+        ok = x.size == 1
+    else:
+        ok = isinstance(x, torch.Tensor) and x.numel() == 1
+    if not ok:
+        raise AssertionError(say("testing.expected_float", name=name, got=_type_name(x)))
+    value = float(as_float64(x).reshape(()))
+    if not math.isfinite(value):
+        raise AssertionError(say("testing.not_finite_number", name=name, got=value))
+    return value
+
+
+def as_int(x, name: str) -> int:
+    """A Python or NumPy integer (not a bool)."""
+    if isinstance(x, bool) or not isinstance(x, (int, np.integer)):
+        raise AssertionError(say("testing.expected_int", name=name, got=_type_name(x), value=_short(x)))
+    return int(x)
+
+
+def as_int_list(x, n, name: str) -> list[int]:
+    """A list (or 1-D array/tensor) of ``n`` integers."""
+    import torch
+
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().tolist()
+    elif isinstance(x, np.ndarray):
+        x = x.tolist()
+    if not isinstance(x, (list, tuple)):
+        raise AssertionError(say("testing.expected_list", name=name, got=_type_name(x)))
+    if n is not None and len(x) != n:
+        raise AssertionError(say("testing.list_length", name=name, want=n, got=len(x)))
+    return [as_int(v, f"{name}[{i}]") for i, v in enumerate(x)]
+
+
+def as_record(x, keys, name: str) -> dict:
+    """A dict holding at least ``keys``."""
+    if not isinstance(x, dict):
+        raise AssertionError(say("testing.expected_dict", name=name, got=_type_name(x),
+                                 keys=", ".join(map(repr, keys))))
+    missing = [k for k in keys if k not in x]
+    if missing:
+        raise AssertionError(say("testing.missing_keys", name=name, missing=", ".join(map(repr, missing)),
+                                 got=", ".join(map(repr, list(x)[:10]))))
+    return x
+
+
+def _short(x, limit=80) -> str:
+    text = repr(x)
+    return text if len(text) <= limit else text[:limit] + " ..."
+
+
+# ------------------------------------------------------------------ calls
+
+def call_catching(fn, *args, **kwargs):
+    """(result, None) or (None, the student's exception); NotImplementedError still propagates,
+    so a stub is reported as "not started"."""
+    try:
+        return fn(*args, **kwargs), None
+    except RemoteError as exc:
+        if exc.type_name == "NotImplementedError":
+            raise
+        return None, exc
