@@ -160,7 +160,10 @@ class Server:
             raise ImportError(f"cannot resolve {req['name']}")
         raise ValueError(f"bad target kind {kind!r}")
 
-    def digests(self, value, path="", out=None):
+    def digests(self, value, path="", out=None, depth=0):
+        """A fingerprint of every array, tensor and plain value inside ``value`` (lists, tuples and
+        dicts followed, their lengths included), keyed by where it sits: a call that changes an
+        argument in place (shuffles a list, appends, edits a tensor) changes a fingerprint."""
         out = {} if out is None else out
         np = sys.modules.get("numpy")
         torch = sys.modules.get("torch")
@@ -170,13 +173,48 @@ class Server:
             t = value.detach().to("cpu").contiguous().reshape(-1)
             data = t.view(torch.uint8).numpy().tobytes() if t.numel() else b""
             out[path] = hashlib.blake2b(data).hexdigest() + str(tuple(value.shape))
+        elif depth > 6:
+            return out
         elif isinstance(value, (list, tuple)):
+            out[path + "#len"] = str(len(value))
             for i, v in enumerate(value):
-                self.digests(v, f"{path}[{i}]", out)
+                self.digests(v, f"{path}[{i}]", out, depth + 1)
         elif isinstance(value, dict):
+            out[path + "#keys"] = hashlib.blake2b(repr(list(value.keys())).encode()).hexdigest()
             for k, v in value.items():
-                self.digests(v, f"{path}[{k!r}]", out)
+                self.digests(v, f"{path}[{k!r}]", out, depth + 1)
+        elif type(value) in (str, int, float, bool, bytes, type(None)):
+            out[path] = hashlib.blake2b(repr(value).encode()).hexdigest()
         return out
+
+    @staticmethod
+    def argument_names(fn, nargs):
+        """The parameter names of ``fn``'s first ``nargs`` positional parameters (where known)."""
+        try:
+            import inspect
+
+            params = [p for p in inspect.signature(fn).parameters.values()
+                      if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+            return [p.name for p in params[:nargs]]
+        except BaseException:  # noqa: BLE001 - student objects may have odd signatures
+            return []
+
+    @staticmethod
+    def readable(path, names):
+        """``[0][2][1]`` (args[2], item 1) -> ``documents[1]``; ``[1]['mask']`` -> ``mask``."""
+        import re
+
+        m = re.match(r"\[(0|1)\]\[(\d+|'[^']*')\](.*)$", path)
+        if not m:
+            return path
+        which, key, rest = m.groups()
+        rest = rest.replace("#len", "").replace("#keys", "")
+        if which == "0":
+            i = int(key)
+            base = names[i] if i < len(names) else f"argument {i + 1}"
+        else:
+            base = key.strip("'")
+        return base + rest
 
     def do_call(self, req, blobs):
         dec = self.wire.Decoder(blobs, resolve_handle=self.resolve)
@@ -186,7 +224,9 @@ class Server:
         before = self.digests([args, kwargs])
         result = fn(*args, **kwargs)
         after = self.digests([args, kwargs])
-        mutated = sorted(k for k in before if before[k] != after.get(k))
+        changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+        names = self.argument_names(fn, len(args)) if changed else []
+        mutated = sorted({self.readable(k, names) for k in changed})
         tree, out_blobs = self.encode(result)
         return {"ok": True, "value": tree, "mutated": mutated}, out_blobs
 
