@@ -20,6 +20,7 @@ import numpy as np
 
 from grader.grading import hf
 from grader.grading.checks import as_float64
+from grader.grading.strategies import random_mask
 from grader.i18n import say
 from grader.sandbox.controller import RemoteError
 from grader.sandbox.wire import Handle
@@ -34,13 +35,11 @@ def tensor(rng, shape, device, dtype=None, scale=1.0):
     return torch.from_numpy(rng.standard_normal(shape) * scale).to(device=device, dtype=dtype or torch.float32)
 
 
-def bool_mask(rng, shape, device, p_keep=0.7):
-    """A kata mask (True = may attend) of ``shape``; every query row keeps at least one key."""
+def bool_mask(rng, shape, device):
+    """A kata mask (True = may attend) of ``shape`` as a tensor; every query row keeps a key."""
     import torch
 
-    keep = rng.random(shape) < p_keep
-    keep[..., 0] |= ~keep.any(axis=-1)
-    return torch.from_numpy(keep).to(device)
+    return torch.from_numpy(random_mask(rng, shape)).to(device)
 
 
 # ------------------------------------------------------------------ twins
