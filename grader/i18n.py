@@ -55,16 +55,12 @@ def text(key: str, lang: str | None = None) -> str:
         raise KeyError(f"message {full!r} is not in grader/messages/{lang or LANG['current']}/{domain}.toml") from None
 
 
-def say(key: str, lang: str | None = None, **values) -> str:
+def say(key: str, /, lang: str | None = None, **values) -> str:
     """The message ``key`` in the current language (or ``lang``), its placeholders filled."""
     return text(key, lang).format(**values)
 
 
-def msg(key: str, *legacy: str, **values) -> str:
-    """A suite's own message: ``msg("attention_torch.weights_sum", got=...)``.
-
-    TRANSITIONAL: ``msg(english, japanese)`` (the old inline pairs) still works until every
-    suite reads the catalog; tests/selftest/test_messages.py lists the pairs left."""
-    if legacy:
-        return legacy[0] if LANG["current"] == "ja" else key
+def msg(key: str, /, **values) -> str:
+    """A suite's own message, in the current language: ``msg("attention_torch.weights_dtype", dtype=...)``
+    reads ``attention_torch.toml``'s ``weights_dtype`` (``say`` under the name suites use)."""
     return say(key, **values)

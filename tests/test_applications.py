@@ -67,71 +67,58 @@ def _is_special(offset):
 def _number(x, name):
     """A real number from a plain float/int, a NumPy scalar, or a one-element tensor/array."""
     if isinstance(x, bool) or not (isinstance(x, (int, float, np.number, np.ndarray)) or torch.is_tensor(x)):
-        raise AssertionError(msg(f"{name}: expected a number, got {type(x).__name__}",
-                                 f"{name}：数値を返すはずが {type(x).__name__} でした"))
+        raise AssertionError(msg("applications.expected_number_got", name=name, x_type=type(x).__name__))
     v = as_float64(x)
     if v.size != 1:
-        raise AssertionError(msg(f"{name}: expected one number, got an array of shape {v.shape}",
-                                 f"{name}：数値 1 つを返すはずが形状 {v.shape} の配列でした"))
+        raise AssertionError(msg("applications.expected_one_number_got", name=name, v_shape=v.shape))
     v = float(v.reshape(()))
     if not math.isfinite(v):
-        raise AssertionError(msg(f"{name}: expected a finite number, got {v}",
-                                 f"{name}：有限の数を返すはずが {v} でした"))
+        raise AssertionError(msg("applications.expected_finite_number_got", name=name, v=v))
     return v
 
 
 def _integer(x, name):
     if isinstance(x, bool) or not isinstance(x, (int, np.integer)):
-        raise AssertionError(msg(f"{name}: expected an int, got {type(x).__name__} ({x!r})",
-                                 f"{name}：int を返すはずが {type(x).__name__} ({x!r}) でした"))
+        raise AssertionError(msg("applications.expected_int_got", name=name, x_type=type(x).__name__, x=x))
     return int(x)
 
 
 def _check_entities(got, want, what):
     """`got` (the student's entities) equals `want` (the pipeline's), field by field."""
     if not isinstance(got, list):
-        raise AssertionError(msg(f"{what}: expected a list of entity dicts, got {type(got).__name__}",
-                                 f"{what}：固有表現の dict のリストを返すはずが {type(got).__name__} でした"))
+        raise AssertionError(msg("applications.expected_list_entity_dicts", what=what,
+                                 got_type=type(got).__name__))
     summary = [(w["entity_group"], int(w["start"]), int(w["end"])) for w in want]
     if len(got) != len(want):
         got_summary = [(g.get("entity_group"), g.get("start"), g.get("end")) if isinstance(g, dict) else g
                        for g in got]
-        raise AssertionError(msg(f"{what}: expected {len(want)} entities (entity_group, start, end) {summary}, "
-                                 f"got {len(got)}: {got_summary}",
-                                 f"{what}：固有表現は {len(want)} 個 (entity_group, start, end) {summary} のはずが "
-                                 f"{len(got)} 個でした：{got_summary}"))
+        raise AssertionError(msg("applications.expected_entities_entity_group", what=what, n_want=len(want),
+                                 summary=summary, n_got=len(got), got_summary=got_summary))
     keys = {"entity_group", "score", "start", "end", "word"}
     for k, (g, w) in enumerate(zip(got, want)):
         if not isinstance(g, dict) or not keys <= set(g):
-            raise AssertionError(msg(f"{what}: entity {k} must be a dict with keys {sorted(keys)}, got {g!r}",
-                                     f"{what}：固有表現 {k} はキー {sorted(keys)} を持つ dict である必要が"
-                                     f"ありますが {g!r} でした"))
+            raise AssertionError(msg("applications.entity_dict_keys_got", what=what, k=k, keys=sorted(keys),
+                                     g=g))
         if g["entity_group"] != w["entity_group"]:
-            raise AssertionError(msg(f"{what}: entity {k} has entity_group {g['entity_group']!r}, expected "
-                                     f"{w['entity_group']!r} (all expected: {summary})",
-                                     f"{what}：固有表現 {k} の entity_group は {w['entity_group']!r} のはずが "
-                                     f"{g['entity_group']!r} でした（期待される全体：{summary}）"))
+            raise AssertionError(msg("applications.entity_has_entity_group", what=what, k=k,
+                                     g_entity_group=g['entity_group'], w_entity_group=w['entity_group'],
+                                     summary=summary))
         for key in ("start", "end"):
-            if _integer(g[key], msg(f"{what}: entity {k} {key}", f"{what}：固有表現 {k} の {key}")) != int(w[key]):
-                raise AssertionError(msg(f"{what}: entity {k} ({w['entity_group']}) has {key}={g[key]!r}, "
-                                         f"expected {int(w[key])} (all expected: {summary})",
-                                         f"{what}：固有表現 {k}（{w['entity_group']}）の {key} は {int(w[key])} の"
-                                         f"はずが {key}={g[key]!r} でした（期待される全体：{summary}）"))
+            if _integer(g[key], msg("applications.entity_field", what=what, k=k, key_name=key)) != int(w[key]):
+                raise AssertionError(msg("applications.entity_has_expected_all", what=what, k=k,
+                                         w_entity_group=w['entity_group'], key_name=key, g_key=g[key],
+                                         w_key=int(w[key]), summary=summary))
         # the pipeline averages float32 probabilities; 1e-6 is float32 rounding, a wrong rule
         # (first token's score, max, a product) is off by far more
-        score = _number(g["score"], msg(f"{what}: entity {k} score", f"{what}：固有表現 {k} のスコア"))
+        score = _number(g["score"], msg("applications.entity_score", what=what, k=k))
         if not abs(score - float(w["score"])) <= 1e-6:
-            raise AssertionError(msg(f"{what}: entity {k} ({w['entity_group']}, {w['start']}..{w['end']}) has "
-                                     f"score {score:.7g}, expected {float(w['score']):.7g} "
-                                     "(the mean of its tokens' scores)",
-                                     f"{what}：固有表現 {k}（{w['entity_group']}、{w['start']}..{w['end']}）の"
-                                     f"スコアは {float(w['score']):.7g}（その固有表現のトークンのスコアの平均）の"
-                                     f"はずが {score:.7g} でした"))
+            raise AssertionError(msg("applications.entity_has_score_expected", what=what, k=k,
+                                     w_entity_group=w['entity_group'], w_start=w['start'], w_end=w['end'],
+                                     score=score, w_score=float(w['score'])))
         if g["word"] != w["word"]:
-            raise AssertionError(msg(f"{what}: entity {k} ({w['entity_group']}, {w['start']}..{w['end']}) has "
-                                     f"word {g['word']!r}, expected {w['word']!r}",
-                                     f"{what}：固有表現 {k}（{w['entity_group']}、{w['start']}..{w['end']}）の"
-                                     f" word は {w['word']!r} のはずが {g['word']!r} でした"))
+            raise AssertionError(msg("applications.entity_has_word_expected", what=what, k=k,
+                                     w_entity_group=w['entity_group'], w_start=w['start'], w_end=w['end'],
+                                     g_word=g['word'], w_word=w['word']))
 
 
 # ------------------------------------------------------------------ fixtures
@@ -200,14 +187,11 @@ def _pipeline_token_inputs(pipe, text):
     # the suite's own extraction must agree with the pipeline's per-token view
     per_token = pipe(text, aggregation_strategy="none", ignore_labels=[])
     real = [i for i, o in enumerate(offsets) if o != (0, 0)]
-    assert [p["index"] for p in per_token] == real, msg("suite error: token extraction disagrees with the pipeline",
-                                                        "スイートのエラー：トークンの取り出し方がパイプラインと"
-                                                        "一致しません")
+    assert [p["index"] for p in per_token] == real, msg("applications.suite_error_token_extraction")
     for p in per_token:
         i = p["index"]
         assert p["entity"] == NER_LABELS[label_ids[i]] and (p["start"], p["end"]) == offsets[i], \
-            msg("suite error: token extraction disagrees with the pipeline",
-                "スイートのエラー：トークンの取り出し方がパイプラインと一致しません")
+            msg("applications.suite_error_token_extraction")
     return tokens, label_ids, scores, offsets
 
 
@@ -246,13 +230,11 @@ def _pool_tolerance(dtype):
 def _check_pool(student, reference, name, x, mask, device):
     x, mask = x.to(device), mask.to(device)
     got = getattr(student, name)(x, mask)
-    assert_not_mutated(student, msg(f"{name}'s inputs", f"{name} の入力"))
+    assert_not_mutated(student, msg("applications.inputs_of", name=name))
     want = getattr(reference, name)(x, mask)
     atol, rtol = _pool_tolerance(x.dtype)
-    assert_close(got, want, atol=atol, rtol=rtol, name=msg(f"{name} output for x {tuple(x.shape)}, "
-                                                           f"mask {mask.long().tolist()}",
-                                                           f"x {tuple(x.shape)}、mask {mask.long().tolist()} "
-                                                           f"に対する {name} の出力"))
+    assert_close(got, want, atol=atol, rtol=rtol, name=msg("applications.output_x_mask", name=name,
+                                                           x_shape=tuple(x.shape), mask=mask.long().tolist()))
 
 
 @graded(max_examples=20, report_multiple_bugs=False)
@@ -294,17 +276,13 @@ def test_pooling_alone_equals_padded_in_batch(student, device, name):
         left[0, L - n:] = real[0]
         left_mask = torch.zeros(1, L, dtype=torch.long)
         left_mask[0, L - n:] = 1
-        for label, x, m in (("right-padded", right, right_mask), ("left-padded", left, left_mask)):
-            label_ja = {"right-padded": "右側にパディング", "left-padded": "左側にパディング"}[label]
+        for label, x, m in ((msg("applications.right_padded"), right, right_mask),
+                            (msg("applications.left_padded"), left, left_mask)):
             batched = getattr(student, name)(x.to(device), m.to(device))
-            assert_shape(batched, (x.shape[0], H), msg(f"{name} of a {label} batch",
-                                                       f"{label_ja}したバッチの {name}"))
+            assert_shape(batched, (x.shape[0], H), msg("applications.padded_batch", name=name, label=label))
             # float32 sums of <= 3 values: 1e-5 is rounding; a padding leak is >= 1e-1
             assert_close(batched[:1], alone, atol=1e-5, rtol=1e-6,
-                         name=msg(f"{name}: the {n}-token sentence {label} in a batch vs alone "
-                                  "(padding must never count)",
-                                  f"{name}：{n} トークンの文を{label_ja}してバッチに入れた場合と単独の場合の比較"
-                                  "（パディングは決して数えてはいけません）"))
+                         name=msg("applications.token_sentence_batch_alone", name=name, n=n, label=label))
 
 
 @pytest.mark.parametrize("name", POOLINGS)
@@ -314,10 +292,9 @@ def test_all_padding_row_pools_to_zeros(student, device, name):
     mask = torch.tensor([[1, 1, 0, 0], [0, 0, 0, 0], [1, 1, 1, 1]])
     got = getattr(student, name)(x.to(device), mask.to(device))
     assert_shape(got, (3, 6), name)
-    assert_finite(got, msg(f"{name} output", f"{name} の出力"))
+    assert_finite(got, msg("applications.output_of", name=name))
     assert_close(got[1], torch.zeros(6, device=device), atol=0.0,
-                 name=msg(f"{name} of a row whose attention_mask is all 0",
-                          f"attention_mask がすべて 0 の行に対する {name}"))
+                 name=msg("applications.row_whose_attention_mask", name=name))
 
 
 def test_cls_pool_takes_first_real_position(student, device):
@@ -325,8 +302,7 @@ def test_cls_pool_takes_first_real_position(student, device):
     mask = torch.tensor([[1, 1, 1, 0], [0, 0, 1, 1]])          # second row is left-padded
     got = student.cls_pool(x.to(device), mask.to(device))
     assert_close(got, torch.stack([x[0, 0], x[1, 2]]).to(device), atol=0.0,
-                 name=msg("cls_pool (row 1 is left-padded: its first real token is position 2)",
-                          "cls_pool（行 1 は左側にパディング：最初の実際のトークンは位置 2）"))
+                 name=msg("applications.cls_pool_row_1"))
 
 
 def test_mean_and_max_pool_match_sentence_transformers_pooling(student, device):
@@ -339,8 +315,7 @@ def test_mean_and_max_pool_match_sentence_transformers_pooling(student, device):
         want = Pooling(16, pooling_mode=mode)({"token_embeddings": x, "attention_mask": mask})["sentence_embedding"]
         got = getattr(student, name)(x.to(device), mask.to(device))
         assert_close(got, want.to(device), atol=1e-6, rtol=1e-5,
-                     name=msg(f"{name} vs sentence-transformers' Pooling(pooling_mode={mode!r})",
-                              f"{name} と sentence-transformers の Pooling(pooling_mode={mode!r}) の比較"))
+                     name=msg("applications.sentence_transformers_pooling_pooling", name=name, mode=mode))
 
 
 @pytest.mark.parametrize("name", POOLINGS)
@@ -363,12 +338,11 @@ def test_cosine_similarity_matrix_matches_torch(student, device, n, h, dtype, se
     assume(bool((emb.norm(dim=1) > 1e-3).all()))
     emb = emb.to(dtype).to(device)
     got = student.cosine_similarity_matrix(emb)
-    assert_not_mutated(student, msg("cosine_similarity_matrix's input", "cosine_similarity_matrix の入力"))
+    assert_not_mutated(student, msg("applications.cosine_similarity_matrix_input"))
     want = torch.nn.functional.cosine_similarity(emb[:, None, :], emb[None, :, :], dim=-1)
     # float32 dot products of unit vectors round at ~1e-7; unnormalised dot products are far off
     atol = 1e-5 if dtype == torch.float32 else 1e-10
-    assert_close(got, want, atol=atol, name=msg(f"cosine_similarity_matrix of {n} vectors of size {h}",
-                                                f"サイズ {h} のベクトル {n} 個の cosine_similarity_matrix"))
+    assert_close(got, want, atol=atol, name=msg("applications.cosine_similarity_matrix_vectors", n=n, h=h))
 
 
 # ------------------------------------------------------------------ sentence embeddings
@@ -383,11 +357,9 @@ def test_sentence_embedding_equals_sentence_transformers_on_chapter_sentences(st
     model, tok = remote_minilm
     got = student.sentence_embedding(CHAPTER_SENTENCES, model, tok, pooling="mean", normalize=True)
     want = st_model.encode(CHAPTER_SENTENCES, convert_to_tensor=True, normalize_embeddings=True).cpu()
-    assert_shape(got, (5, 384), msg("sentence_embedding of the chapter's five sentences",
-                                    "本章の 5 つの文の sentence_embedding"))
+    assert_shape(got, (5, 384), msg("applications.sentence_embedding_chapter_five"))
     assert_close(got.cpu() if torch.is_tensor(got) else got, want, atol=EMB_ATOL,
-                 name=msg("sentence_embedding vs sentence-transformers (all-MiniLM-L6-v2)",
-                          "sentence_embedding と sentence-transformers（all-MiniLM-L6-v2）の比較"))
+                 name=msg("applications.sentence_embedding_sentence_transformers"))
 
 
 def test_chapter_similarity_ranks_cat_and_feline_closest(student, remote_minilm, st_model):
@@ -397,14 +369,12 @@ def test_chapter_similarity_ranks_cat_and_feline_closest(student, remote_minilm,
     want_emb = st_model.encode(CHAPTER_SENTENCES, convert_to_tensor=True, normalize_embeddings=True).cpu()
     want = want_emb @ want_emb.T
     assert_close(sim.cpu() if torch.is_tensor(sim) else sim, want, atol=EMB_ATOL,
-                 name=msg("cosine similarity matrix of the chapter's sentences", "本章の文のコサイン類似度行列"))
+                 name=msg("applications.cosine_similarity_matrix_chapter"))
     off = as_float64(sim) - 10 * np.eye(5)
     for row, other in ((0, 1), (1, 0)):
         best = int(off[row].argmax())
-        assert best == other, msg(f"{CHAPTER_SENTENCES[row]!r} should be closest to {CHAPTER_SENTENCES[other]!r}, "
-                                  f"but your matrix ranks {CHAPTER_SENTENCES[best]!r} closest",
-                                  f"{CHAPTER_SENTENCES[row]!r} に最も近いのは {CHAPTER_SENTENCES[other]!r} のはずですが、"
-                                  f"あなたの行列では {CHAPTER_SENTENCES[best]!r} が最も近くなっています")
+        assert best == other, msg("applications.closest_but_matrix_ranks", sentence=CHAPTER_SENTENCES[row],
+                                  expected=CHAPTER_SENTENCES[other], closest=CHAPTER_SENTENCES[best])
 
 
 texts_strategy = st.lists(
@@ -422,8 +392,7 @@ def test_sentence_embedding_equals_sentence_transformers_on_drawn_text(student, 
     got = student.sentence_embedding(texts, model, tok, pooling="mean", normalize=True)
     want = st_model.encode(texts, convert_to_tensor=True, normalize_embeddings=True).cpu()
     assert_close(got.cpu() if torch.is_tensor(got) else got, want, atol=EMB_ATOL,
-                 name=msg(f"sentence_embedding of {texts!r} vs sentence-transformers",
-                          f"{texts!r} の sentence_embedding と sentence-transformers の比較"))
+                 name=msg("applications.sentence_embedding_vs_st", texts=texts))
 
 
 @pytest.mark.parametrize("pooling", ["mean", "max", "cls"])
@@ -455,8 +424,8 @@ def test_group_entities_matches_hf_pipeline_on_sentences(student, ner_pipes):
             got = student.group_entities(tokens, label_ids, scores, offsets, id2label)
             want = pipe(text)
             labelled = " ".join(f"{t}/{id2label[i]}" for t, i in zip(tokens, label_ids))
-            _check_entities(got, want, msg(f"model {k}, sentence {text[:30]!r}... (tokens/labels: {labelled})",
-                                           f"モデル {k}、文 {text[:30]!r}...（トークン/ラベル：{labelled}）"))
+            _check_entities(got, want, msg("applications.model_sentence_tokens_labels", k=k, text=text[:30],
+                                           labelled=labelled))
 
 
 # tokens as BERT's tokenizer makes them: words, ## pieces, punctuation
@@ -507,24 +476,19 @@ def test_group_entities_matches_hf_grouping_on_generated_labels(student, ner_pip
     got = student.group_entities(tokens, label_ids, scores, offsets, id2label)
     want = _pipeline_grouping(ner_pipes[0], tokens, label_ids, scores, offsets)
     labelled = " ".join(f"{t}/{NER_LABELS[i]}" for t, i in zip(tokens, label_ids))
-    _check_entities(got, want, msg(f"tokens/labels {labelled}", f"トークン/ラベル {labelled}"))
+    _check_entities(got, want, msg("applications.tokens_labels", labelled=labelled))
 
 
 def test_group_entities_bio_rules(student, ner_pipes):
     """One case per rule, each with its own message."""
     cases = {
-        "B- then I- of the same type is one entity": ["B-PER", "I-PER", "O"],
-        "I- without a B- starts an entity": ["O", "I-LOC", "I-LOC"],
-        "B- after B- starts a new entity": ["B-ORG", "B-ORG", "I-ORG"],
-        "a change of type ends the entity": ["B-PER", "I-LOC", "I-LOC"],
-        "O ends the entity and is never returned": ["B-MISC", "O", "I-MISC"],
-    }
-    rules_ja = {
-        "B- then I- of the same type is one entity": "同じ型の B- に続く I- は 1 つの固有表現になる",
-        "I- without a B- starts an entity": "B- のない I- は固有表現を始める",
-        "B- after B- starts a new entity": "B- の後の B- は新しい固有表現を始める",
-        "a change of type ends the entity": "型が変わると固有表現は終わる",
-        "O ends the entity and is never returned": "O は固有表現を終わらせ、O 自体は決して返さない",
+        msg("applications.b_then_i_same"):
+            ["B-PER", "I-PER", "O"],
+        msg("applications.i_without_b_starts"): ["O", "I-LOC", "I-LOC"],
+        msg("applications.b_after_b_starts"): ["B-ORG", "B-ORG", "I-ORG"],
+        msg("applications.change_type_ends_entity"): ["B-PER", "I-LOC", "I-LOC"],
+        msg("applications.o_ends_entity_never"):
+            ["B-MISC", "O", "I-MISC"],
     }
     tokens = ["[CLS]", "jacob", "dev", "##lin", "[SEP]"]
     offsets = [(0, 0), (0, 5), (6, 9), (9, 12), (0, 0)]
@@ -533,10 +497,7 @@ def test_group_entities_bio_rules(student, ner_pipes):
         ids = [NER_LABELS.index("B-PER")] + [NER_LABELS.index(l) for l in labels] + [NER_LABELS.index("B-LOC")]
         got = student.group_entities(tokens, ids, scores, offsets, dict(enumerate(NER_LABELS)))
         want = _pipeline_grouping(ner_pipes[0], tokens, ids, scores, offsets)
-        _check_entities(got, want, msg(f"{rule} (labels {labels} on 'jacob dev ##lin', [CLS]/[SEP] labelled "
-                                       "B-PER/B-LOC must be skipped)",
-                                       f"{rules_ja[rule]}（'jacob dev ##lin' にラベル {labels}。B-PER/B-LOC と"
-                                       "ラベル付けされた [CLS]/[SEP] は飛ばす必要があります）"))
+        _check_entities(got, want, msg("applications.labels_jacob_dev_lin", rule=rule, labels=labels))
 
 
 def test_group_entities_word_joins_subwords_and_punctuation(student, ner_pipes):
@@ -547,14 +508,12 @@ def test_group_entities_word_joins_subwords_and_punctuation(student, ner_pipes):
     scores = [0.5] * len(tokens)
     got = student.group_entities(tokens, ids, scores, offsets, dict(enumerate(NER_LABELS)))
     want = _pipeline_grouping(ner_pipes[0], tokens, ids, scores, offsets)
-    _check_entities(got, want, msg("one ORG entity over 'hugging ##face inc . , new - york ? ##s'",
-                                   "'hugging ##face inc . , new - york ? ##s' 全体で 1 つの ORG 固有表現"))
+    _check_entities(got, want, msg("applications.one_org_entity_over"))
     # an entity that starts on a ## piece keeps it, as the pipeline does
     ids = [0, 0, NER_LABELS.index("B-ORG")] + [0] * 9
     got = student.group_entities(tokens, ids, scores, offsets, dict(enumerate(NER_LABELS)))
     want = _pipeline_grouping(ner_pipes[0], tokens, ids, scores, offsets)
-    _check_entities(got, want, msg("an ORG entity on the piece '##face' alone",
-                                   "サブワード '##face' だけからなる ORG 固有表現"))
+    _check_entities(got, want, msg("applications.org_entity_piece_face"))
 
 
 # ------------------------------------------------------------------ QA span decoding
@@ -589,45 +548,32 @@ def _brute_force(start_logits, end_logits, offsets, max_answer_len):
 
 def _check_span(got, start_logits, end_logits, offsets, context, max_answer_len, what):
     if not isinstance(got, dict) or not {"answer", "score", "start", "end"} <= set(got):
-        raise AssertionError(msg(f"{what}: expected a dict with keys answer, score, start, end; got {got!r}",
-                                 f"{what}：キー answer, score, start, end を持つ dict を返すはずが {got!r} でした"))
-    start = _integer(got["start"], msg(f"{what}: start", f"{what}：start"))
-    end = _integer(got["end"], msg(f"{what}: end", f"{what}：end"))
-    score = _number(got["score"], msg(f"{what}: score", f"{what}：score"))
+        raise AssertionError(msg("applications.expected_dict_keys_answer", what=what, got=got))
+    start = _integer(got["start"], msg("applications.start", what=what))
+    end = _integer(got["end"], msg("applications.end", what=what))
+    score = _number(got["score"], msg("applications.score", what=what))
     if not isinstance(got["answer"], str) or got["answer"] != context[start:end]:
-        raise AssertionError(msg(f"{what}: answer {got['answer']!r} is not context[{start}:{end}] = "
-                                 f"{context[start:end]!r}",
-                                 f"{what}：answer {got['answer']!r} が context[{start}:{end}] = "
-                                 f"{context[start:end]!r} と一致しません"))
+        raise AssertionError(msg("applications.answer_not_context", what=what, got_answer=got['answer'],
+                                 start=start, end=end, context=context[start:end]))
     spans = _brute_force(start_logits, end_logits, offsets, max_answer_len)
     best = max(spans.values())
     best_span = max(spans, key=spans.get)
-    want = msg(f"expected {context[offsets[best_span[0]][0]:offsets[best_span[1]][1]]!r} at "
-               f"{offsets[best_span[0]][0]}..{offsets[best_span[1]][1]} with score {best:.6g}",
-               f"期待値は {offsets[best_span[0]][0]}..{offsets[best_span[1]][1]} の "
-               f"{context[offsets[best_span[0]][0]:offsets[best_span[1]][1]]!r}（スコア {best:.6g}）です")
+    want = msg("applications.expected_score",
+               context=context[offsets[best_span[0]][0]:offsets[best_span[1]][1]],
+               start=offsets[best_span[0]][0], end=offsets[best_span[1]][1], best=best)
     matches = [(i, j) for (i, j) in spans if offsets[i][0] == start and offsets[j][1] == end]
     if not matches:
-        raise AssertionError(msg(f"{what}: characters {start}..{end} ({got['answer']!r}) are not a valid span of "
-                                 f"context tokens with end >= start and at most {max_answer_len} tokens; {want}",
-                                 f"{what}：文字 {start}..{end}（{got['answer']!r}）は、end >= start かつ "
-                                 f"{max_answer_len} トークン以下の文脈トークンからなる有効な回答スパンではありません。"
-                                 f"{want}"))
+        raise AssertionError(msg("applications.characters_not_valid_span", what=what, start=start, end=end,
+                                 got_answer=got['answer'], max_answer_len=max_answer_len, want=want))
     i, j = matches[0]
     # float32 softmax products round at ~1e-7; a span that is not the best, or a softmax over the
     # question too, is off by far more.  Spans whose scores tie within 1e-6 are all accepted.
     if not spans[(i, j)] >= best - 1e-6:
-        raise AssertionError(msg(f"{what}: span {got['answer']!r} at {start}..{end} (tokens {i}..{j}) scores "
-                                 f"{spans[(i, j)]:.6g}, but a better valid span exists: {want}",
-                                 f"{what}：{start}..{end}（トークン {i}..{j}）の回答スパン {got['answer']!r} の"
-                                 f"スコアは {spans[(i, j)]:.6g} ですが、もっと良い有効な回答スパンがあります：{want}"))
+        raise AssertionError(msg("applications.span_tokens_scores_but", what=what, got_answer=got['answer'],
+                                 start=start, end=end, i=i, j=j, spans=spans[i, j], want=want))
     if not abs(score - spans[(i, j)]) <= 2e-6:
-        raise AssertionError(msg(f"{what}: span {got['answer']!r} has score {score:.7g}, expected "
-                                 f"{spans[(i, j)]:.7g} (start probability x end probability, each a softmax "
-                                 "over the context tokens only)",
-                                 f"{what}：回答スパン {got['answer']!r} のスコアは {spans[(i, j)]:.7g}"
-                                 "（開始確率 x 終了確率。どちらも文脈トークンだけでとったソフトマックス）のはずが "
-                                 f"{score:.7g} でした"))
+        raise AssertionError(msg("applications.span_has_score_expected", what=what, got_answer=got['answer'],
+                                 score=score, spans=spans[i, j]))
 
 
 @st.composite
@@ -650,10 +596,9 @@ def test_best_span_matches_brute_force(student, device, hf_tokenizer, inputs):
     end_logits = torch.tensor(data.draw(logits), dtype=torch.float32)
     kwargs = {} if max_answer_len is None else {"max_answer_len": max_answer_len}
     got = student.best_span(start_logits.to(device), end_logits.to(device), offsets, context, **kwargs)
-    assert_not_mutated(student, msg("best_span's inputs", "best_span の入力"))
+    assert_not_mutated(student, msg("applications.best_span_inputs"))
     _check_span(got, start_logits.numpy(), end_logits.numpy(), offsets, context, max_answer_len or 15,
-                msg(f"best_span on context {context!r} (tokens {tokens})",
-                    f"文脈 {context!r}（トークン {tokens}）に対する best_span"))
+                msg("applications.best_span_context_tokens", context=context, tokens=tokens))
 
 
 def _peaked(L, hot):
@@ -671,10 +616,10 @@ def test_best_span_chapter_context_finds_2017_at_56_60(student, device, hf_token
     start, end = _peaked(L, {k: 8.0, 0: 9.0}), _peaked(L, {k: 8.0, 0: 9.0})   # [CLS] scores higher but is no answer
     got = student.best_span(start.to(device), end.to(device), offsets, QA_CONTEXT)
     _check_span(got, start.numpy(), end.numpy(), offsets, QA_CONTEXT, 15,
-                msg("best_span on the chapter's context", "本章の文脈に対する best_span"))
+                msg("applications.best_span_chapter_context"))
     assert (got["answer"], got["start"], got["end"]) == ("2017", 56, 60), \
-        msg(f"expected the answer '2017' at characters 56..60, got {got['answer']!r} at {got['start']}..{got['end']}",
-            f"答えは文字 56..60 の '2017' のはずが、{got['start']}..{got['end']} の {got['answer']!r} でした")
+        msg("applications.expected_answer_2017_characters", got_answer=got['answer'], got_start=got['start'],
+            got_end=got['end'])
 
 
 def test_best_span_never_answers_from_the_question(student, device, hf_tokenizer):
@@ -687,8 +632,7 @@ def test_best_span_never_answers_from_the_question(student, device, hf_tokenizer
     end = _peaked(L, {**{i: 12.0 for i in q}, ctx[4]: 5.0})
     got = student.best_span(start.to(device), end.to(device), offsets, QA_CONTEXT)
     _check_span(got, start.numpy(), end.numpy(), offsets, QA_CONTEXT, 15,
-                msg("best_span when the question's tokens (offsets None) have the largest logits",
-                    "質問のトークン（offsets が None）のロジットが最大のときの best_span"))
+                msg("applications.best_span_when_question"))
 
 
 def test_best_span_end_never_before_start(student, device, hf_tokenizer):
@@ -700,8 +644,7 @@ def test_best_span_end_never_before_start(student, device, hf_tokenizer):
     end = _peaked(L, {ctx[3]: 9.0, ctx[8]: 6.0})
     got = student.best_span(start.to(device), end.to(device), offsets, QA_CONTEXT)
     _check_span(got, start.numpy(), end.numpy(), offsets, QA_CONTEXT, 15,
-                msg("best_span when the start logits peak after the end logits",
-                    "開始ロジットのピークが終了ロジットのピークより後ろにあるときの best_span"))
+                msg("applications.best_span_when_start"))
 
 
 @pytest.mark.parametrize("max_answer_len", [1, 3])
@@ -714,8 +657,7 @@ def test_best_span_respects_max_answer_len(student, device, hf_tokenizer, max_an
     end = _peaked(L, {ctx[1 + max_answer_len]: 9.0, ctx[max_answer_len]: 3.0})
     got = student.best_span(start.to(device), end.to(device), offsets, QA_CONTEXT, max_answer_len=max_answer_len)
     _check_span(got, start.numpy(), end.numpy(), offsets, QA_CONTEXT, max_answer_len,
-                msg(f"best_span with max_answer_len={max_answer_len}",
-                    f"max_answer_len={max_answer_len} での best_span"))
+                msg("applications.best_span_max_answer", max_answer_len=max_answer_len))
 
 
 def test_best_span_first_context_token_at_character_zero_counts(student, device, hf_tokenizer):
@@ -726,10 +668,7 @@ def test_best_span_first_context_token_at_character_zero_counts(student, device,
     start, end = _peaked(L, {ctx[0]: 8.0}), _peaked(L, {ctx[0]: 8.0})
     got = student.best_span(start.to(device), end.to(device), offsets, QA_CONTEXT)
     _check_span(got, start.numpy(), end.numpy(), offsets, QA_CONTEXT, 15,
-                msg("best_span when the answer is the context's first word (offset (0, 3) is context, "
-                    "only (0, 0) and None are not)",
-                    "答えが文脈の最初の単語であるときの best_span（オフセット (0, 3) は文脈であり、"
-                    "文脈でないのは (0, 0) と None だけ）"))
+                msg("applications.best_span_when_answer"))
 
 
 def test_best_span_rejects_mismatched_lengths(student, device, hf_tokenizer):

@@ -39,10 +39,7 @@ def load_weights(student_mha, weights: dict):
     """Load W_Q/W_K/W_V/W_O weights into a student's MHA, keeping any other entries it has."""
     sd = student_mha.state_dict()
     missing = [k for k in weights if k not in sd]
-    assert not missing, msg(f"MultiHeadAttention has no parameters named {missing}: the projections must be "
-                            "nn.Linear attributes named W_Q, W_K, W_V and W_O (with bias)",
-                            f"MultiHeadAttention に {missing} という名前のパラメータがありません。射影は "
-                            "W_Q, W_K, W_V, W_O という名前の nn.Linear 属性（バイアス付き）にしてください")
+    assert not missing, msg("attention_torch.multiheadattention_has_no_parameters", missing=missing)
     sd.update({k: v.detach().cpu() for k, v in weights.items()})
     student_mha.load_state_dict(sd)
 
@@ -63,18 +60,17 @@ def test_sdpa_matches_torch_functional(student, reference, device, seed, four_d,
     mask = bool_mask(rng, (*lead, L_q, L_k), device) if masked else None
     out, w = student.ScaledDotProductAttention(d_k)(Q, K, V, mask)
     want = F.scaled_dot_product_attention(Q, K, V, attn_mask=mask)
-    assert_close(out, want, name=msg("output vs torch.nn.functional.scaled_dot_product_attention",
-                                          "出力と torch.nn.functional.scaled_dot_product_attention の比較"), **TOL)
+    assert_close(out, want, name=msg("attention_torch.output_torch_nn_functional"), **TOL)
     _, want_w = reference.ScaledDotProductAttention(d_k)(Q, K, V, mask)
-    assert_close(w, want_w, name=msg("attention weights", "注意の重み"), **TOL)
+    assert_close(w, want_w, name=msg("attention_torch.attention_weights"), **TOL)
 
 
 def test_sdpa_chapter_shapes(student, device):
     rng = np.random.default_rng(0)
     Q = tensor(rng, (2, 5, 64), device)
     out, w = student.ScaledDotProductAttention(64)(Q, Q, Q)
-    assert_shape(out, (2, 5, 64), msg("output for Q, K, V of shape (2, 5, 64)", "形状 (2, 5, 64) の Q, K, V に対する出力"))
-    assert_shape(w, (2, 5, 5), msg("weights for Q, K, V of shape (2, 5, 64)", "形状 (2, 5, 64) の Q, K, V に対する注意の重み"))
+    assert_shape(out, (2, 5, 64), msg("attention_torch.output_q_k_v"))
+    assert_shape(w, (2, 5, 5), msg("attention_torch.weights_q_k_v"))
 
 
 def test_sdpa_blocked_keys_and_fully_blocked_rows(student, device):
@@ -84,11 +80,11 @@ def test_sdpa_blocked_keys_and_fully_blocked_rows(student, device):
     mask[..., 2] = False            # key 2 blocked everywhere (False = blocked)
     mask[0, 1, 3, :] = False        # head 1, query 3: every key blocked
     out, w = student.ScaledDotProductAttention(8)(Q, K, V, mask)
-    assert_finite(w, msg("weights with a fully blocked query row", "すべてのキーが遮断されたクエリ行があるときの注意の重み"))
-    assert_finite(out, msg("output with a fully blocked query row", "すべてのキーが遮断されたクエリ行があるときの出力"))
+    assert_finite(w, msg("attention_torch.weights_fully_blocked_query"))
+    assert_finite(out, msg("attention_torch.output_fully_blocked_query"))
     blocked = w[..., 2].clone()
     blocked[0, 1, 3] = 0.0          # the fully blocked row may spread its weight anyhow
-    assert_close(blocked, torch.zeros_like(blocked), atol=1e-12, name=msg("weights on a blocked key", "遮断されたキーへの注意の重み"))
+    assert_close(blocked, torch.zeros_like(blocked), atol=1e-12, name=msg("attention_torch.weights_blocked_key"))
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
@@ -96,10 +92,10 @@ def test_sdpa_keeps_dtype_and_device(student, device, dtype):
     rng = np.random.default_rng(2)
     Q = tensor(rng, (2, 3, 4), device, dtype=dtype)
     out, w = student.ScaledDotProductAttention(4)(Q, Q, Q)
-    assert_dtype(out, dtype, msg(f"output for {dtype} inputs", f"{dtype} の入力に対する出力"))
-    assert_dtype(w, dtype, msg(f"weights for {dtype} inputs", f"{dtype} の入力に対する注意の重み"))
-    assert out.device.type == device.type, msg(f"output is on {out.device}, the inputs were on {device}",
-                                               f"出力が {out.device} 上にあります。入力は {device} 上にありました")
+    assert_dtype(out, dtype, msg("attention_torch.output_dtype", dtype=dtype))
+    assert_dtype(w, dtype, msg("attention_torch.weights_dtype", dtype=dtype))
+    assert out.device.type == device.type, msg("attention_torch.output_inputs", out_device=out.device,
+                                               device=device)
 
 
 # ------------------------------------------------------------------ MultiHeadAttention
@@ -110,9 +106,7 @@ def test_mha_has_named_linear_projections(student):
     for name in ("W_Q", "W_K", "W_V", "W_O"):
         for part, shape in (("weight", (16, 16)), ("bias", (16,))):
             key = f"{name}.{part}"
-            assert key in sd, msg(
-                f"MultiHeadAttention(16, 4) has no parameter {key!r} (an nn.Linear named {name} with bias)",
-                f"MultiHeadAttention(16, 4) にパラメータ {key!r} がありません（{name} という名前のバイアス付き nn.Linear が必要です）")
+            assert key in sd, msg("attention_torch.multiheadattention_16_4_has", key_name=key, name=name)
             assert_shape(sd[key], shape, key)
 
 
@@ -145,11 +139,9 @@ def test_mha_matches_reference(student, reference, device, seed, B, L_q, L_k, he
     mask = make_mask(mask_kind, rng, B, L_q, L_k, device)
     out, w = mha(Q, KV, KV, mask)
     want_out, want_w = ref(Q, KV, KV, mask)
-    kind_ja = "クロス注意" if cross else "自己注意"
-    assert_close(w, want_w, name=msg(f"weights ({'cross' if cross else 'self'}-attention, mask {mask_kind})",
-                                     f"注意の重み（{kind_ja}、マスク {mask_kind}）"), **TOL)
-    assert_close(out, want_out, name=msg(f"output ({'cross' if cross else 'self'}-attention, mask {mask_kind})",
-                                         f"出力（{kind_ja}、マスク {mask_kind}）"), **TOL)
+    kind = msg("attention_torch.cross_attention") if cross else msg("attention_torch.self_attention")
+    assert_close(w, want_w, name=msg("attention_torch.weights_mask", kind=kind, mask_kind=mask_kind), **TOL)
+    assert_close(out, want_out, name=msg("attention_torch.output_mask", kind=kind, mask_kind=mask_kind), **TOL)
 
 
 @pytest.mark.parametrize("mask_kind", MASK_KINDS[1:])
@@ -161,8 +153,8 @@ def test_mha_accepts_every_mask_shape(student, reference, device, mask_kind):
     mask = make_mask(mask_kind, rng, 2, 3, 5, device)
     out, w = mha(Q, KV, KV, mask)
     want_out, want_w = ref(Q, KV, KV, mask)
-    assert_close(w, want_w, name=msg(f"weights with a {mask_kind} mask", f"{mask_kind} マスクでの注意の重み"), **TOL)
-    assert_close(out, want_out, name=msg(f"output with a {mask_kind} mask", f"{mask_kind} マスクでの出力"), **TOL)
+    assert_close(w, want_w, name=msg("attention_torch.weights_mask_kind", mask_kind=mask_kind), **TOL)
+    assert_close(out, want_out, name=msg("attention_torch.output_mask_kind", mask_kind=mask_kind), **TOL)
 
 
 def test_mha_accepts_a_0_1_attention_mask(student, reference, device):
@@ -173,8 +165,7 @@ def test_mha_accepts_a_0_1_attention_mask(student, reference, device):
     attention_mask = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]], device=device)   # HuggingFace style, 1 = real token
     out, _ = mha(x, x, x, attention_mask[:, None, None, :])
     want, _ = ref(x, x, x, attention_mask[:, None, None, :].bool())
-    assert_close(out, want, name=msg("output with a 0/1 integer mask (1 = may attend)",
-                                       "0/1 の整数マスク（1 = 注意してよい）での出力"), **TOL)
+    assert_close(out, want, name=msg("attention_torch.output_0_1_integer"), **TOL)
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -198,10 +189,8 @@ def test_matches_hf_bert_self_attention(student, device, seed):
         context, hf_w = hf_attn(x, attention_mask=additive_mask(attention_mask[:, None, None, :]))
         want = hf_out.dense(context)
     out, w = mha(x, x, x, attention_mask[:, None, None, :].bool())
-    assert_close(w, hf_w, name=msg("weights vs HuggingFace BertSelfAttention",
-                                   "注意の重みと HuggingFace BertSelfAttention の比較"), **TOL)
-    assert_close(out, want, name=msg("output vs HuggingFace BertSelfAttention + BertSelfOutput.dense",
-                                      "出力と HuggingFace BertSelfAttention + BertSelfOutput.dense の比較"), **TOL)
+    assert_close(w, hf_w, name=msg("attention_torch.weights_huggingface_bertselfattention"), **TOL)
+    assert_close(out, want, name=msg("attention_torch.output_huggingface_bertselfattention_bertselfoutput"), **TOL)
 
 
 @pytest.mark.parametrize("cross", [False, True])
@@ -221,10 +210,8 @@ def test_matches_torch_multihead_attention(student, device, cross):
     with torch.no_grad():
         want, want_w = torch_mha(Q, KV, KV, key_padding_mask=~keep, average_attn_weights=False)
     out, w = mha(Q, KV, KV, keep[:, None, None, :])
-    assert_close(w, want_w, name=msg("weights vs torch.nn.MultiheadAttention",
-                                     "注意の重みと torch.nn.MultiheadAttention の比較"), **TOL)
-    assert_close(out, want, name=msg("output vs torch.nn.MultiheadAttention",
-                                     "出力と torch.nn.MultiheadAttention の比較"), **TOL)
+    assert_close(w, want_w, name=msg("attention_torch.weights_torch_nn_multiheadattention"), **TOL)
+    assert_close(out, want, name=msg("attention_torch.output_torch_nn_multiheadattention"), **TOL)
 
 
 def test_split_heads_layout(student, reference, device):
@@ -232,8 +219,7 @@ def test_split_heads_layout(student, reference, device):
     x = tensor(rng, (2, 5, 12), device)
     got = student.MultiHeadAttention(12, 3).split_heads(x, 2)
     want = seeded(lambda: reference.MultiHeadAttention(12, 3), 0).split_heads(x, 2)
-    assert_close(got, want, atol=0, name=msg("split_heads of (2, 5, 12) with 3 heads -> (B, h, L, d_k)",
-                                           "3 ヘッドでの (2, 5, 12) の split_heads -> (B, h, L, d_k)"))
+    assert_close(got, want, atol=0, name=msg("attention_torch.split_heads_2_5"))
 
 
 def test_chapter_shapes(student, device):
@@ -241,10 +227,8 @@ def test_chapter_shapes(student, device):
     mha = student.MultiHeadAttention(512, 8).to(str(device)).eval()
     x = tensor(rng, (2, 10, 512), device)
     out, w = mha(x, x, x)
-    assert_shape(out, (2, 10, 512), msg("output of MultiHeadAttention(512, 8) on (2, 10, 512)",
-                                           "(2, 10, 512) に対する MultiHeadAttention(512, 8) の出力"))
-    assert_shape(w, (2, 8, 10, 10), msg("weights of MultiHeadAttention(512, 8) on (2, 10, 512)",
-                                             "(2, 10, 512) に対する MultiHeadAttention(512, 8) の注意の重み"))
+    assert_shape(out, (2, 10, 512), msg("attention_torch.output_multiheadattention_512_8"))
+    assert_shape(w, (2, 8, 10, 10), msg("attention_torch.weights_multiheadattention_512_8"))
 
 
 def test_d_model_not_divisible_by_num_heads_raises_value_error(student):
@@ -259,8 +243,7 @@ def test_mha_self_attention_is_permutation_equivariant(student, reference, devic
     perm = torch.from_numpy(rng.permutation(6)).to(device)
     out, _ = mha(x, x, x)
     out_p, _ = mha(x[:, perm], x[:, perm], x[:, perm])
-    assert_close(out_p, out[:, perm], name=msg("attention of permuted tokens vs permuted attention output",
-                                            "トークンを並べ替えてからの注意と、注意の出力を並べ替えたものの比較"), **TOL)
+    assert_close(out_p, out[:, perm], name=msg("attention_torch.attention_permuted_tokens_permuted"), **TOL)
 
 
 def test_mha_padded_positions_do_not_matter(student, reference, device):
@@ -272,8 +255,7 @@ def test_mha_padded_positions_do_not_matter(student, reference, device):
     noisy = x.clone()
     noisy[~keep] += 50.0
     out2, _ = mha(x, noisy, noisy, keep[:, None, None, :])
-    assert_close(out2, out, name=msg("output after changing only padded keys/values",
-                                        "パディング位置のキー/値だけを変えた後の出力"), **TOL)
+    assert_close(out2, out, name=msg("attention_torch.output_after_changing_only"), **TOL)
 
 
 def test_mha_float64(student, reference, device):
@@ -283,8 +265,8 @@ def test_mha_float64(student, reference, device):
     x = tensor(rng, (2, 3, 8), device, dtype=torch.float64)
     out, w = mha(x, x, x)
     want_out, want_w = ref(x, x, x)
-    assert_close(out, want_out, name=msg("float64 output", "float64 の出力"), **TOL64)
-    assert_close(w, want_w, name=msg("float64 weights", "float64 の注意の重み"), **TOL64)
+    assert_close(out, want_out, name=msg("attention_torch.float64_output"), **TOL64)
+    assert_close(w, want_w, name=msg("attention_torch.float64_weights"), **TOL64)
 
 
 def test_mha_does_not_modify_its_inputs(student, reference, device):
@@ -292,4 +274,4 @@ def test_mha_does_not_modify_its_inputs(student, reference, device):
     mha = copy_of(student, reference_mha(reference, 8, 2, 14, device), device)
     x = tensor(rng, (2, 3, 8), device)
     mha(x, x.clone(), x.clone(), torch.ones(2, 1, 1, 3, dtype=torch.bool, device=device))
-    assert_not_mutated(student, msg("Q, K, V or mask", "Q, K, V またはマスク"))
+    assert_not_mutated(student, msg("attention_torch.q_k_v_or"))

@@ -97,11 +97,8 @@ def loaded_student_layer(student, device, cfg, layer, default_eps=False):
     else:
         mine = student.EncoderLayer(d, h, d_ff, dropout=0.1, layer_norm_eps=cfg.layer_norm_eps)
     returned = student.load_bert_layer(mine, remote)
-    assert isinstance(returned, Handle) and returned.id == mine.id, msg(
-        "load_bert_layer(layer, hf_layer) must copy the weights into `layer` and return that same "
-        f"layer; it returned {returned!r}",
-        "load_bert_layer(layer, hf_layer) は重みを `layer` にコピーして、その同じ layer を返す必要がありますが、"
-        f"{returned!r} を返しました")
+    assert isinstance(returned, Handle) and returned.id == mine.id, msg("encoder.load_bert_layer_layer",
+                                                                        returned=returned)
     mine.eval()
     mine.to(device)
     return mine
@@ -133,28 +130,18 @@ def check_weight_mapping(student_sd, hf_sd, where):
         if holders:
             wrong = holders[0]
             owner = ROLE_OF_SUFFIX.get(wrong.split(".")[-2] if "." in wrong else "")
-            hint = msg(f" (your {wrong!r} should hold HuggingFace's {owner}.{kind})",
-                       f"（あなたの {wrong!r} には HuggingFace の {owner}.{kind} が入るはずです）") if owner else ""
-            problems.append(msg(f"{where}: HuggingFace's {hf_name} was copied into your {wrong!r}, but it belongs "
-                                f"in {role}{hint}",
-                                f"{where}：HuggingFace の {hf_name} があなたの {wrong!r} にコピーされていますが、"
-                                f"入るべき場所は {role} です{hint}"))
+            hint = msg("encoder.hold_huggingface", wrong=wrong, owner=owner, kind=kind) if owner else ""
+            problems.append(msg("encoder.huggingface_copied_into_but", where=where, hf_name=hf_name,
+                                wrong=wrong, role=role, hint=hint))
         elif want.dim() == 2 and any(tensors_equal(v, want.T) for v in student_sd.values()):
             at = next(k for k, v in student_sd.items() if tensors_equal(v, want.T))
-            problems.append(msg(f"{where}: your {at!r} holds the transpose of HuggingFace's {hf_name}; "
-                                "nn.Linear stores weights as (out_features, in_features) in both models: copy "
-                                "them without .T",
-                                f"{where}：あなたの {at!r} には HuggingFace の {hf_name} の転置が入っています。"
-                                "nn.Linear はどちらのモデルでも重みを (out_features, in_features) の形で持つので、"
-                                ".T を付けずにコピーしてください"))
+            problems.append(msg("encoder.holds_transpose_huggingface_nn", where=where, at=at, hf_name=hf_name))
         else:
-            problems.append(msg(f"{where}: HuggingFace's {hf_name} {tuple(want.shape)} appears nowhere in your "
-                                "model's state_dict (not copied, or changed on the way)",
-                                f"{where}：HuggingFace の {hf_name} {tuple(want.shape)} があなたのモデルの "
-                                "state_dict のどこにもありません（コピーされていないか、途中で変更されています）"))
+            problems.append(msg("encoder.huggingface_appears_nowhere_model", where=where, hf_name=hf_name,
+                                want_shape=tuple(want.shape)))
     if problems:
-        more = msg(f" (and {len(problems) - 3} more)", f"（ほか {len(problems) - 3} 件）") if len(problems) > 3 else ""
-        raise AssertionError(msg("; ", "／").join(problems[:3]) + more)
+        more = msg("encoder.and_more", n_more=len(problems) - 3) if len(problems) > 3 else ""
+        raise AssertionError(msg("encoder.separator").join(problems[:3]) + more)
 
 
 # ------------------------------------------------------------------ EncoderLayer + load_bert_layer
@@ -198,8 +185,7 @@ def test_encoder_layer_matches_hf_bert_layer(student, device, case):
     with torch.no_grad():
         want = layer(x, None if mask is None else hf.additive_mask(mask.bool()))
     assert_close(got, want.to(device), atol=LAYER_ATOL, mask=real[..., None].to(device),
-                 name=msg(f"EncoderLayer output vs HuggingFace BertLayer (mask {case['mask_kind']})",
-                          f"EncoderLayer の出力と HuggingFace BertLayer の比較（マスク {case['mask_kind']}）"))
+                 name=msg("encoder.encoderlayer_output_huggingface_bertlayer", case_mask_kind=case['mask_kind']))
 
 
 @pytest.mark.parametrize("eps", [None, 1e-12, 1e-5, 1e-3])
@@ -219,11 +205,10 @@ def test_encoder_layer_uses_layer_norm_eps(student, device, eps):
     got = first(mine(x.to(device)))
     with torch.no_grad():
         want = layer(x)
-    label = (msg("the default layer_norm_eps (1e-12, BERT's)", "既定の layer_norm_eps（1e-12、BERT の値）")
+    label = (msg("encoder.default_layer_norm_eps")
              if eps is None else f"layer_norm_eps={eps:g}")
     assert_close(got, want.to(device), atol=1e-4,
-                 name=msg(f"EncoderLayer output with {label} vs HuggingFace BertLayer",
-                          f"{label} での EncoderLayer の出力と HuggingFace BertLayer の比較"))
+                 name=msg("encoder.encoderlayer_vs_hf_label", label=label))
 
 
 def test_load_bert_layer_maps_each_weight(student):
@@ -237,8 +222,8 @@ def test_encoder_layer_output_shape_and_dtype(student, device):
     cfg = hf.small_config(hidden_size=16, num_attention_heads=4, intermediate_size=20)
     mine = loaded_student_layer(student, device, cfg, hf_layer(cfg, seed=41))
     out = first(mine(torch.randn(3, 7, 16, generator=torch.Generator().manual_seed(42)).to(device)))
-    assert_shape(out, (3, 7, 16), msg("EncoderLayer output", "EncoderLayer の出力"))
-    assert_dtype(out, torch.float32, msg("EncoderLayer output", "EncoderLayer の出力"))
+    assert_shape(out, (3, 7, 16), msg("encoder.encoderlayer_output"))
+    assert_dtype(out, torch.float32, msg("encoder.encoderlayer_output"))
 
 
 # ------------------------------------------------------------------ BertEncoder, small random configs
@@ -269,8 +254,7 @@ def small_model_config(c):
 def encoder_from_hf(student, remote, device):
     """The student's BertEncoder.from_hf(remote), in eval mode on ``device``."""
     enc = student.BertEncoder.from_hf(remote)
-    assert isinstance(enc, Handle), msg(f"BertEncoder.from_hf must return the new BertEncoder, got {enc!r}",
-                                        f"BertEncoder.from_hf は新しい BertEncoder を返すはずが {enc!r} でした")
+    assert isinstance(enc, Handle), msg("encoder.bertencoder_hf_return_new", enc=enc)
     enc.eval()
     enc.to(device)
     return enc
@@ -309,8 +293,7 @@ def test_bert_encoder_matches_hf_bert_model(student, device, case):
     with torch.no_grad():
         want = model(input_ids=ids, **kwargs).last_hidden_state
     assert_close(got, want.to(device), atol=SMALL_ATOL, mask=mask.bool()[..., None].to(device),
-                 name=msg("BertEncoder output vs HuggingFace BertModel(...).last_hidden_state at real positions",
-                          "実トークンの位置での BertEncoder の出力と HuggingFace BertModel(...).last_hidden_state の比較"))
+                 name=msg("encoder.bertencoder_output_huggingface_bertmodel"))
 
 
 def test_from_hf_maps_each_weight(student):
@@ -344,24 +327,22 @@ def test_padding_content_does_not_matter(student, device, small_pair):
     noisy = enc(noisy_ids.to(device), mask.to(device), noisy_types.to(device))
     real = mask.bool()[..., None].to(device)
     assert_close(noisy, base, atol=1e-5, mask=real,
-                 name=msg("output at real positions after changing the tokens at padded positions",
-                          "パディング位置のトークンを変えた後の、実トークンの位置での出力"))
+                 name=msg("encoder.output_real_positions_after"))
     # each sentence alone (no padding at all) gives its row of the padded batch
     for b, n in enumerate(lengths):
         alone = enc(ids[b:b + 1, :n].to(device), torch.ones(1, n, dtype=torch.long, device=device),
                     types[b:b + 1, :n].to(device))
         assert_close(alone, base[b:b + 1, :n], atol=SMALL_ATOL,
-                     name=msg(f"sentence {b} (length {n}) alone vs its row of the padded batch",
-                              f"文 {b}（長さ {n}）単独での出力と、パディングしたバッチ内のその行の比較"))
+                     name=msg("encoder.sentence_length_alone_row", b=b, n=n))
 
 
 def test_bert_encoder_output_shape_and_dtype(student, device, small_pair):
     _, enc = small_pair
     out = enc(torch.randint(0, 50, (2, 11), generator=torch.Generator().manual_seed(63)).to(device))
-    assert_shape(out, (2, 11, 32), msg("BertEncoder output (last_hidden_state)", "BertEncoder の出力（last_hidden_state）"))
-    assert_dtype(out, torch.float32, msg("BertEncoder output", "BertEncoder の出力"))
-    assert out.device.type == device.type, msg(f"BertEncoder output is on {out.device}, the input was on {device}",
-                                               f"BertEncoder の出力が {out.device} 上にあります。入力は {device} 上にありました")
+    assert_shape(out, (2, 11, 32), msg("encoder.bertencoder_output_last_hidden"))
+    assert_dtype(out, torch.float32, msg("encoder.bertencoder_output"))
+    assert out.device.type == device.type, msg("encoder.bertencoder_output_input", out_device=out.device,
+                                               device=device)
 
 
 # ------------------------------------------------------------------ the real all-MiniLM-L6-v2 weights
@@ -401,10 +382,7 @@ def test_bert_encoder_matches_minilm_on_a_padded_batch_of_pairs(minilm_encoder, 
                          batch["token_type_ids"].to(device))
     real = batch["attention_mask"].bool()[..., None].to(device)
     assert_close(got, want.to(device), atol=MINILM_ATOL, mask=real,
-                 name=msg("BertEncoder with all-MiniLM-L6-v2 weights vs BertModel.last_hidden_state "
-                          "(sentence pairs, padded, at real positions)",
-                          "all-MiniLM-L6-v2 の重みを読み込んだ BertEncoder と BertModel.last_hidden_state の比較"
-                          "（文のペア、パディングあり、実トークンの位置）"))
+                 name=msg("encoder.minilm_vs_bertmodel_pairs"))
 
 
 def test_bert_encoder_matches_minilm_on_the_chapters_sentence(minilm_encoder, device):
@@ -412,6 +390,4 @@ def test_bert_encoder_matches_minilm_on_the_chapters_sentence(minilm_encoder, de
     _, _, ids, want = minilm_reference()
     got = minilm_encoder(ids.to(device))
     assert_close(got, want.to(device), atol=MINILM_ATOL,
-                 name=msg("BertEncoder with all-MiniLM-L6-v2 weights on 'Hello, how are you?' vs BertModel",
-                          "'Hello, how are you?' に対する、all-MiniLM-L6-v2 の重みを読み込んだ BertEncoder と "
-                          "BertModel の比較"))
+                 name=msg("encoder.minilm_vs_bertmodel_hello"))

@@ -57,10 +57,10 @@ def test_float64_in_float64_out(student, reference, device, activation):
     ffn = student_ffn(student, device, ref, 12, 40, activation, dtype=torch.float64)
     x = torch.randn(2, 7, 12, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
     got = ffn(x.to(device))
-    assert_dtype(got, torch.float64, msg("output for a float64 module and input", "float64 のモジュールと入力に対する出力"))
+    assert_dtype(got, torch.float64, msg("feed_forward.output_float64_module_input"))
     with torch.no_grad():
         want = ref(x).to(device)
-    assert_close(got, want, atol=FLOAT64_ATOL, name=msg(f"float64 output ({activation})", f"float64 の出力（{activation}）"))
+    assert_close(got, want, atol=FLOAT64_ATOL, name=msg("feed_forward.float64_output", activation=activation))
 
 
 def test_layers_have_the_chapter_shapes(student):
@@ -70,8 +70,7 @@ def test_layers_have_the_chapter_shapes(student):
     assert_shape(ffn.linear2.weight, (24, 80), "linear2.weight (nn.Linear(d_ff, d_model))")
     assert_shape(ffn.linear2.bias, (24,), "linear2.bias")
     p = ffn.dropout.p
-    assert p == 0.25, msg(f"dropout: expected an nn.Dropout with p=0.25 (the dropout argument), got p={p!r}",
-                          f"dropout：p=0.25（引数 dropout の値）の nn.Dropout のはずが p={p!r} でした")
+    assert p == 0.25, msg("feed_forward.dropout_expected_nn_dropout", p=p)
 
 
 def hf_bert_ffn(seed, hidden_size=32, intermediate_size=128):
@@ -99,8 +98,7 @@ def test_matches_hf_bert_intermediate_and_output_dense(student, device, seed):
     with torch.no_grad():
         want = out.dense(inter(x)).to(device)
     assert_close(got, want, atol=FLOAT32_ATOL,
-                 name=msg("output vs HuggingFace BertIntermediate + BertOutput.dense (exact erf GELU)",
-                           "出力と HuggingFace BertIntermediate + BertOutput.dense の比較（厳密な erf 版 GELU）"))
+                 name=msg("feed_forward.output_huggingface_bertintermediate_bertoutput"))
 
 
 def test_relu_is_the_chapters_formula(student, device):
@@ -115,8 +113,7 @@ def test_relu_is_the_chapters_formula(student, device):
     x = torch.randn(3, 6, 16, generator=gen)
     got = ffn(x.to(device))
     want = F.linear(torch.clamp(F.linear(x, w1, b1), min=0), w2, b2).to(device)
-    assert_close(got, want, atol=FLOAT32_ATOL, name=msg("FFN(x) = max(0, x W1 + b1) W2 + b2 (default activation)",
-                                                  "FFN(x) = max(0, x W1 + b1) W2 + b2（既定の活性化関数）"))
+    assert_close(got, want, atol=FLOAT32_ATOL, name=msg("feed_forward.ffn_default_activation"))
 
 
 @graded(max_examples=10)
@@ -131,17 +128,15 @@ def test_each_position_alone(student, reference, device, d_model, d_ff, batch, s
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(batch, seq_len, d_model, generator=gen, dtype=torch.float64).to(device)
     whole = ffn(x)
-    assert_shape(whole, (batch, seq_len, d_model), msg("output", "出力"))
+    assert_shape(whole, (batch, seq_len, d_model), msg("feed_forward.output"))
     i = data.draw(st.integers(0, seq_len - 1), label="position")
     alone = ffn(x[:, i:i + 1])
     assert_close(alone, whole[:, i:i + 1], atol=FLOAT64_ATOL,
-                 name=msg(f"output for position {i} fed alone vs its slice of the whole output",
-                           f"位置 {i} だけを入力したときの出力と、系列全体の出力のその位置の部分の比較"))
+                 name=msg("feed_forward.output_position_fed_alone", i=i))
     perm = torch.randperm(seq_len, generator=gen)
     permuted = ffn(x[:, perm.to(device)])
     assert_close(permuted, whole[:, perm.to(device)], atol=FLOAT64_ATOL,
-                 name=msg("output for permuted positions vs the permuted output",
-                           "位置を並べ替えたときの出力と、出力を並べ替えたものの比較"))
+                 name=msg("feed_forward.output_permuted_positions_permuted"))
 
 
 @pytest.mark.parametrize("activation", ["relu", "gelu"])
@@ -153,9 +148,8 @@ def test_dropout_only_in_train_mode(student, reference, device, activation):
         want_eval = ref(x.cpu()).to(device)
     # eval mode: no dropout at all, and the same answer every time
     first, second = ffn(x), ffn(x)
-    assert_close(first, want_eval, atol=FLOAT32_ATOL, name=msg("eval-mode output with dropout=0.5 (must not drop)",
-                                                        "dropout=0.5 での eval モードの出力（ドロップしてはいけません）"))
-    assert_close(second, first, atol=0.0, name=msg("a second eval-mode call", "eval モードでの 2 回目の呼び出し"))
+    assert_close(first, want_eval, atol=FLOAT32_ATOL, name=msg("feed_forward.eval_mode_output_dropout"))
+    assert_close(second, first, atol=0.0, name=msg("feed_forward.second_eval_mode_call"))
     # train mode: units are dropped (p=0.5 over 2*8*64 hidden units: the chance that
     # nothing changes is below 2**-1000), and the same seed drops the same units
     ffn.train()
@@ -163,14 +157,10 @@ def test_dropout_only_in_train_mode(student, reference, device, activation):
     drop1 = ffn(x)
     student.seed(1234)
     drop2 = ffn(x)
-    assert_shape(drop1, (2, 8, 16), msg("train-mode output", "train モードの出力"))
+    assert_shape(drop1, (2, 8, 16), msg("feed_forward.train_mode_output"))
     changed = float((drop1.detach().cpu() - want_eval.cpu()).abs().max())
-    assert changed > 1e-3, msg("train-mode output with dropout=0.5 equals the eval-mode output: "
-                               "dropout is not applied in train mode",
-                               "dropout=0.5 での train モードの出力が eval モードの出力と同じです。"
-                               "train モードでドロップアウトが適用されていません")
-    assert_close(drop2, drop1, atol=0.0, name=msg("train-mode output after re-seeding with the same seed",
-                                              "同じシードで再シードした後の train モードの出力"))
+    assert changed > 1e-3, msg("feed_forward.train_mode_output_dropout")
+    assert_close(drop2, drop1, atol=0.0, name=msg("feed_forward.train_mode_output_after"))
 
 
 @pytest.mark.parametrize("activation", ["tanh", "swish", "sigmoid"])
@@ -178,8 +168,5 @@ def test_unknown_activation_raises(student, activation):
     with pytest.raises(ValueError) as info:
         student.PositionwiseFeedForward(8, 16, activation=activation)
     message = str(info.value)
-    assert "activation" in message and activation in message, msg(
-        f"the ValueError should name the argument 'activation' and the value {activation!r}; "
-        f"its message is {message!r}",
-        f"ValueError のメッセージには引数名 'activation' と値 {activation!r} を含めてください。"
-        f"実際のメッセージは {message!r} です")
+    assert "activation" in message and activation in message, msg("feed_forward.valueerror_name_argument_activation",
+                                                                  activation=activation, message=message)

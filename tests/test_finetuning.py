@@ -178,8 +178,7 @@ def read_tsv(name):
     for line in (DATA / name).read_text(encoding="utf-8").splitlines():
         if line and not line.startswith("#"):
             rows.append(line.split("\t"))
-    assert rows[0] == ["split", "label", "text"], msg(f"{name}: unexpected header {rows[0]}",
-                                                      f"{name}：想定外のヘッダーです {rows[0]}")
+    assert rows[0] == ["split", "label", "text"], msg("finetuning.unexpected_header", name=name, rows_0=rows[0])
     return [(split, int(label), text) for split, label, text in rows[1:]]
 
 
@@ -236,13 +235,11 @@ def sgd_pair(student, local, remote, lr):
 
 
 def assert_params_close(got, want, what):
-    assert isinstance(got, dict), msg(f"state_dict(): expected a dict, got {type(got).__name__}",
-                                      f"state_dict()：dict を返すはずが {type(got).__name__} でした")
+    assert isinstance(got, dict), msg("finetuning.state_dict_expected_dict", got_type=type(got).__name__)
     for name, value in want.items():
-        assert name in got, msg(f"{what}: parameter {name} is missing from the model's state_dict",
-                                f"{what}：パラメータ {name} がモデルの state_dict にありません")
+        assert name in got, msg("finetuning.parameter_missing_model_state", what=what, name=name)
         assert_close(got[name], value, atol=PARAM_ATOL, rtol=1e-4,
-                     name=msg(f"{what}: parameter {name}", f"{what}：パラメータ {name}"))
+                     name=msg("finetuning.parameter", what=what, name=name))
 
 
 def call_catching(fn, *args, **kwargs):
@@ -261,24 +258,18 @@ def as_int_list(x, n, what):
         x = x.detach().cpu().tolist()
     elif isinstance(x, np.ndarray):
         x = x.tolist()
-    assert isinstance(x, (list, tuple)), msg(f"{what}: expected a list (or array) of class ids, "
-                                             f"got {type(x).__name__}",
-                                             f"{what}：クラス ID のリスト（または配列）を返すはずが "
-                                             f"{type(x).__name__} でした")
-    assert len(x) == n, msg(f"{what}: expected {n} predictions (one per example), got {len(x)}",
-                            f"{what}：予測は {n} 個（例ごとに 1 個）のはずが {len(x)} 個でした")
+    assert isinstance(x, (list, tuple)), msg("finetuning.expected_list_or_array", what=what,
+                                             x_type=type(x).__name__)
+    assert len(x) == n, msg("finetuning.expected_predictions_one_per", what=what, n=n, n_x=len(x))
     assert all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in x), \
-        msg(f"{what}: expected integer class ids, got {x[:5]} ...",
-            f"{what}：整数のクラス ID を返すはずが {x[:5]} ... でした")
+        msg("finetuning.expected_integer_class_ids", what=what, x=x[:5])
     return [int(v) for v in x]
 
 
 def assert_float(x, what):
     assert isinstance(x, (float, np.floating)) and not isinstance(x, bool), \
-        msg(f"{what}: expected a float, got {type(x).__name__} (use .item() / float())",
-            f"{what}：float を返すはずが {type(x).__name__} でした（.item() か float() を使いましょう）")
-    assert math.isfinite(float(x)), msg(f"{what}: expected a finite number, got {x}",
-                                        f"{what}：有限の数を返すはずが {x} でした")
+        msg("finetuning.expected_float_got_use", what=what, x_type=type(x).__name__)
+    assert math.isfinite(float(x)), msg("finetuning.expected_finite_number_got", what=what, x=x)
     return float(x)
 
 
@@ -341,19 +332,16 @@ def text_pool(english, japanese):
 
 # ---------------------------------------------------------------- SentimentDataset
 def check_item(item, text, label, max_length, hf_tokenizer, what):
-    assert isinstance(item, dict), msg(f"{what}: expected a dict, got {type(item).__name__}",
-                                       f"{what}：dict を返すはずが {type(item).__name__} でした")
+    assert isinstance(item, dict), msg("finetuning.expected_dict_got", what=what, item_type=type(item).__name__)
     for key in ("input_ids", "attention_mask", "labels"):
-        assert key in item, msg(f"{what}: the item has no {key!r} (keys: {sorted(item)})",
-                                f"{what}：要素にキー {key!r} がありません（キー：{sorted(item)}）")
+        assert key in item, msg("finetuning.item_has_no_keys", what=what, key_name=key, item=sorted(item))
     want = hf_tokenizer(text, max_length=max_length, padding="max_length", truncation=True)
     assert_equal(item["input_ids"], torch.tensor(want["input_ids"], dtype=torch.long),
-                 name=msg(f"{what}['input_ids'] (padded/truncated to max_length={max_length})",
-                          f"{what}['input_ids']（max_length={max_length} までパディング／切り詰め）"))
+                 name=msg("finetuning.input_ids_padded_truncated", what=what, max_length=max_length))
     assert_equal(item["attention_mask"], torch.tensor(want["attention_mask"], dtype=torch.long),
                  name=f"{what}['attention_mask']")
     assert_equal(item["labels"], torch.tensor(label, dtype=torch.long),
-                 name=msg(f"{what}['labels'] (a 0-dim long tensor)", f"{what}['labels']（0 次元の long テンソル）"))
+                 name=msg("finetuning.labels_0_dim_long", what=what))
 
 
 @graded(max_examples=12)
@@ -365,19 +353,18 @@ def test_dataset_items_match_hf_tokenizer_padded_and_truncated(student, remote_t
     labels = [int(v) for v in np.random.default_rng(labels_seed).integers(0, 2, size=len(texts))]
     ds = student.SentimentDataset(texts, labels, remote_tokenizer, max_length=max_length)
     n = student.build("builtins.len", ds)
-    assert n == len(texts), msg(f"len(dataset): expected {len(texts)}, got {n}",
-                                f"len(dataset)：期待値は {len(texts)} ですが {n} でした")
+    assert n == len(texts), msg("finetuning.len_dataset_expected_got", n_texts=len(texts), n=n)
     for i, (text, label) in enumerate(zip(texts, labels)):
         item = student.build("operator.getitem", ds, i)
         check_item(item, text, label, max_length, hf_tokenizer,
-                   msg(f"dataset[{i}] for {text[:30]!r}", f"{text[:30]!r} に対する dataset[{i}]"))
+                   msg("finetuning.dataset_item_for_text", i=i, text=text[:30]))
 
 
 def test_dataset_default_max_length_is_128(student, remote_tokenizer, hf_tokenizer, text_pool):
     ds = student.SentimentDataset(text_pool[:2], [1, 0], remote_tokenizer)
     for i in range(2):
         check_item(student.build("operator.getitem", ds, i), text_pool[i], [1, 0][i], 128, hf_tokenizer,
-                   msg(f"dataset[{i}] (default max_length)", f"dataset[{i}]（既定の max_length）"))
+                   msg("finetuning.dataset_default_max_length", i=i))
 
 
 def test_dataset_works_with_kata_wordpiece_tokenizer_interface(student, helpers, remote_tokenizer,
@@ -389,21 +376,9 @@ def test_dataset_works_with_kata_wordpiece_tokenizer_interface(student, helpers,
     for i, (text, label) in enumerate(zip(texts, labels)):
         item, err = call_catching(student.build, "operator.getitem", ds, i)
         if err is not None:
-            raise AssertionError(msg(
-                "SentimentDataset must also work with the kata's own WordPieceTokenizer, whose "
-                "__call__(text, text_pair=None, max_length=None, padding=False, truncation=False) takes one "
-                "text (a str) at a time, returns plain lists and has no return_tensors argument; call the "
-                "tokenizer on one text with max_length, padding and truncation only and turn the lists into "
-                f"tensors yourself. Your code raised "
-                f"{err.describe()}",
-                "SentimentDataset はこの課題自身の WordPieceTokenizer でも動く必要があります。その "
-                "__call__(text, text_pair=None, max_length=None, padding=False, truncation=False) は一度に "
-                "1 つのテキスト（str）を受け取り、素のリストを返し、return_tensors 引数を持ちません。"
-                "トークナイザは 1 つのテキストに max_length、padding、truncation だけを渡して呼び出し、"
-                "リストは自分でテンソルに変換しましょう。あなたのコードが送出した例外："
-                f"{err.describe()}"))
+            raise AssertionError(msg("finetuning.sentimentdataset_also_work_kata", err=err.describe()))
         check_item(item, text, label, 24, hf_tokenizer,
-                   msg(f"dataset[{i}] with a WordPieceTokenizer", f"WordPieceTokenizer を使った dataset[{i}]"))
+                   msg("finetuning.dataset_wordpiecetokenizer", i=i))
 
 
 def test_dataset_batches_through_dataloader(student, remote_tokenizer, hf_tokenizer, text_pool):
@@ -412,8 +387,8 @@ def test_dataset_batches_through_dataloader(student, remote_tokenizer, hf_tokeni
     loader = student.build("torch.utils.data.DataLoader", ds, batch_size=4, shuffle=False)
     batch = student.build("builtins.next", student.build("builtins.iter", loader))
     want = hf_tokenizer(texts[:4], max_length=20, padding="max_length", truncation=True, return_tensors="pt")
-    assert isinstance(batch, dict), msg(f"a DataLoader batch: expected a dict, got {type(batch).__name__}",
-                                        f"DataLoader のバッチ：dict を返すはずが {type(batch).__name__} でした")
+    assert isinstance(batch, dict), msg("finetuning.dataloader_batch_expected_dict",
+                                        batch_type=type(batch).__name__)
     assert_equal(batch.get("input_ids"), want["input_ids"].long(), name="batch['input_ids'] (B, max_length)")
     assert_equal(batch.get("attention_mask"), want["attention_mask"].long(), name="batch['attention_mask']")
     assert_equal(batch.get("labels"), torch.tensor(labels[:4]), name="batch['labels'] (B,)")
@@ -434,21 +409,15 @@ def test_train_matches_reference_after_two_epochs(student, reference, device):
     losses = student.train_model(remote, remote_loader, remote_opt, str(device), epochs=2)
     with one_thread():
         want_losses = reference.train_model(local, local_loader, local_opt, str(device), epochs=2)
-    assert isinstance(losses, (list, tuple)), msg(
-        f"train_model must return a list, got {type(losses).__name__}",
-        f"train_model はリストを返す必要がありますが {type(losses).__name__} でした")
-    assert len(losses) == 2, msg(
-        f"train_model(..., epochs=2) must return 2 losses (one per epoch), got {len(losses)}",
-        f"train_model(..., epochs=2) は損失を 2 個（エポックごとに 1 個）返す必要がありますが {len(losses)} 個でした")
+    assert isinstance(losses, (list, tuple)), msg("finetuning.train_model_return_list",
+                                                  losses_type=type(losses).__name__)
+    assert len(losses) == 2, msg("finetuning.train_model_two_losses", n_losses=len(losses))
     for e, (got, want) in enumerate(zip(losses, want_losses)):
-        got = assert_float(got, msg(f"loss of epoch {e + 1}", f"エポック {e + 1} の損失"))
-        assert abs(got - want) <= 1e-5, msg(f"loss of epoch {e + 1}: expected {want:.6f} (the mean of the epoch's "
-                                            f"batch losses), got {got:.6f}",
-                                            f"エポック {e + 1} の損失：期待値は {want:.6f}（そのエポックのバッチ損失の"
-                                            f"平均）ですが {got:.6f} でした")
+        got = assert_float(got, msg("finetuning.loss_epoch", epoch=e + 1))
+        assert abs(got - want) <= 1e-5, msg("finetuning.loss_epoch_expected_mean", epoch=e + 1, want=want,
+                                            got=got)
     assert_params_close(remote.state_dict(), local.state_dict(),
-                        msg("after 2 epochs of SGD from the same weights on the same batches",
-                            "同じ重みから同じバッチで SGD を 2 エポック行った後"))
+                        msg("finetuning.after_2_epochs_sgd"))
 
 
 def test_train_returns_mean_of_batch_losses_per_epoch(student, device):
@@ -464,15 +433,11 @@ def test_train_returns_mean_of_batch_losses_per_epoch(student, device):
         batch_losses = [local(**{k: v.to(device) for k, v in b.items()}).loss.item() for b in local_loader]
     want = sum(batch_losses) / len(batch_losses)
     assert isinstance(losses, (list, tuple)) and len(losses) == 3, \
-        msg(f"train_model(..., epochs=3) must return a list of 3 losses, got {losses!r}",
-            f"train_model(..., epochs=3) は 3 個の損失のリストを返す必要がありますが {losses!r} でした")
+        msg("finetuning.train_model_three_losses", losses=losses)
     for e, got in enumerate(losses):
-        got = assert_float(got, msg(f"loss of epoch {e + 1}", f"エポック {e + 1} の損失"))
-        assert abs(got - want) <= 1e-5, msg(
-            f"loss of epoch {e + 1}: expected {want:.6f}, the mean of the epoch's batch losses "
-            f"(batches of 4, 4 and 2 examples), got {got:.6f}",
-            f"エポック {e + 1} の損失：期待値はそのエポックのバッチ損失の平均 {want:.6f}"
-            f"（バッチは 4, 4, 2 例）ですが {got:.6f} でした")
+        got = assert_float(got, msg("finetuning.loss_epoch", epoch=e + 1))
+        assert abs(got - want) <= 1e-5, msg("finetuning.loss_epoch_expected_mean_batches", epoch=e + 1,
+                                            want=want, got=got)
 
 
 def test_train_zeroes_gradients_every_step(student, device):
@@ -495,21 +460,15 @@ def test_train_zeroes_gradients_every_step(student, device):
         per_batch.append(torch.cat([local.get_parameter(n).grad.reshape(-1) for n in names]).double())
     if all(g is None for g in got):
         return                                            # zeroed after the last step: fine
-    assert all(isinstance(g, torch.Tensor) for g in got), msg("parameter gradients: expected tensors or None",
-                                                              "パラメータの勾配：テンソルか None のはずです")
+    assert all(isinstance(g, torch.Tensor) for g in got), msg("finetuning.parameter_gradients_expected_tensors")
     flat = torch.cat([g.reshape(-1).to(per_batch[0].device).double() for g in got])
     if float(flat.abs().max()) == 0.0:
         return
     last, total = per_batch[-1], sum(per_batch)
     err_last = float((flat - last).norm() / last.norm())
     err_total = float((flat - total).norm() / total.norm())
-    assert not err_total < err_last, msg(
-        "gradients add up across steps: after 3 batches .grad holds the sum of all 3 batches' gradients "
-        f"(relative distance {err_total:.2g}) rather than the last batch's ({err_last:.2g}). Call "
-        "optimizer.zero_grad() for every batch, before loss.backward().",
-        "勾配がステップをまたいで足し合わされています：3 バッチの後、.grad は最後のバッチの勾配"
-        f"（相対距離 {err_last:.2g}）ではなく 3 バッチすべての勾配の和（相対距離 {err_total:.2g}）を"
-        "保持しています。バッチごとに loss.backward() の前で optimizer.zero_grad() を呼びましょう。")
+    assert not err_total < err_last, msg("finetuning.gradients_add_up_across", err_total=err_total,
+                                         err_last=err_last)
 
 
 def test_train_puts_model_in_train_mode(student, reference, device, helpers):
@@ -526,36 +485,25 @@ def test_train_puts_model_in_train_mode(student, reference, device, helpers):
     student.train_model(remote, remote_loader, remote_opt, device, epochs=1)
     hook.remove()
     calls = log.calls
-    assert calls, msg("train_model never called the model", "train_model がモデルを一度も呼び出しませんでした")
+    assert calls, msg("finetuning.train_model_never_called")
     off = sum(1 for c in calls if not c["training"])
-    assert off == 0, msg(
-        f"{off} of {len(calls)} forward passes in train_model ran in eval mode (dropout off): call "
-        "model.train() at the start of training (evaluate_model leaves the model in eval mode)",
-        f"train_model の順伝播 {len(calls)} 回のうち {off} 回が評価モード（ドロップアウト無効）で実行されました。"
-        "学習の最初に model.train() を呼びましょう（evaluate_model はモデルを評価モードのままにします）")
+    assert off == 0, msg("finetuning.forward_passes_train_model", off=off, n_calls=len(calls))
     # with dropout on, the same seed and the same batches give the reference's weights
     with one_thread(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(43)
         reference.train_model(local, local_loader, local_opt, device, epochs=1)
     assert_params_close(remote.state_dict(), local.state_dict(),
-                        msg("after one epoch with dropout on (same seed, same batches)",
-                            "ドロップアウト有効で 1 エポック学習した後（同じシード、同じバッチ）"))
+                        msg("finetuning.after_one_epoch_dropout"))
 
 
 def check_moves(log, keys, device, fn_name):
     moves, batches = log.moves, log.batches
-    assert batches > 0, msg(f"{fn_name} never iterated over the loader",
-                            f"{fn_name} がローダーを一度も反復しませんでした")
+    assert batches > 0, msg("finetuning.never_iterated_over_loader", fn_name=fn_name)
     for key in keys:
         moved = {b for b, k, d in moves if k == key and torch.device(d).type == device.type}
         missing = batches - len(moved)
-        assert missing == 0, msg(
-            f"{fn_name}: batch[{key!r}] was not moved to device {str(device)!r} in {missing} of {batches} "
-            f"batches; every batch tensor the model needs ({', '.join(keys)}) must go to the model "
-            "with .to(device)",
-            f"{fn_name}：{batches} バッチのうち {missing} バッチで batch[{key!r}] がデバイス {str(device)!r} に"
-            f"移されていません。モデルが必要とするバッチのテンソル（{', '.join(keys)}）はすべて "
-            ".to(device) でモデルと同じデバイスに送りましょう")
+        assert missing == 0, msg("finetuning.batch_not_moved_device", fn_name=fn_name, key_name=key,
+                                 device=str(device), missing=missing, batches=batches, keys=', '.join(keys))
 
 
 def test_train_moves_batches_to_device(student, helpers, device):
@@ -590,22 +538,17 @@ def test_evaluate_matches_reference(student, reference, device, eval_examples):
     got = student.evaluate_model(remote, remote_loader, device)
     with one_thread():
         want = reference.evaluate_model(local, local_loader, device)
-    assert isinstance(got, dict), msg(f"evaluate_model must return a dict, got {type(got).__name__}",
-                                      f"evaluate_model は dict を返す必要がありますが {type(got).__name__} でした")
+    assert isinstance(got, dict), msg("finetuning.evaluate_model_return_dict", got_type=type(got).__name__)
     for key in ("accuracy", "f1", "predictions"):
-        assert key in got, msg(f"evaluate_model's result has no {key!r} (keys: {sorted(got)})",
-                               f"evaluate_model の結果にキー {key!r} がありません（キー：{sorted(got)}）")
+        assert key in got, msg("finetuning.evaluate_model_result_has", key_name=key, got=sorted(got))
     preds = as_int_list(got["predictions"], len(eval_examples), "predictions")
-    assert_equal(preds, want["predictions"], name=msg("predictions (argmax of the logits, in loader order)",
-                                                      "predictions（ロジットの argmax、ローダーの順）"))
+    assert_equal(preds, want["predictions"], name=msg("finetuning.predictions_argmax_logits_loader"))
     labels = [int(e["labels"]) for e in eval_examples]
     acc, f1 = sklearn_metrics(labels, preds)
     assert abs(assert_float(got["accuracy"], "accuracy") - acc) <= 1e-9, \
-        msg(f"accuracy: expected {acc:.6f}, got {got['accuracy']}",
-            f"accuracy：期待値は {acc:.6f} ですが {got['accuracy']} でした")
+        msg("finetuning.accuracy_expected_got", acc=acc, got_accuracy=got['accuracy'])
     assert abs(assert_float(got["f1"], "f1") - f1) <= 1e-9, \
-        msg(f"f1: expected the weighted F1 {f1:.6f}, got {got['f1']}",
-            f"f1：期待値は重み付き F1 {f1:.6f} ですが {got['f1']} でした")
+        msg("finetuning.f1_expected_weighted_f1", f1=f1, got_f1=got['f1'])
 
 
 def test_evaluate_runs_in_eval_mode_without_autograd(student, device, helpers, eval_examples):
@@ -619,21 +562,14 @@ def test_evaluate_runs_in_eval_mode_without_autograd(student, device, helpers, e
     second = student.evaluate_model(remote, loader, device)
     hook.remove()
     calls = log.calls
-    assert calls, msg("evaluate_model never called the model", "evaluate_model がモデルを一度も呼び出しませんでした")
+    assert calls, msg("finetuning.evaluate_model_never_called")
     training = sum(1 for c in calls if c["training"])
-    assert training == 0, msg(f"{training} of {len(calls)} forward passes in evaluate_model ran in train mode "
-                              "(dropout on): call model.eval() first",
-                              f"evaluate_model の順伝播 {len(calls)} 回のうち {training} 回が訓練モード"
-                              "（ドロップアウト有効）で実行されました。最初に model.eval() を呼びましょう")
+    assert training == 0, msg("finetuning.forward_passes_evaluate_model", training=training, n_calls=len(calls))
     graph = sum(1 for c in calls if c["graph"])
-    assert graph == 0, msg(f"{graph} of {len(calls)} forward passes in evaluate_model built an autograd graph: "
-                           "evaluate inside `with torch.no_grad():`",
-                           f"evaluate_model の順伝播 {len(calls)} 回のうち {graph} 回が自動微分の計算グラフを"
-                           "作りました。評価は `with torch.no_grad():` の中で行いましょう")
+    assert graph == 0, msg("finetuning.evaluate_model_built_graph", graph=graph, n_calls=len(calls))
     assert_equal(as_int_list(second["predictions"], len(eval_examples), "predictions"),
                  as_int_list(first["predictions"], len(eval_examples), "predictions"),
-                 name=msg("predictions of a second evaluation (dropout off: two runs must agree)",
-                          "2 回目の評価の predictions（ドロップアウト無効なので 2 回の実行は一致するはずです）"))
+                 name=msg("finetuning.predictions_second_evaluation_dropout"))
 
 
 def test_evaluate_moves_batches_to_device(student, helpers, device, eval_examples):
@@ -665,19 +601,15 @@ def eval_predictions(draw):
 
 
 def check_metrics(got, labels, preds):
-    assert isinstance(got, dict), msg(f"compute_metrics must return a dict, got {type(got).__name__}",
-                                      f"compute_metrics は dict を返す必要がありますが {type(got).__name__} でした")
+    assert isinstance(got, dict), msg("finetuning.compute_metrics_return_dict", got_type=type(got).__name__)
     acc, f1 = sklearn_metrics(labels, preds)
     for key, want in (("accuracy", acc), ("f1", f1)):
-        assert key in got, msg(f"compute_metrics' result has no {key!r} (keys: {sorted(got)})",
-                               f"compute_metrics の結果にキー {key!r} がありません（キー：{sorted(got)}）")
+        assert key in got, msg("finetuning.compute_metrics_result_has", key_name=key, got=sorted(got))
         value = assert_float(got[key], key)
         # scikit-learn and a hand-written weighted F1 differ only in the last bits
-        assert abs(value - want) <= 1e-9, msg(
-            f"{key}: expected {want!r} (scikit-learn, weighted F1), got {value!r} "
-            f"for labels {labels.tolist()} and predictions {preds.tolist()}",
-            f"{key}：ラベル {labels.tolist()} と予測 {preds.tolist()} に対して期待値は {want!r}"
-            f"（scikit-learn、重み付き F1）ですが {value!r} でした")
+        assert abs(value - want) <= 1e-9, msg("finetuning.expected_scikit_learn_weighted", key_name=key,
+                                              want=want, value=value, labels=labels.tolist(),
+                                              preds=preds.tolist())
 
 
 @graded(max_examples=30)
@@ -719,28 +651,21 @@ def local_probs(model, tokenizer, texts, device):
 
 
 def check_predictions(got, texts, probs, labels, what):
-    assert isinstance(got, list), msg(
-        f"{what}: expected a list of (label, confidence), got {type(got).__name__}",
-        f"{what}：(ラベル, 確信度) のリストを返すはずが {type(got).__name__} でした")
-    assert len(got) == len(texts), msg(f"{what}: expected {len(texts)} predictions, got {len(got)}",
-                                       f"{what}：予測は {len(texts)} 個のはずが {len(got)} 個でした")
+    assert isinstance(got, list), msg("finetuning.expected_list_label_confidence", what=what,
+                                      got_type=type(got).__name__)
+    assert len(got) == len(texts), msg("finetuning.expected_predictions_got", what=what, n_texts=len(texts),
+                                       n_got=len(got))
     for text, pair, p in zip(texts, got, probs):
         assert isinstance(pair, (tuple, list)) and len(pair) == 2, \
-            msg(f"{what}: each prediction must be a (label, confidence) pair, got {pair!r}",
-                f"{what}：各予測は (ラベル, 確信度) の組である必要がありますが {pair!r} でした")
+            msg("finetuning.each_prediction_label_confidence", what=what, pair=pair)
         label, conf = pair
         k = int(p.argmax())
-        assert label == labels[k], msg(f"{what}: for {text!r} expected the label {labels[k]!r} "
-                                       f"(class {k}), got {label!r}",
-                                       f"{what}：{text!r} に対するラベルは {labels[k]!r}（クラス {k}）のはずが "
-                                       f"{label!r} でした")
-        conf = assert_float(conf, msg(f"confidence for {text!r}", f"{text!r} の確信度"))
+        assert label == labels[k], msg("finetuning.expected_label_class_got", what=what, text=text,
+                                       labels_k=labels[k], k=k, label=label)
+        conf = assert_float(conf, msg("finetuning.confidence", text=text))
         # float32 softmax, batched with padding or not: agreement to ~1e-6
-        assert abs(conf - float(p[k])) <= 1e-5, msg(
-            f"{what}: for {text!r} expected the confidence {float(p[k]):.6f} (softmax probability of the "
-            f"predicted class), got {conf:.6f}",
-            f"{what}：{text!r} に対する確信度は {float(p[k]):.6f}（予測したクラスのソフトマックス確率）の"
-            f"はずが {conf:.6f} でした")
+        assert abs(conf - float(p[k])) <= 1e-5, msg("finetuning.expected_confidence_softmax_probability",
+                                                    what=what, text=text, p_k=float(p[k]), conf=conf)
 
 
 @pytest.fixture(scope="module")
@@ -775,15 +700,12 @@ def test_predict_sentiment_default_labels_are_the_chapters(student, device, remo
         remote = hf.in_sandbox(student, "transformers.BertForSequenceClassification", cfg, sd)
         remote.to(str(device))
         got = student.predict_sentiment(ja_texts[:3], remote, remote_tokenizer)
-        assert isinstance(got, list) and len(got) == 3, msg(f"expected 3 predictions, got {got!r}",
-                                                            f"予測は 3 個のはずが {got!r} でした")
+        assert isinstance(got, list) and len(got) == 3, msg("finetuning.expected_3_predictions_got", got=got)
         for pair in got:
-            assert pair[0] == name, msg(f"a model that always predicts class {cls} must give the label {name!r} "
-                                        f"(labels=('ネガティブ', 'ポジティブ') by default), got {pair[0]!r}",
-                                        f"常にクラス {cls} を予測するモデルではラベル {name!r} になるはずです"
-                                        f"（既定は labels=('ネガティブ', 'ポジティブ')）が {pair[0]!r} でした")
-            assert assert_float(pair[1], msg("confidence", "確信度")) > 0.99, \
-                msg(f"confidence: expected > 0.99, got {pair[1]}", f"確信度：0.99 より大きいはずが {pair[1]} でした")
+            assert pair[0] == name, msg("finetuning.model_always_predicts_class", cls=cls, name=name,
+                                        pair_0=pair[0])
+            assert assert_float(pair[1], msg("finetuning.confidence_short")) > 0.99, \
+                msg("finetuning.confidence_expected_0_99", pair_1=pair[1])
 
 
 def test_predict_sentiment_custom_labels_three_classes(student, device, hf_tokenizer, remote_tokenizer, english):
@@ -797,8 +719,7 @@ def test_predict_sentiment_custom_labels_three_classes(student, device, hf_token
     got = student.predict_sentiment(texts, remote, remote_tokenizer, labels=labels)
     probs = local_probs(local, hf_tokenizer, texts, device)
     assert min(float(p.topk(2).values[0] - p.topk(2).values[1]) for p in probs) > 1e-4   # trusted guard
-    check_predictions(got, texts, probs, labels, msg("predict_sentiment with 3 labels",
-                                                     "3 クラスのラベルを与えた predict_sentiment"))
+    check_predictions(got, texts, probs, labels, msg("finetuning.predict_sentiment_3_labels"))
 
 
 # ---------------------------------------------------------------- learning on real data
@@ -819,23 +740,15 @@ def test_training_reaches_accuracy_band_on_english_set(student, device, hf_token
     student.seed(ACCURACY_SEED)
     losses = student.train_model(remote, loader, opt, device, epochs=ACCURACY_EPOCHS)
     assert isinstance(losses, (list, tuple)) and len(losses) == ACCURACY_EPOCHS, \
-        msg(f"expected {ACCURACY_EPOCHS} epoch losses, got {losses!r}",
-            f"エポックごとの損失が {ACCURACY_EPOCHS} 個のはずが {losses!r} でした")
-    losses = [assert_float(v, msg("epoch loss", "エポックの損失")) for v in losses]
-    assert losses[-1] < losses[0], msg(f"the training loss did not go down: {[round(v, 4) for v in losses]}",
-                                       f"訓練損失が下がりませんでした：{[round(v, 4) for v in losses]}")
+        msg("finetuning.expected_epoch_losses_got", accuracy_epochs=ACCURACY_EPOCHS, losses=losses)
+    losses = [assert_float(v, msg("finetuning.epoch_loss")) for v in losses]
+    assert losses[-1] < losses[0], msg("finetuning.training_loss_did_not", losses=[round(v, 4) for v in losses])
     local.load_state_dict(remote.state_dict())
     local.eval()
     with torch.no_grad():
         batch = {k: torch.stack([e[k] for e in test]).to(device) for k in ("input_ids", "attention_mask")}
         preds = local(**batch).logits.argmax(-1).cpu()
     accuracy = float((preds == torch.stack([e["labels"] for e in test])).float().mean())
-    assert accuracy >= ACCURACY_FLOOR, msg(
-        f"after {ACCURACY_EPOCHS} epochs with your train_model, a small BERT classifies {accuracy:.3f} of "
-        f"the held-out sentences correctly; the reference loop reaches 0.79-0.95 over 50 seeds "
-        f"(floor {ACCURACY_FLOOR}). "
-        f"Epoch losses: {[round(v, 4) for v in losses]}",
-        f"あなたの train_model で {ACCURACY_EPOCHS} エポック学習した小さな BERT は、評価用に取り分けた文の "
-        f"{accuracy:.3f} しか正しく分類できませんでした。参照実装のループは 50 個のシードで 0.79-0.95 に"
-        f"達します（下限 {ACCURACY_FLOOR}）。"
-        f"エポックごとの損失：{[round(v, 4) for v in losses]}")
+    assert accuracy >= ACCURACY_FLOOR, msg("finetuning.after_epochs_train_model",
+                                           accuracy_epochs=ACCURACY_EPOCHS, accuracy=accuracy,
+                                           accuracy_floor=ACCURACY_FLOOR, losses=[round(v, 4) for v in losses])

@@ -35,8 +35,8 @@ def check_table(got, max_len, d_model, name):
     """``got`` is a float tensor equal to DistilBERT's table (any float dtype, on the CPU)."""
     want = distilbert_table(max_len, d_model)
     assert_shape(got, (max_len, d_model), name)
-    assert got.is_floating_point(), msg(f"{name}: expected a floating-point tensor, got dtype {got.dtype}",
-                                        f"{name}：浮動小数点のテンソルを返すはずが dtype {got.dtype} でした")
+    assert got.is_floating_point(), msg("positional_encoding.expected_floating_point_tensor", name=name,
+                                        got_dtype=got.dtype)
     assert_close(got, want, atol=TABLE_ATOL, name=name, check_dtype=False)
 
 
@@ -62,12 +62,11 @@ def test_table_first_rows(student):
     assert_shape(got, (4, 6), "sinusoidal_table(4, 6)")
     row0 = got[0].to(torch.float64)
     assert_close(row0, torch.tensor([0.0, 1.0] * 3, dtype=torch.float64), atol=1e-6,
-                 name=msg("row 0 (position 0) of sinusoidal_table(4, 6)", "sinusoidal_table(4, 6) の行 0（位置 0）"),
+                 name=msg("positional_encoding.row_0_position_0"),
                  check_dtype=False)
     col0 = got[:, 0].to(torch.float64)
     assert_close(col0, torch.tensor([math.sin(p) for p in range(4)], dtype=torch.float64), atol=1e-6,
-                 name=msg("column 0 of sinusoidal_table(4, 6) (should be sin(pos))",
-                           "sinusoidal_table(4, 6) の列 0（sin(pos) になるはずです）"), check_dtype=False)
+                 name=msg("positional_encoding.column_0_sinusoidal_table"), check_dtype=False)
 
 
 @graded(max_examples=10)
@@ -77,10 +76,8 @@ def test_table_values_in_unit_interval(student, max_len, d_model):
     assert_shape(got, (max_len, d_model), f"sinusoidal_table({max_len}, {d_model})")
     values = got.detach().to("cpu", torch.float64)
     worst = float(values.abs().max()) if values.numel() else 0.0
-    assert worst <= 1.0 + 1e-6, msg(f"sinusoidal_table({max_len}, {d_model}): every value is a sine or a "
-                                    f"cosine and must lie in [-1, 1]; found one of magnitude {worst:.6g}",
-                                    f"sinusoidal_table({max_len}, {d_model})：値はすべて正弦か余弦なので "
-                                    f"[-1, 1] に収まるはずですが、大きさ {worst:.6g} の値がありました")
+    assert worst <= 1.0 + 1e-6, msg("positional_encoding.sinusoidal_table_every_value", max_len=max_len,
+                                    d_model=d_model, worst=worst)
 
 
 @graded(max_examples=20)
@@ -102,10 +99,7 @@ def test_shift_by_k_is_a_fixed_rotation(student, d_model, k, data):
     rotated = torch.stack([sin_p * c + cos_p * s, cos_p * c - sin_p * s], dim=-1)  # R(k w) applied
     shifted = torch.stack([table[pos + k, 0:2 * n_pairs:2], table[pos + k, 1:2 * n_pairs:2]], dim=-1)
     assert_close(shifted, rotated, atol=2 * TABLE_ATOL,
-                 name=msg(f"(PE[pos+{k}, 2i], PE[pos+{k}, 2i+1]) vs the pair at pos rotated by {k}*w_i "
-                          f"(index: position number, pair i, sin/cos)",
-                          f"(PE[pos+{k}, 2i], PE[pos+{k}, 2i+1]) と、pos のペアを角度 {k}*w_i だけ回転したものの比較"
-                          f"（インデックス：位置の番号、ペア i、sin/cos）"))
+                 name=msg("positional_encoding.pe_pos_2i_pe", k=k))
 
 
 # ------------------------------------------------------------------ PositionalEncoding
@@ -118,13 +112,9 @@ def test_module_registers_pe_buffer(student):
     pe_mod = student.PositionalEncoding(16, max_len=50)
     buffers = module_buffers(student, pe_mod)
     names = sorted(buffers) if isinstance(buffers, dict) else buffers
-    assert isinstance(buffers, dict) and "pe" in buffers, msg(
-        "PositionalEncoding must register its table as a buffer named 'pe' "
-        f"(self.register_buffer('pe', ...)); its buffers are {names}",
-        "PositionalEncoding は位置エンコーディングの表を 'pe' という名前のバッファとして登録する必要があります"
-        f"（self.register_buffer('pe', ...)）。現在のバッファは {names} です")
+    assert isinstance(buffers, dict) and "pe" in buffers, msg("positional_encoding.register_buffer_pe", names=names)
     pe = buffers["pe"]
-    assert_shape(pe, (1, 50, 16), msg("the buffer pe", "バッファ pe"))
+    assert_shape(pe, (1, 50, 16), msg("positional_encoding.buffer_pe"))
     assert_close(pe[0], distilbert_table(50, 16), atol=TABLE_ATOL, name="pe[0]", check_dtype=False)
 
 
@@ -144,8 +134,8 @@ def test_forward_adds_the_table(student, device, batch, seq_len, d_model, dtype,
     out = pe_mod(x)
     assert_not_mutated(student, "x")
     want = x + distilbert_table(40, d_model)[:seq_len].to(device, dtype)
-    assert_close(out, want, atol=TABLE_ATOL, name=msg(f"PositionalEncoding({d_model}, max_len=40)(x), x {dtype}",
-                                                        f"PositionalEncoding({d_model}, max_len=40)(x)、x は {dtype}"))
+    assert_close(out, want, atol=TABLE_ATOL, name=msg("positional_encoding.positionalencoding_max_len_40",
+                                                      d_model=d_model, dtype=dtype))
 
 
 def test_forward_at_exactly_max_len(student, device):
@@ -154,8 +144,7 @@ def test_forward_at_exactly_max_len(student, device):
     pe_mod.to(device)
     out = pe_mod(x)
     want = distilbert_table(12, 6).to(device).expand(2, 12, 6)
-    assert_close(out, want, atol=TABLE_ATOL, name=msg("PositionalEncoding(6, max_len=12) on a sequence of length 12",
-                                                        "長さ 12 の系列に対する PositionalEncoding(6, max_len=12)"))
+    assert_close(out, want, atol=TABLE_ATOL, name=msg("positional_encoding.positionalencoding_6_max_len"))
 
 
 @pytest.mark.parametrize("seq_len", [11, 30])
@@ -173,8 +162,6 @@ def test_forward_keeps_dtype_and_device(student, device):
     for dtype in (torch.float32, torch.float64):
         x = torch.ones(1, 5, 10, dtype=dtype, device=device)
         out = pe_mod(x)
-        assert_dtype(out, dtype, msg(f"PositionalEncoding output for a {dtype} input",
-                                     f"{dtype} の入力に対する PositionalEncoding の出力"))
-        assert out.device.type == device.type, msg(
-            f"PositionalEncoding output is on {out.device}, the input was on {device}",
-            f"PositionalEncoding の出力が {out.device} 上にあります。入力は {device} 上にありました")
+        assert_dtype(out, dtype, msg("positional_encoding.positionalencoding_output_dtype", dtype=dtype))
+        assert out.device.type == device.type, msg("positional_encoding.positionalencoding_output_input",
+                                                   out_device=out.device, device=device)

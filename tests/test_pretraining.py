@@ -73,21 +73,15 @@ def check_count(what: str, count: int, n: int, p: float, hf_count: int | None = 
         hf_n = n if hf_n is None else hf_n
         hf_lo = binom_interval(hf_n, p)[0]
         hf_hi = binom_interval(hf_n, p if p_hi is None else p_hi)[1]
-        hf_text = msg(f"; HuggingFace DataCollatorForLanguageModeling on the same tokens: {hf_count / hf_n:.4f}",
-                      f"。同じトークンでの HuggingFace DataCollatorForLanguageModeling の値：{hf_count / hf_n:.4f}")
+        hf_text = msg("pretraining.huggingface_datacollatorforlanguagemodeling_same_tokens",
+                      hf_rate=hf_count / hf_n)
         if not hf_lo <= hf_count <= hf_hi:   # the bound itself is wrong: a grader bug, not the student's
-            raise RuntimeError(msg(f"grader self-check failed: HF's {what} {hf_count}/{hf_n} "
-                                   f"outside [{hf_lo}, {hf_hi}]",
-                                   f"採点器の自己チェックに失敗しました：HF の「{what}」{hf_count}/{hf_n} が "
-                                   f"[{hf_lo}, {hf_hi}] の範囲外です"))
+            raise RuntimeError(msg("pretraining.grader_self_check_failed", what=what, hf_count=hf_count,
+                                   hf_n=hf_n, hf_lo=hf_lo, hf_hi=hf_hi))
     if not lo <= count <= hi:
-        raise AssertionError(msg(
-            f"{what}: observed {count} of {n} = {count / max(n, 1):.4f}, expected rate {want} "
-            f"(allowed {lo / n:.4f}..{hi / n:.4f}, exact binomial bound, false-fail probability "
-            f"< {ALPHA:g}){hf_text}",
-            f"{what}：観測値は {n} 個中 {count} 個 = {count / max(n, 1):.4f}、期待される割合は {want} "
-            f"（許容範囲 {lo / n:.4f}..{hi / n:.4f}、二項分布の厳密な区間、正しい実装が誤って不合格になる確率 "
-            f"< {ALPHA:g}）{hf_text}"))
+        raise AssertionError(msg("pretraining.observed_expected_rate_allowed", what=what, count=count, n=n,
+                                 rate=count / max(n, 1), want=want, lo_rate=lo / n, hi_rate=hi / n, alpha=ALPHA,
+                                 hf_text=hf_text))
 
 
 # ------------------------------------------------------------------ helpers: masking
@@ -119,13 +113,13 @@ def remote_generator(student, device, seed: int):
 
 def unpack_masked(out, name="mask_tokens"):
     if not isinstance(out, (tuple, list)) or len(out) != 2:
-        raise AssertionError(msg(f"{name} must return a pair (inputs, labels), got {type(out).__name__}",
-                                 f"{name} は組 (inputs, labels) を返すはずが {type(out).__name__} でした"))
+        raise AssertionError(msg("pretraining.return_pair_inputs_labels", name=name,
+                                 out_type=type(out).__name__))
     inputs, labels = out
     for what, t in (("inputs", inputs), ("labels", labels)):
         if not isinstance(t, torch.Tensor):
-            raise AssertionError(msg(f"{name}: {what} must be a torch.Tensor, got {type(t).__name__}",
-                                     f"{name}：{what} は torch.Tensor のはずが {type(t).__name__} でした"))
+            raise AssertionError(msg("pretraining.torch_tensor_got", name=name, what=what,
+                                     t_type=type(t).__name__))
     return inputs, labels
 
 
@@ -187,35 +181,26 @@ def test_mask_tokens_labels_and_untouched_positions(student, device, case):
                                                        generator=remote_generator(student, device, seed)))
     for what, t in (("inputs", inputs), ("labels", labels)):
         if tuple(t.shape) != tuple(x.shape) or t.dtype != dtype or t.device.type != device.type:
-            raise AssertionError(msg(f"{what}: expected shape {tuple(x.shape)}, dtype {dtype} on {device.type}, "
-                                     f"got shape {tuple(t.shape)}, dtype {t.dtype} on {t.device}",
-                                     f"{what}：{device.type} 上の形状 {tuple(x.shape)}、dtype {dtype} のはずが、"
-                                     f"{t.device} 上の形状 {tuple(t.shape)}、dtype {t.dtype} でした"))
+            raise AssertionError(msg("pretraining.expected_shape_dtype_got", what=what, x_shape=tuple(x.shape),
+                                     dtype=dtype, device_type=device.type, t_shape=tuple(t.shape),
+                                     t_dtype=t.dtype, t_device=t.device))
     inputs, labels = inputs.cpu(), labels.cpu()
     selected = labels != -100
     assert_equal(labels[selected], x[selected],
-                 name=msg("labels at selected positions (the original ids)", "選ばれた位置の labels（元の id）"))
+                 name=msg("pretraining.labels_selected_positions_original"))
     if (selected & special).any():
-        raise AssertionError(msg(f"{int((selected & special).sum())} special/padding position(s) were selected "
-                                 "(labels != -100 there); they must never be",
-                                 f"特殊トークンまたはパディングの位置が {int((selected & special).sum())} 個選ばれました"
-                                 "（そこで labels != -100）。これらの位置は決して選ばれてはいけません"))
+        raise AssertionError(msg("pretraining.special_padding_position_selected",
+                                 n_selected=int((selected & special).sum())))
     assert_equal(inputs[~selected], x[~selected],
-                 name=msg("inputs at positions that were not selected", "選ばれなかった位置の inputs"))
+                 name=msg("pretraining.inputs_positions_not_selected"))
     if ((inputs < 0) | (inputs >= vocab_size)).any():
-        raise AssertionError(msg(f"inputs hold ids outside [0, {vocab_size}): "
-                                 f"min {int(inputs.min())}, max {int(inputs.max())}",
-                                 f"inputs に [0, {vocab_size}) の範囲外の id があります："
-                                 f"最小 {int(inputs.min())}、最大 {int(inputs.max())}"))
+        raise AssertionError(msg("pretraining.inputs_hold_ids_outside", vocab_size=vocab_size,
+                                 inputs_min=int(inputs.min()), inputs_max=int(inputs.max())))
     if p == 1.0 and not torch.equal(selected, ~special):
-        raise AssertionError(msg("with mlm_probability=1.0 every non-special token must be selected, "
-                                 f"but {int((~selected & ~special).sum())} were not",
-                                 "mlm_probability=1.0 では特殊トークン以外のすべてのトークンが選ばれるはずですが、"
-                                 f"{int((~selected & ~special).sum())} 個が選ばれませんでした"))
+        raise AssertionError(msg("pretraining.mlm_probability_1_0",
+                                 n_unselected=int((~selected & ~special).sum())))
     if p == 0.0 and selected.any():
-        raise AssertionError(msg(f"with mlm_probability=0.0 nothing may be selected, got {int(selected.sum())}",
-                                 f"mlm_probability=0.0 では何も選ばれてはいけませんが、{int(selected.sum())} 個が"
-                                 "選ばれました"))
+        raise AssertionError(msg("pretraining.mlm_probability_0_0", selected_sum=int(selected.sum())))
 
 
 def test_mask_tokens_does_not_modify_input(student, device):
@@ -241,32 +226,20 @@ def test_mask_tokens_same_generator_seed_same_result(student, device):
     b = run(1234)
     for what, g, w in (("inputs", b[0], a[0]), ("labels", b[1], a[1])):
         if not torch.equal(g.cpu(), w.cpu()):
-            raise AssertionError(msg(f"{what} differ between two calls with generators seeded 1234 (the global "
-                                     "seed was changed in between): draw every random number from `generator`",
-                                     f"シード 1234 の generator を渡した 2 回の呼び出しで {what} が異なります"
-                                     "（間でグローバルシードを変えています）。乱数はすべて `generator` から引いてください"))
+            raise AssertionError(msg("pretraining.differ_between_two_calls", what=what))
     c = run(4321)
     if torch.equal(c[1].cpu(), a[1].cpu()):
-        raise AssertionError(msg("generators seeded 1234 and 4321 selected exactly the same positions: "
-                                 "the selection does not use `generator`",
-                                 "シード 1234 と 4321 の generator でまったく同じ位置が選ばれました。"
-                                 "マスクする位置の選択に `generator` が使われていません"))
+        raise AssertionError(msg("pretraining.generators_seeded_1234_4321"))
     student.seed(5)
     d1 = run()
     student.seed(5)
     d2 = run()
     if not (torch.equal(d1[0].cpu(), d2[0].cpu()) and torch.equal(d1[1].cpu(), d2[1].cpu())):
-        raise AssertionError(msg("with generator=None, two calls after the same global seed (torch.manual_seed(5)) "
-                                 "gave different results",
-                                 "generator=None のとき、同じグローバルシード（torch.manual_seed(5)）の後の "
-                                 "2 回の呼び出しで結果が異なりました"))
+        raise AssertionError(msg("pretraining.generator_none_two_calls"))
     student.seed(6)
     d3 = run()
     if torch.equal(d3[1].cpu(), d1[1].cpu()):
-        raise AssertionError(msg("with generator=None, global seeds 5 and 6 gave the same selection: "
-                                 "do not re-seed inside mask_tokens",
-                                 "generator=None のとき、グローバルシード 5 と 6 で同じ位置が選ばれました。"
-                                 "mask_tokens の中でシードを設定し直さないでください"))
+        raise AssertionError(msg("pretraining.generator_none_global_seeds"))
 
 
 def test_mask_tokens_rejects_bad_arguments(student, device):
@@ -291,13 +264,11 @@ def test_mask_tokens_selection_rate_matches_hf(student, device, hf_collator, mlm
         x.to(device), MASK, STAT_V, special.to(device), mlm_probability=mlm_probability,
         generator=remote_generator(student, device, 2024)))
     hf_inputs, hf_labels = hf_collator(x, special, mlm_probability, 2024)
-    for rows, what in ((None, msg("selected share of all non-special tokens",
-                                  "特殊トークン以外の全トークンのうち選ばれた割合")),
-                       (short, msg("selected share of tokens in rows with only 1-3 real tokens",
-                                   "実トークンが 1-3 個しかない行のトークンのうち選ばれた割合"))):
+    for rows, what in ((None, msg("pretraining.selected_share_all_non")),
+                       (short, msg("pretraining.selected_share_tokens_rows"))):
         got = outcome_counts(x, inputs, labels, special, rows)
         ref = outcome_counts(x, hf_inputs, hf_labels, special, rows)
-        check_count(what + msg(f" (mlm_probability={mlm_probability})", f"（mlm_probability={mlm_probability}）"),
+        check_count(what + msg("pretraining.mlm_probability", mlm_probability=mlm_probability),
                     got["selected"], got["eligible"], mlm_probability, hf_count=ref["selected"])
 
 
@@ -313,12 +284,9 @@ def test_mask_tokens_80_10_10_split_matches_hf(student, device, hf_collator):
     got = outcome_counts(x, inputs, labels, special)
     ref = outcome_counts(x, *hf_collator(x, special, 0.5, 7), special)
     V = STAT_V
-    for key, p, what in (("masked", 0.8 + 0.1 / V, msg("share of selected tokens replaced by [MASK]",
-                                                       "選ばれたトークンのうち [MASK] に置き換えられた割合")),
-                         ("other", 0.1 * (V - 2) / V, msg("share of selected tokens replaced by a random other id",
-                                                          "選ばれたトークンのうちランダムな別の id に置き換えられた割合")),
-                         ("kept", 0.1 + 0.1 / V, msg("share of selected tokens left unchanged",
-                                                     "選ばれたトークンのうち元のまま残された割合"))):
+    for key, p, what in (("masked", 0.8 + 0.1 / V, msg("pretraining.share_selected_tokens_replaced")),
+                         ("other", 0.1 * (V - 2) / V, msg("pretraining.share_replaced_random")),
+                         ("kept", 0.1 + 0.1 / V, msg("pretraining.share_selected_tokens_left"))):
         # the split is checked given the number selected (a multinomial: each share is binomial)
         check_count(what, got[key], got["selected"], p, hf_count=ref[key], hf_n=ref["selected"])
 
@@ -340,8 +308,8 @@ def test_mask_tokens_random_ids_are_uniform_over_vocab(student, device, hf_colla
 
     got, ref = random_ids(inputs, labels), random_ids(*hf_collator(x, special, 1.0, 99))
     if got.numel() and (int(got.min()) < 0 or int(got.max()) >= STAT_V):
-        raise AssertionError(msg(f"random ids outside [0, {STAT_V}): min {int(got.min())}, max {int(got.max())}",
-                                 f"ランダムな id が [0, {STAT_V}) の範囲外です：最小 {int(got.min())}、最大 {int(got.max())}"))
+        raise AssertionError(msg("pretraining.random_ids_outside_0", vocab_size=STAT_V, got_min=int(got.min()),
+                                 got_max=int(got.max())))
     width = 50
     g_bins = np.bincount(got.numpy() // width, minlength=STAT_V // width)
     r_bins = np.bincount(ref.numpy() // width, minlength=STAT_V // width)
@@ -349,8 +317,7 @@ def test_mask_tokens_random_ids_are_uniform_over_vocab(student, device, hf_colla
     # probability lies between (width - 2) / (V - 2) and width / (V - 2)
     p_lo, p_hi = (width - 2) / (STAT_V - 2), width / (STAT_V - 2)
     for b in range(STAT_V // width):
-        check_count(msg(f"share of random replacements with ids in [{b * width}, {(b + 1) * width})",
-                        f"ランダムな置き換えのうち id が [{b * width}, {(b + 1) * width}) に入る割合"),
+        check_count(msg("pretraining.share_random_replacements_ids", lo=b * width, hi=(b + 1) * width),
                     int(g_bins[b]), got.numel(), p_lo, p_hi=p_hi, hf_count=int(r_bins[b]), hf_n=ref.numel())
 
 
@@ -397,8 +364,7 @@ class TinyVocab:
 def corpus():
     docs = load_documents()
     sentences = [s for d in docs for s in d]
-    assert len(sentences) >= 200 and len(set(sentences)) == len(sentences), msg(
-        "corpus: sentences must be unique", "コーパス：文は重複してはいけません")
+    assert len(sentences) >= 200 and len(set(sentences)) == len(sentences), msg("pretraining.corpus_sentences_unique")
     return docs, TinyVocab(sentences)
 
 
@@ -418,23 +384,20 @@ def encode_single(vocab, sentences, max_words=30):
 
 def normalize_examples(examples, name="make_nsp_examples"):
     if not isinstance(examples, list):
-        raise AssertionError(msg(f"{name} must return a list, got {type(examples).__name__}",
-                                 f"{name} はリストを返すはずが {type(examples).__name__} でした"))
+        raise AssertionError(msg("pretraining.return_list_got", name=name,
+                                 examples_type=type(examples).__name__))
     out = []
     for i, ex in enumerate(examples):
         if not isinstance(ex, (tuple, list)) or len(ex) != 3:
-            raise AssertionError(msg(f"example {i}: expected a tuple (sentence_a, sentence_b, label), got {ex!r:.200}",
-                                     f"事例 {i}：タプル (sentence_a, sentence_b, label) のはずが {ex!r:.200} でした"))
+            raise AssertionError(msg("pretraining.example_expected_tuple_sentence", i=i, ex=ex))
         a, b, label = ex
         if not (isinstance(a, str) and isinstance(b, str)):
-            raise AssertionError(msg(f"example {i}: sentences must be str, got {type(a).__name__}, {type(b).__name__}",
-                                     f"事例 {i}：文は str のはずが {type(a).__name__}, {type(b).__name__} でした"))
+            raise AssertionError(msg("pretraining.example_sentences_str_got", i=i, a_type=type(a).__name__,
+                                     b_type=type(b).__name__))
         if isinstance(label, (bool, np.bool_)) or not isinstance(label, (int, np.integer)):
-            raise AssertionError(msg(f"example {i}: the label must be an int (IS_NEXT or NOT_NEXT), got {label!r}",
-                                     f"事例 {i}：ラベルは int（IS_NEXT か NOT_NEXT）のはずが {label!r} でした"))
+            raise AssertionError(msg("pretraining.example_label_int_next", i=i, label=label))
         if int(label) not in (IS_NEXT, NOT_NEXT):
-            raise AssertionError(msg(f"example {i}: label {label!r} is neither IS_NEXT (0) nor NOT_NEXT (1)",
-                                     f"事例 {i}：ラベル {label!r} は IS_NEXT (0) でも NOT_NEXT (1) でもありません"))
+            raise AssertionError(msg("pretraining.example_label_neither_next", i=i, label=label))
         out.append((a, b, int(label)))
     return out
 
@@ -444,39 +407,24 @@ def check_nsp(examples, documents):
     pairs = [(doc[i], doc[i + 1]) for doc in documents for i in range(len(doc) - 1)]
     n = len(pairs)
     if len(examples) != n:
-        raise AssertionError(msg(f"expected one example per pair of consecutive sentences: {n} examples, "
-                                 f"got {len(examples)}",
-                                 f"連続する 2 文のペアごとに事例が 1 つ、つまり {n} 個のはずが "
-                                 f"{len(examples)} 個でした"))
+        raise AssertionError(msg("pretraining.expected_one_example_per", n=n, n_examples=len(examples)))
     got_a = collections.Counter(a for a, _, _ in examples)
     want_a = collections.Counter(a for a, _ in pairs)
     if got_a != want_a:
         extra = list((got_a - want_a).elements())[:3]
         missing = list((want_a - got_a).elements())[:3]
-        raise AssertionError(msg("sentence_a must be every sentence that has a next sentence in its document, "
-                                 f"once each; unexpected: {extra}, missing: {missing}",
-                                 "sentence_a には、文書内に次の文があるすべての文がちょうど 1 回ずつ現れるはずです。"
-                                 f"余分な文：{extra}、足りない文：{missing}"))
+        raise AssertionError(msg("pretraining.sentence_every_sentence_has", extra=extra, missing=missing))
     for k, (a, b, label) in enumerate(examples):
         d, i = owner[a]
         if b not in owner:
-            raise AssertionError(msg(f"example {k}: sentence_b {b!r:.80} is not a sentence of the documents",
-                                     f"事例 {k}：sentence_b {b!r:.80} は文書中のどの文でもありません"))
+            raise AssertionError(msg("pretraining.example_sentence_b_not", k=k, b=b))
         if label == IS_NEXT and b != documents[d][i + 1]:
-            raise AssertionError(msg(f"example {k} is labelled IS_NEXT (0) but sentence_b is not the sentence "
-                                     f"after sentence_a: {a!r:.60} -> {b!r:.60}",
-                                     f"事例 {k} のラベルは IS_NEXT (0) ですが、sentence_b が sentence_a の次の文では"
-                                     f"ありません：{a!r:.60} -> {b!r:.60}"))
+            raise AssertionError(msg("pretraining.example_labelled_next_0", k=k, a=a, b=b))
         if label == NOT_NEXT and owner[b][0] == d:
-            raise AssertionError(msg(f"example {k} is labelled NOT_NEXT (1) but sentence_b comes from the same "
-                                     f"document as sentence_a: {a!r:.60} / {b!r:.60}",
-                                     f"事例 {k} のラベルは NOT_NEXT (1) ですが、sentence_b が sentence_a と同じ文書の"
-                                     f"文です：{a!r:.60} / {b!r:.60}"))
+            raise AssertionError(msg("pretraining.example_labelled_not_next", k=k, a=a, b=b))
     n_not = sum(label == NOT_NEXT for _, _, label in examples)
     if n_not != n // 2:
-        raise AssertionError(msg(f"exactly n // 2 = {n // 2} of the {n} examples must be NOT_NEXT, got {n_not}",
-                                 f"{n} 個の事例のうちちょうど n // 2 = {n // 2} 個が NOT_NEXT のはずが "
-                                 f"{n_not} 個でした"))
+        raise AssertionError(msg("pretraining.exactly_n_2_examples", half=n // 2, n=n, n_not=n_not))
 
 
 def remote_rng(student, kind: str, seed: int):
@@ -519,18 +467,12 @@ def test_nsp_examples_choice_made_with_rng(student, corpus):
         student.seed(1)
         e2 = normalize_examples(student.make_nsp_examples(docs, remote_rng(student, kind, 7)))
         if e1 != e2:
-            raise AssertionError(msg(f"two calls with {kind} rngs seeded 7 gave different examples (the global seed "
-                                     "changed in between): make every random choice with `rng`",
-                                     f"シード 7 の {kind} の rng を渡した 2 回の呼び出しで事例が異なりました"
-                                     "（間でグローバルシードを変えています）。ランダムな選択はすべて `rng` で行ってください"))
+            raise AssertionError(msg("pretraining.two_calls_rngs_seeded", kind=kind))
         e3 = normalize_examples(student.make_nsp_examples(docs, remote_rng(student, kind, 8)))
         chosen = lambda ex: sorted(a for a, _, label in ex if label == NOT_NEXT)  # noqa: E731
         # for a uniform choice the chance that two seeds pick the same subset is 1 / C(205, 102) ~ 1e-60
         if chosen(e1) == chosen(e3):
-            raise AssertionError(msg(f"{kind} rngs seeded 7 and 8 chose the same NOT_NEXT examples: choose which "
-                                     "examples are NOT_NEXT with `rng`",
-                                     f"シード 7 と 8 の {kind} の rng で同じ事例が NOT_NEXT に選ばれました。"
-                                     "どの事例を NOT_NEXT にするかは `rng` で選んでください"))
+            raise AssertionError(msg("pretraining.rngs_seeded_7_8", kind=kind))
 
 
 def test_nsp_examples_reject_fewer_than_two_documents(student):
@@ -568,9 +510,9 @@ def test_nsp_labels_follow_hf_bert_for_pretraining(student, corpus):
                     next_sentence_label=labels)
         mlm = torch.nn.functional.cross_entropy(out.prediction_logits.reshape(-1, len(vocab)), mlm_labels.reshape(-1))
         nsp = torch.nn.functional.cross_entropy(out.seq_relationship_logits, labels)
-    assert_finite(out.loss, msg("BertForPreTraining loss", "BertForPreTraining の損失"))
+    assert_finite(out.loss, msg("pretraining.bertforpretraining_loss"))
     assert_close(out.loss, mlm + nsp, atol=1e-5,
-                 name=msg("BertForPreTraining loss (MLM + NSP)", "BertForPreTraining の損失（MLM + NSP）"))
+                 name=msg("pretraining.bertforpretraining_loss_mlm_nsp"))
 
 
 # ------------------------------------------------------------------ mlm_train_step
@@ -625,12 +567,11 @@ def student_model(student, config, model, device):
 def compare_state(got: dict, model, when: str):
     want = model.state_dict()
     if not isinstance(got, dict) or set(got) != set(want):
-        raise AssertionError(msg(f"{when}: the model's state_dict keys changed",
-                                 f"{when}：モデルの state_dict のキーが変わりました"))
+        raise AssertionError(msg("pretraining.model_state_dict_keys", when=when))
     for k, w in want.items():
         # float32 parameters after an SGD step; 1-thread vs multi-thread sums differ by ~1e-7, a
         # missing/extra step or gradient moves them by lr * grad, far above 1e-5
-        assert_close(got[k], w, atol=1e-5, name=msg(f"{when}: parameter {k}", f"{when}：パラメータ {k}"))
+        assert_close(got[k], w, atol=1e-5, name=msg("pretraining.parameter", when=when, k=k))
 
 
 @graded(max_examples=6, phases=[Phase.explicit, Phase.generate])   # no shrinking: each example trains
@@ -650,14 +591,12 @@ def test_mlm_train_step_matches_reference_step(student, small_mlm, seed, rows, l
         loss = student.mlm_train_step(model, batch, opt)
         want = reference.mlm_train_step(ref, batch, ref_opt)
         if not isinstance(loss, float):
-            raise AssertionError(msg(f"step {step}: mlm_train_step must return the loss as a Python float "
-                                     f"(loss.item()), got {type(loss).__name__}",
-                                     f"ステップ {step}：mlm_train_step は損失を Python の float（loss.item()）で"
-                                     f"返すはずが {type(loss).__name__} でした"))
+            raise AssertionError(msg("pretraining.step_mlm_train_step", step=step,
+                                     loss_type=type(loss).__name__))
         # the loss is computed before the step from equal weights: float32 noise only
         assert_close(np.asarray(loss), np.asarray(want), atol=1e-5,
-                     name=msg(f"step {step}: returned loss", f"ステップ {step}：返された損失"))
-        compare_state(model.state_dict(), ref, msg(f"after step {step}", f"ステップ {step} の後"))
+                     name=msg("pretraining.step_returned_loss", step=step))
+        compare_state(model.state_dict(), ref, msg("pretraining.after_step", step=step))
 
 
 def test_mlm_train_step_sets_train_mode_and_returns_float(student, reference, device, small_mlm):
@@ -670,14 +609,11 @@ def test_mlm_train_step_sets_train_mode_and_returns_float(student, reference, de
     base.to("cpu")
     loss = student.mlm_train_step(model, batch, opt)
     if not isinstance(loss, float):
-        raise AssertionError(msg(f"mlm_train_step must return a Python float (loss.item()), got {type(loss).__name__}",
-                                 f"mlm_train_step は Python の float（loss.item()）を返すはずが "
-                                 f"{type(loss).__name__} でした"))
+        raise AssertionError(msg("pretraining.mlm_train_step_return", loss_type=type(loss).__name__))
     assert_close(np.asarray(loss), np.asarray(want), atol=1e-5,
-                 name=msg("returned loss (before the step)", "返された損失（ステップ前の値）"))
+                 name=msg("pretraining.returned_loss_before_step"))
     if model.training is not True:
-        raise AssertionError(msg("the model is still in eval mode after mlm_train_step: call model.train()",
-                                 "mlm_train_step の後もモデルが eval モードのままです：model.train() を呼んでください"))
+        raise AssertionError(msg("pretraining.model_still_eval_mode"))
 
 
 def test_mlm_train_step_loss_falls_on_medical_corpus(student, reference, device, corpus):
@@ -702,8 +638,7 @@ def test_mlm_train_step_loss_falls_on_medical_corpus(student, reference, device,
         batch = mlm_batch(ids, attn, special, 1000 + step, device, reference, len(vocab))
         loss = student.mlm_train_step(model, batch, opt)
         if not isinstance(loss, float) or not math.isfinite(loss):
-            raise AssertionError(msg(f"step {step}: mlm_train_step returned {loss!r}, expected a finite float",
-                                     f"ステップ {step}：mlm_train_step が {loss!r} を返しました（有限の float のはずです）"))
+            raise AssertionError(msg("pretraining.step_loss_not_finite", step=step, loss=loss))
         losses.append(loss)
 
     ids, attn, special = encode_single(vocab, sentences)
@@ -714,10 +649,6 @@ def test_mlm_train_step_loss_falls_on_medical_corpus(student, reference, device,
         before_loss = base.eval()(**ev).loss.item()
         after_loss = after.eval()(**ev).loss.item()
     if not after_loss <= before_loss - 0.5:
-        raise AssertionError(msg(
-            f"the MLM loss on the masked corpus went from {before_loss:.3f} to {after_loss:.3f} after 60 steps "
-            f"(it must fall by at least 0.5); step losses: first {np.round(losses[:3], 3).tolist()}, "
-            f"last {np.round(losses[-3:], 3).tolist()}",
-            f"マスクしたコーパスでの MLM の損失は、60 ステップで {before_loss:.3f} から {after_loss:.3f} に"
-            f"なりました（少なくとも 0.5 下がる必要があります）。各ステップの損失：最初 "
-            f"{np.round(losses[:3], 3).tolist()}、最後 {np.round(losses[-3:], 3).tolist()}"))
+        raise AssertionError(msg("pretraining.mlm_loss_masked_corpus", before_loss=before_loss,
+                                 after_loss=after_loss, first=np.round(losses[:3], 3).tolist(),
+                                 last=np.round(losses[-3:], 3).tolist()))

@@ -43,9 +43,7 @@ KEYS = ("input_ids", "token_type_ids", "attention_mask")
 
 def self_check() -> str:
     """The reference solution and HuggingFace must agree on every drawn input; if not, the suite is wrong."""
-    return msg("suite self-check failed: the reference and HuggingFace disagree on this input (not your fault)",
-               "テストスイートの自己チェックに失敗しました：この入力で参照実装と HuggingFace の結果が一致しません"
-               "（あなたの誤りではありません）")
+    return msg("tokenization.suite_self_check_failed")
 
 
 # The chapter's example and sentences in the style of its Japanese sections (3.8, exercise 5).
@@ -142,12 +140,12 @@ def hf_encode(hf_tok, text, text_pair=None, **kwargs):
 def check_encoding(got, want, what):
     """`got` is a dict with HuggingFace's three lists; each must equal `want`'s exactly."""
     if not isinstance(got, dict):
-        raise AssertionError(msg(f"{what}: expected a dict with keys {list(KEYS)}, got {type(got).__name__}",
-                                 f"{what}：キー {list(KEYS)} を持つ dict を返すはずが {type(got).__name__} でした"))
+        raise AssertionError(msg("tokenization.expected_dict_keys_got", what=what, keys=list(KEYS),
+                                 got_type=type(got).__name__))
     for key in KEYS:
         if key not in got:
-            raise AssertionError(msg(f"{what}: the result has no {key!r} (keys: {sorted(map(str, got))})",
-                                     f"{what}：結果に {key!r} がありません（キー：{sorted(map(str, got))}）"))
+            raise AssertionError(msg("tokenization.result_has_no_keys", what=what, key_name=key,
+                                     keys=sorted(map(str, got))))
         value = got[key]
         if isinstance(value, tuple):
             value = list(value)
@@ -269,7 +267,7 @@ def test_wordpiece_real_vocabulary_examples(student, yard):
     for word in ["unaffable", "tokenization", "hello", "embeddings", "zzzqqqxyz", "a" * 100, "a" * 101]:
         want = yard.hf_en.tokenize(word)
         assert_equal(student.wordpiece(word, vocab), want,
-                     name=msg(f"wordpiece({word[:30]!r}..., bert vocab)", f"wordpiece({word[:30]!r}..., bert の語彙)"))
+                     name=msg("tokenization.wordpiece_bert_vocab", word=word[:30]))
 
 
 @graded(max_examples=30)
@@ -284,15 +282,13 @@ def test_tokenize_matches_hf(tok_en, yard, text):
 @given(text=NFC_TEXT)
 def test_tokenize_cased_matches_hf(tok_en_cased, yard, text):
     assert_equal(tok_en_cased.tokenize(text), yard.hf_en_cased.tokenize(text),
-                 name=msg(f"tokenize({text!r}) with do_lower_case=False",
-                          f"do_lower_case=False での tokenize({text!r})"))
+                 name=msg("tokenization.tokenize_keep_case", text=text))
 
 
 def test_convert_tokens_to_ids_matches_hf(tok_en, yard):
     tokens = ["[CLS]", "hello", "##ing", ",", "zzqqxx", "[UNK]", "日", "🤗", "[SEP]", "[PAD]", "[MASK]", "Hello"]
     assert_equal(tok_en.convert_tokens_to_ids(tokens), yard.hf_en.convert_tokens_to_ids(tokens),
-                 name=msg(f"convert_tokens_to_ids({tokens}) (unknown tokens get the [UNK] id)",
-                          f"convert_tokens_to_ids({tokens})（語彙にないトークンは [UNK] の id になります）"))
+                 name=msg("tokenization.convert_tokens_ids_unknown", tokens=tokens))
 
 
 CALL_OPTIONS = st.fixed_dictionaries({
@@ -340,32 +336,28 @@ def test_call_properties(tok_en, text, pair, max_length):
     out = tok_en(text, text_pair=pair, max_length=max_length, padding="max_length", truncation=True)
     what = f"tokenizer({text!r}, text_pair={pair!r}, max_length={max_length}, padding='max_length', truncation=True)"
     ids, types, mask = out["input_ids"], out["token_type_ids"], out["attention_mask"]
-    assert len(ids) == len(types) == len(mask) == max_length, msg(
-        f"{what}: expected three lists of length {max_length}, got lengths {len(ids)}, {len(types)}, {len(mask)}",
-        f"{what}：長さ {max_length} のリストが 3 つ返るはずが、長さは {len(ids)}, {len(types)}, {len(mask)} でした")
+    assert len(ids) == len(types) == len(mask) == max_length, msg("tokenization.expected_three_lists_length",
+                                                                  what=what, max_length=max_length,
+                                                                  n_ids=len(ids), n_types=len(types),
+                                                                  n_mask=len(mask))
     n_real = min(len(full["input_ids"]), max_length)
-    assert list(mask) == [1] * n_real + [0] * (max_length - n_real), msg(
-        f"{what}: attention_mask should be {n_real} ones then zeros, got {list(mask)}",
-        f"{what}：attention_mask は {n_real} 個の 1 のあとに 0 が続くはずが {list(mask)} でした")
-    assert list(ids[n_real:]) == [0] * (max_length - n_real), msg(
-        f"{what}: padding positions must hold [PAD] (id 0)",
-        f"{what}：パディングの位置には [PAD]（id 0）が入るはずです")
-    assert ids[0] == 101 and ids[n_real - 1] == 102, msg(
-        f"{what}: must start with [CLS] (101) and end with [SEP] (102)",
-        f"{what}：[CLS]（101）で始まり [SEP]（102）で終わるはずです")
+    assert list(mask) == [1] * n_real + [0] * (max_length - n_real), msg("tokenization.attention_mask_ones_then",
+                                                                         what=what, n_real=n_real,
+                                                                         mask=list(mask))
+    assert list(ids[n_real:]) == [0] * (max_length - n_real), msg("tokenization.padding_positions_hold_pad",
+                                                                  what=what)
+    assert ids[0] == 101 and ids[n_real - 1] == 102, msg("tokenization.start_cls_101_end", what=what)
     tokens = tok_en.tokenize(text)
     if pair is None and len(tokens) + 2 <= max_length:
-        assert list(ids[1:n_real - 1]) == list(tok_en.convert_tokens_to_ids(tokens)), msg(
-            f"{what}: input_ids between [CLS] and [SEP] should be convert_tokens_to_ids(tokenize(text))",
-            f"{what}：[CLS] と [SEP] の間の input_ids は convert_tokens_to_ids(tokenize(text)) のはずです")
+        assert list(ids[1:n_real - 1]) == list(tok_en.convert_tokens_to_ids(tokens)), \
+            msg("tokenization.input_ids_between_cls", what=what)
 
 
 def test_long_words_become_unk(tok_en, yard):
     for n in (99, 100, 101, 150):
         text = f"short {'b' * n} end"
         assert_equal(tok_en.tokenize(text), yard.hf_en.tokenize(text),
-                     name=msg(f"tokenize of a {n}-character word (more than 100 characters is one [UNK])",
-                              f"{n} 文字の単語の tokenize（100 文字を超える単語は 1 つの [UNK] になります）"))
+                     name=msg("tokenization.tokenize_character_word_more", n=n))
 
 
 # ---------------------------------------------------------------- Japanese
@@ -377,7 +369,7 @@ def test_japanese_corpus_matches_hf(tok_ja, yard):
         assert_equal(tok_ja.tokenize(sentence), want, name=f"tokenize({sentence!r})")
         want_ids = yard.hf_ja(sentence)["input_ids"]
         assert_equal(list(tok_ja(sentence)["input_ids"]), want_ids,
-                     name=msg(f"input_ids of {sentence!r}", f"{sentence!r} の input_ids"))
+                     name=msg("tokenization.input_ids", sentence=sentence))
 
 
 def test_japanese_chapter_sentences_match_hf(tok_ja, yard):
@@ -398,15 +390,13 @@ def test_japanese_drawn_text_matches_hf(tok_ja, yard, text):
 @given(text=JA_TEXT)
 def test_japanese_lower_case_matches_hf(tok_ja_lower, yard, text):
     assert_equal(tok_ja_lower.tokenize(text), yard.hf_ja_lower.tokenize(text),
-                 name=msg(f"tokenize({text!r}) with do_lower_case=True",
-                          f"do_lower_case=True での tokenize({text!r})"))
+                 name=msg("tokenization.tokenize_lower_case", text=text))
 
 
 def test_japanese_keeps_case_by_default(tok_ja, yard):
     text = "AIとGPUとPython"
     assert_equal(tok_ja.tokenize(text), yard.hf_ja.tokenize(text),
-                 name=msg(f"tokenize({text!r}) (do_lower_case defaults to False for Japanese)",
-                          f"tokenize({text!r})（日本語では do_lower_case の既定値は False です）"))
+                 name=msg("tokenization.tokenize_japanese_default_case", text=text))
 
 
 @graded(max_examples=15)
@@ -429,10 +419,8 @@ def test_missing_vocab_file_raises(student, tmp_path):
     for cls in ("WordPieceTokenizer", "JapaneseWordPieceTokenizer"):
         with pytest.raises((FileNotFoundError, ValueError)) as info:
             getattr(student, cls)(str(missing))
-        assert "no_such_vocab" in str(info.value), msg(
-            f"{cls}({str(missing)!r}): the error should name the missing file, got: {info.value}",
-            f"{cls}({str(missing)!r})：エラーメッセージには見つからないファイルの名前を含めてください。"
-            f"実際のメッセージ：{info.value}")
+        assert "no_such_vocab" in str(info.value), msg("tokenization.error_name_missing_file", cls=cls,
+                                                       missing=str(missing), info_value=info.value)
 
 
 def test_vocab_without_unk_raises(student, tmp_path, vocab_file):
@@ -457,10 +445,6 @@ def test_non_string_text_raises_type_error(student, tok_en):
             try:
                 call()
             except TypeError as exc:                   # another exception type propagates as an error
-                assert name in str(exc), msg(f"{what}: the TypeError should name {name!r}, got: {exc}",
-                                             f"{what}：TypeError のメッセージには {name!r} を含めてください。"
-                                             f"実際のメッセージ：{exc}")
+                assert name in str(exc), msg("tokenization.typeerror_name_got", what=what, name=name, exc=exc)
             else:
-                raise AssertionError(msg(f"{what} should raise TypeError naming {name!r}, but it returned",
-                                         f"{what} は {name!r} を含むメッセージの TypeError を送出するはずが、"
-                                         "例外を送出せずに戻りました"))
+                raise AssertionError(msg("tokenization.raise_typeerror_naming_but", what=what, name=name))

@@ -245,7 +245,7 @@ def failure_message(excinfo, exercise: str = "") -> tuple[str, str]:
             return "not-started", say("not_started")
         return "error", say("raised", what=exc.describe()) + tail
     if isinstance(exc, AssertionError):
-        text = str(exc).split("\nassert ", 1)[0].strip() or "a check failed"
+        text = str(exc).split("\nassert ", 1)[0].strip() or say("check_failed")
         return "failed", text + tail
     if isinstance(exc, pytest.fail.Exception):
         return "failed", str(exc)

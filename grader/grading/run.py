@@ -17,7 +17,7 @@ import pytest
 from grader import manifest as manifest_mod
 from grader import settings
 from grader.settings import NEEDS_REFERENCE, exercise_of
-from grader.i18n import say
+from grader.i18n import say, set_lang
 from grader.sandbox.controller import isolation_mode
 
 INI = settings.PYTEST_INI
@@ -67,7 +67,8 @@ class Collector:
             res["kind"] = props.get("kata_kind", "error")
             msg = props.get("kata_message")
             if msg is None:
-                msg = f"error in the test's {report.when}: " + str(report.longrepr).strip().splitlines()[-1][:500]
+                msg = say("test_error", when=report.when,
+                          what=str(report.longrepr).strip().splitlines()[-1][:500])
             res["message"] = msg
         elif report.skipped and res["status"] == "passed":
             reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else ""
@@ -78,7 +79,7 @@ class Collector:
             else:
                 res["status"] = "failed"
                 res["kind"] = "skipped"
-                res["message"] = "skipped (a skipped test counts as failed)"
+                res["message"] = say("skipped")
         if report.when == "call" and report.passed and res["status"] == "passed":
             res["ran"] = True
 
@@ -90,6 +91,7 @@ def grade(target, exercises, *, tests_dirs=(), device="cpu", exitfirst=False, so
           quiet=True, call_timeout=None, start_timeout=None, shrink=True, lang="en", run_stubs=False) -> dict:
     """Grade ``exercises`` of the folder ``target``; return the report as a dict."""
     target = Path(target).resolve()
+    set_lang(lang)      # the report's own messages (the plugin sets it again for the suites)
     man = manifest_mod.by_name()
     started = time.monotonic()
     files, hidden_roots = [], [str(Path(d).resolve()) for d in tests_dirs]
@@ -148,14 +150,14 @@ def _exercise_report(ex, collector: Collector) -> dict:
         item = collector.items[n]
         res = collector.results.get(n)
         if res is None or (res["status"] == "passed" and not res.get("ran")):
-            res = {"status": "failed", "kind": "not-run", "message": "did not run"}
+            res = {"status": "failed", "kind": "not-run", "message": say("not_run")}
         max_points = ex.points * ex.weight(item["name"]) / total_weight
         passed = res["status"] == "passed" and dead is None
         points = max_points if passed else 0.0
         score += points
         message = res["message"]
         if item["hidden"] and not passed:
-            message = "hidden test failed"
+            message = say("hidden_failed")
         tests.append({"name": item["name"], "status": "passed" if passed else "failed",
                       "kind": "" if passed else res["kind"], "points": round(points, 3),
                       "max_points": round(max_points, 3), "message": "" if passed else message,

@@ -12,38 +12,8 @@ from grader import settings
 from grader.manifest import root
 from grader.grading import report as report_mod
 from grader.grading.report import clean
+from grader.i18n import say
 
-
-TEXT = {
-    "en": {
-        "heading": "Transformer & BERT kata: grading {target} (device {device}, isolation: {isolation})",
-        "total": "Total: {score:g} / {max:g} points ({pct:.0f} %)",
-        "next": "Next: {name} (section {section}). Edit exercises/{name}.py; stuck? nox -s hint -- {name}",
-        "done": "Every exercise passes. Well done!",
-        "more": "   ... {n} more failing test(s); run with --verbose to see them all",
-        "passed": "passed", "failing": "failing", "not started": "not started", "error": "error",
-        "timeout": "timeout", "crash": "crashed", "memory": "memory limit", "protocol": "broken",
-        "start": "did not start",
-        "printed": "   (your code printed {n} bytes; first lines shown with --verbose)",
-        "no_namespaces": "note: this machine offers no namespaces; student code runs in separate processes only",
-        "excluded": "   ({n} check(s) compare with the instructor's reference and run only in the instructor's grading)",
-        "not checked": "not checked here",
-    },
-    "ja": {
-        "heading": "Transformer & BERT カタ：{target} を採点します（デバイス {device}、隔離：{isolation}）",
-        "total": "合計：{score:g} / {max:g} 点（{pct:.0f} %）",
-        "next": "次の課題：{name}（{section} 節）。exercises/{name}.py を編集しましょう。困ったら nox -s hint -- {name}",
-        "done": "すべての課題に合格しました。お見事です！",
-        "more": "   ... ほかに {n} 件の失敗があります。すべて見るには --verbose を付けてください",
-        "passed": "合格", "failing": "不合格あり", "not started": "未着手", "error": "エラー",
-        "timeout": "時間切れ", "crash": "クラッシュ", "memory": "メモリ上限", "protocol": "異常終了",
-        "start": "起動失敗",
-        "printed": "   （あなたのコードは {n} バイトを出力しました。--verbose で先頭を表示）",
-        "no_namespaces": "注意：このマシンでは名前空間が使えないため、学生コードは別プロセスでのみ隔離されます",
-        "excluded": "   （{n} 件のチェックは講師の模範解答との比較のため、講師側の採点でのみ実行されます）",
-        "not checked": "ここでは未確認",
-    },
-}
 
 
 def default_lang() -> str:
@@ -138,27 +108,25 @@ def bar(fraction: float, width: int = 20) -> str:
 
 
 def print_header(target: str, device: str, isolation: str, lang: str, out=sys.stdout) -> None:
-    t = TEXT[lang]
     try:
         shown = os.path.relpath(target)
     except ValueError:
         shown = target
-    print(t["heading"].format(target=shown, device=device, isolation=isolation), file=out)
+    print(say("cli.heading", lang, target=shown, device=device, isolation=isolation), file=out)
     if isolation == "processes":
-        print(t["no_namespaces"], file=out)
+        print(say("cli.no_namespaces", lang), file=out)
     print(file=out, flush=True)
 
 
 def print_exercise(ex: dict, lang: str, verbose: bool, out=sys.stdout) -> None:
-    t = TEXT[lang]
     frac = ex["score"] / ex["max_score"] if ex["max_score"] else 0.0
     title = ex["title_ja"] if lang == "ja" else ex["title"]
-    status = t.get(ex["status"], ex["status"])
+    status = status_text(ex["status"], lang)
     print(f"  {ex['section']:<5} {ex['name']:<20} [{bar(frac)}] {ex['score']:>5g} / {ex['max_score']:<3g} "
           f"{status}", file=out)
     print(f"        {title}", file=out)
     if ex.get("excluded"):
-        print(t["excluded"].format(n=len(ex["excluded"])), file=out)
+        print(say("cli.excluded", lang, n=len(ex["excluded"])), file=out)
     if ex["status"] not in ("passed", "not started"):
         failed = [x for x in ex["tests"] if x["status"] != "passed"]
         if ex["status"] in ("timeout", "crash", "memory", "protocol", "start", "error", "not checked"):
@@ -168,10 +136,18 @@ def print_exercise(ex: dict, lang: str, verbose: bool, out=sys.stdout) -> None:
             for test in (failed if verbose else failed[:1]):
                 print(indent(f"{test['name']}: {clean(test['message'], 5000)}"), file=out)
             if not verbose and len(failed) > 1:
-                print(t["more"].format(n=len(failed) - 1), file=out)
+                print(say("cli.more", lang, n=len(failed) - 1), file=out)
         if ex.get("output_bytes"):
-            print(t["printed"].format(n=ex["output_bytes"]), file=out)
+            print(say("cli.printed", lang, n=ex["output_bytes"]), file=out)
     out.flush()
+
+
+def status_text(status: str, lang: str) -> str:
+    """An exercise's status (the report's machine word) in the student's language."""
+    try:
+        return say("cli.status_" + status.replace(" ", "_"), lang)
+    except KeyError:
+        return status
 
 
 def stage(test_name: str) -> int:
@@ -188,18 +164,17 @@ def stage(test_name: str) -> int:
 
 
 def print_footer(report: dict, lang: str, out=sys.stdout) -> None:
-    t = TEXT[lang]
     for err in report.get("collect_errors", []):
-        print(f"  suite error in {err['where']}:\n{indent(err['error'][-1500:])}", file=out)
+        print(say("cli.suite_error", lang, where=err["where"]) + "\n" + indent(err["error"][-1500:]), file=out)
     pct = 100.0 * report["score"] / report["max_score"] if report["max_score"] else 0.0
     print(file=out)
-    print(f"  [{bar(pct / 100, 40)}] " + t["total"].format(score=report["score"], max=report["max_score"], pct=pct),
-          file=out)
+    print(f"  [{bar(pct / 100, 40)}] " + say("cli.total", lang, score=report["score"], max=report["max_score"],
+                                                 pct=pct), file=out)
     nxt = next((e for e in report["exercises"] if e["status"] != "passed"), None)
     if nxt is None:
-        print(t["done"], file=out)
+        print(say("cli.done", lang), file=out)
     else:
-        print(t["next"].format(name=nxt["name"], section=nxt["section"]), file=out)
+        print(say("cli.next", lang, name=nxt["name"], section=nxt["section"]), file=out)
 
 
 def print_report(report: dict, lang: str, verbose: bool, out=sys.stdout) -> None:
@@ -274,6 +249,6 @@ def main(argv=None) -> int:
     if args.fail_under is not None:
         pct = 100.0 * report["score"] / report["max_score"] if report["max_score"] else 0.0
         if pct + 1e-9 < args.fail_under:
-            print(f"grader: score {pct:.1f} % is below --fail-under {args.fail_under:g}", file=sys.stderr)
+            print(say("cli.below_fail_under", args.lang, pct=pct, fail_under=args.fail_under), file=sys.stderr)
             return 1
     return 0

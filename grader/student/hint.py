@@ -5,16 +5,8 @@ import argparse
 import sys
 
 from grader import manifest as manifest_mod
+from grader.i18n import say
 from grader.student.cli import default_lang
-
-TEXT = {
-    "en": {"hint": "Hint {i} of {n} for {name} (section {section}):", "none": "{name} has no hints yet.",
-           "more": "Still stuck? Next hint: nox -s hint -- {name} --level {next}",
-           "last": "That was the last hint."},
-    "ja": {"hint": "{name}（{section} 節）のヒント {i} / {n}：", "none": "{name} にはまだヒントがありません。",
-           "more": "まだ難しければ、次のヒント：nox -s hint -- {name} --level {next}",
-           "last": "これが最後のヒントです。"},
-}
 
 
 def main(argv=None) -> int:
@@ -29,20 +21,19 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 2
     lang = args.lang or default_lang()
-    t = TEXT[lang]
     ex = exercises[args.exercise]
     hints = (ex.hints_ja if lang == "ja" and ex.hints_ja else ex.hints)
     if not hints:
-        print(t["none"].format(name=ex.name))
+        print(say("hint.none", lang, name=ex.name))
         return 0
     if args.level < 1:
         print(f"hint: error: --level {args.level}: must be 1 or more", file=sys.stderr)
         return 2
     level = min(args.level, len(hints))
     for i in range(level):
-        print(t["hint"].format(i=i + 1, n=len(hints), name=ex.name, section=ex.section))
+        print(say("hint.hint", lang, i=i + 1, n=len(hints), name=ex.name, section=ex.section))
         print(f"  {hints[i]}\n")
-    print(t["more"].format(name=ex.name, next=level + 1) if level < len(hints) else t["last"])
+    print(say("hint.more", lang, name=ex.name, next=level + 1) if level < len(hints) else say("hint.last", lang))
     return 0
 
 

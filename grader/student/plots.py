@@ -24,6 +24,7 @@ from pathlib import Path
 
 from grader import manifest as manifest_mod
 from grader import settings
+from grader.i18n import say
 from grader.manifest import root
 from grader.student.cli import UsageError, default_lang, resolve_target
 from grader.sandbox.remote import StudentModule
@@ -33,74 +34,6 @@ DEFAULT_SENTENCE = "The animal didn't cross the street because it was too tired.
 PE_SHAPE = (100, 128)
 D_MODEL, HEADS, LAYERS = 384, 12, 6
 MAX_TOKENS = 48
-
-TEXT = {
-    "en": {
-        "pe_done": "Positional-encoding heat map (your sinusoidal_table(100, 128)): {path}",
-        "att_done": "Attention weights, MiniLM layer {layer}, {heads} heads (your MultiHeadAttention): {path}",
-        "skipped": "{what}: not drawn: {why}",
-        "pe_what": "Positional-encoding picture",
-        "att_what": "Attention picture",
-        "todo": "{func} is not implemented yet; finish exercise {ex} first (nox -s grade -- {ex})",
-        "raised": "your {func} raised {err}; fix exercise {ex} first (nox -s grade -- {ex})",
-        "died": "{detail} (while running {func}); fix exercise {ex} first (nox -s grade -- {ex})",
-        "import": "could not import {ex}.py: {err}; fix exercise {ex} first (nox -s grade -- {ex})",
-        "missing": "{target} has no {ex}.py",
-        "bad": "your {func} returned {got}, expected {want}; fix exercise {ex} first (nox -s grade -- {ex})",
-        "params": "your MultiHeadAttention has no parameters named {names}: the projections must be "
-                  "nn.Linear attributes W_Q, W_K, W_V and W_O (exercise attention_torch)",
-        "pe_diff": "   note: your table differs from the chapter's formula by up to {diff:.2g} "
-                   "(nox -s grade -- positional_encoding says where)",
-        "att_diff": "   note: these weights differ from HuggingFace's own attention by up to {diff:.2g}; "
-                    "the picture shows YOUR weights (nox -s grade -- attention_torch says what is off)",
-        "att_ok": "   (they match HuggingFace's own attention weights to {diff:.1g})",
-        "truncated": "   note: the sentence was cut to its first {n} tokens",
-        "no_font": "   note: matplotlib has no Japanese font here, so such characters are drawn as \\uXXXX "
-                   "(install one, e.g. fonts-noto-cjk, to see them)",
-        "none": "No picture could be drawn yet.",
-    },
-    "ja": {
-        "pe_done": "位置エンコーディングのヒートマップ（あなたの sinusoidal_table(100, 128)）：{path}",
-        "att_done": "注意の重み（MiniLM 第 {layer} 層、{heads} ヘッド、あなたの MultiHeadAttention）：{path}",
-        "skipped": "{what}：描けませんでした：{why}",
-        "pe_what": "位置エンコーディングの図",
-        "att_what": "注意の重みの図",
-        "todo": "{func} がまだ実装されていません。先に課題 {ex} を仕上げましょう（nox -s grade -- {ex}）",
-        "raised": "あなたの {func} が {err} を送出しました。先に課題 {ex} を直しましょう（nox -s grade -- {ex}）",
-        "died": "{detail}（{func} の実行中）。先に課題 {ex} を直しましょう（nox -s grade -- {ex}）",
-        "import": "{ex}.py を import できませんでした：{err}。先に課題 {ex} を直しましょう（nox -s grade -- {ex}）",
-        "missing": "{target} に {ex}.py がありません",
-        "bad": "あなたの {func} は {got} を返しました（期待値：{want}）。先に課題 {ex} を直しましょう"
-               "（nox -s grade -- {ex}）",
-        "params": "あなたの MultiHeadAttention には {names} という名前のパラメータがありません。射影は "
-                  "nn.Linear の属性 W_Q, W_K, W_V, W_O でなければなりません（課題 attention_torch）",
-        "pe_diff": "   注意：あなたの表は教科書の式と最大 {diff:.2g} 異なります"
-                   "（nox -s grade -- positional_encoding で場所がわかります）",
-        "att_diff": "   注意：この重みは HuggingFace 自身の注意の重みと最大 {diff:.2g} 異なります。"
-                    "図はあなたの重みです（nox -s grade -- attention_torch で原因がわかります）",
-        "att_ok": "   （HuggingFace 自身の注意の重みと {diff:.1g} の精度で一致しています）",
-        "truncated": "   注意：文は先頭の {n} トークンで切りました",
-        "no_font": "   注意：matplotlib が使える日本語フォントがないため、日本語の文字は \\uXXXX と表示されます"
-                   "（fonts-noto-cjk などを入れると表示されます）",
-        "none": "まだ描ける図がありません。",
-    },
-}
-
-# Titles: Japanese only when matplotlib has a font with Japanese glyphs.
-TITLES = {
-    "en": {
-        "pe": "Positional encoding (sinusoidal): your sinusoidal_table(100, 128)",
-        "pe_x": "dimension i", "pe_y": "position pos",
-        "att": "Attention weights of your MultiHeadAttention, all-MiniLM-L6-v2 layer {layer}",
-        "head": "head {h}", "att_x": "key (attended to)", "att_y": "query",
-    },
-    "ja": {
-        "pe": "位置エンコーディング（正弦波）：あなたの sinusoidal_table(100, 128)",
-        "pe_x": "次元 i", "pe_y": "位置 pos",
-        "att": "あなたの MultiHeadAttention による注意の重み（all-MiniLM-L6-v2 第 {layer} 層）",
-        "head": "ヘッド {h}", "att_x": "キー（注意される側）", "att_y": "クエリ",
-    },
-}
 
 CJK_FONTS = ("Noto Sans CJK JP", "Noto Sans JP", "Noto Serif CJK JP", "IPAexGothic", "IPAGothic",
              "IPAPGothic", "TakaoGothic", "TakaoPGothic", "VL Gothic", "Hiragino Sans",
@@ -122,14 +55,14 @@ def open_student(target: Path, name: str, device: str = "cpu"):
     return sandbox, StudentModule(sandbox, device, name)
 
 
-def explain(exc: BaseException, t: dict, ex: str, func: str) -> str:
+def explain(exc: BaseException, lang: str, ex: str, func: str) -> str:
     if isinstance(exc, SandboxDied):
-        return t["died"].format(detail=exc.detail.rstrip("."), func=func, ex=ex)
+        return say("plots.died", lang, detail=exc.detail.rstrip("."), func=func, ex=ex)
     if isinstance(exc, RemoteError):
         if exc.type_name == "NotImplementedError":
-            return t["todo"].format(func=func, ex=ex)
-        return t["raised"].format(func=func, err=_one_line(exc.describe()), ex=ex)
-    return t["raised"].format(func=func, err=_one_line(f"{type(exc).__name__}: {exc}"), ex=ex)
+            return say("plots.todo", lang, func=func, ex=ex)
+        return say("plots.raised", lang, func=func, err=_one_line(exc.describe()), ex=ex)
+    return say("plots.raised", lang, func=func, err=_one_line(f"{type(exc).__name__}: {exc}"), ex=ex)
 
 
 def _one_line(text: str, limit: int = 300) -> str:
@@ -137,18 +70,18 @@ def _one_line(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[:limit] + " ..."
 
 
-def _check_started(sandbox: Sandbox, t: dict, ex: str, target: Path):
+def _check_started(sandbox: Sandbox, lang: str, ex: str, target: Path):
     if not (target / f"{ex}.py").is_file():
-        raise Skipped(t["missing"].format(target=target, ex=ex))
+        raise Skipped(say("plots.missing", lang, target=target, ex=ex))
     try:
         sandbox.start()
     except SandboxDied as exc:
-        raise Skipped(t["died"].format(detail=exc.detail.rstrip("."), func=f"import {ex}", ex=ex)) from None
+        raise Skipped(say("plots.died", lang, detail=exc.detail.rstrip("."), func=f"import {ex}", ex=ex)) from None
     if sandbox.import_error is not None:
         err = sandbox.import_error
         if err.type_name == "NotImplementedError":
-            raise Skipped(t["todo"].format(func=f"{ex}.py", ex=ex))
-        raise Skipped(t["import"].format(ex=ex, err=_one_line(err.describe())))
+            raise Skipped(say("plots.todo", lang, func=f"{ex}.py", ex=ex))
+        raise Skipped(say("plots.import", lang, ex=ex, err=_one_line(err.describe())))
 
 
 def _describe_value(value) -> str:
@@ -200,36 +133,36 @@ def draw_positional_encoding(target: Path, out: Path, lang: str, cjk: bool, open
     import numpy as np
     import torch
 
-    t, ex, func = TEXT[lang], "positional_encoding", "positional_encoding.sinusoidal_table"
+    ex, func = "positional_encoding", "positional_encoding.sinusoidal_table"
     sandbox, student = opened or open_student(target, ex)
     try:
-        _check_started(sandbox, t, ex, target)
+        _check_started(sandbox, lang, ex, target)
         try:
             table = student.sinusoidal_table(*PE_SHAPE)
         except (RemoteError, SandboxDied) as exc:
-            raise Skipped(explain(exc, t, ex, func)) from None
+            raise Skipped(explain(exc, lang, ex, func)) from None
     finally:
         sandbox.close()
     want = f"a tensor of shape {PE_SHAPE}"
     if not isinstance(table, (torch.Tensor, np.ndarray)) or tuple(table.shape) != PE_SHAPE:
-        raise Skipped(t["bad"].format(func=func, got=_describe_value(table), want=want, ex=ex))
+        raise Skipped(say("plots.bad", lang, func=func, got=_describe_value(table), want=want, ex=ex))
     table = (table.detach().cpu().double().numpy() if isinstance(table, torch.Tensor)
              else np.asarray(table, dtype=np.float64))
     if not np.isfinite(table).all():
-        raise Skipped(t["bad"].format(func=func, got="a table holding NaN or inf", want=want, ex=ex))
+        raise Skipped(say("plots.bad", lang, func=func, got="a table holding NaN or inf", want=want, ex=ex))
     notes = []
     diff = float(np.abs(table - chapter_table(*PE_SHAPE)).max())
     if diff > 1e-3:
-        notes.append(t["pe_diff"].format(diff=diff))
+        notes.append(say("plots.pe_diff", lang, diff=diff))
 
     import matplotlib.pyplot as plt
 
-    titles = TITLES[lang if cjk else "en"]
+    shown_lang = lang if cjk else "en"   # Japanese titles only with a Japanese font
     fig, ax = plt.subplots(figsize=(10, 6.5))
     im = ax.imshow(table, cmap="RdBu", aspect="auto", vmin=-1, vmax=1, interpolation="nearest")
-    ax.set_xlabel(titles["pe_x"])
-    ax.set_ylabel(titles["pe_y"])
-    ax.set_title(titles["pe"])
+    ax.set_xlabel(say("plots.title_pe_x", shown_lang))
+    ax.set_ylabel(say("plots.title_pe_y", shown_lang))
+    ax.set_title(say("plots.title_pe", shown_lang))
     fig.colorbar(im, ax=ax)
     fig.tight_layout()
     path = out / "positional_encoding.png"
@@ -244,26 +177,26 @@ def draw_attention(target: Path, out: Path, lang: str, cjk: bool, layer: int,
                    sentence: str, opened=None) -> tuple[Path, list[str]]:
     import torch
 
-    t, ex = TEXT[lang], "attention_torch"
+    ex = "attention_torch"
     notes = []
     sandbox, student = opened or open_student(target, ex)
     try:
-        _check_started(sandbox, t, ex, target)
+        _check_started(sandbox, lang, ex, target)
         func = "attention_torch.MultiHeadAttention(384, 12)"
         try:
             mha = student.MultiHeadAttention(D_MODEL, HEADS)
             sd = mha.state_dict()
         except (RemoteError, SandboxDied) as exc:
-            raise Skipped(explain(exc, t, ex, func)) from None
+            raise Skipped(explain(exc, lang, ex, func)) from None
         names = ("W_Q", "W_K", "W_V", "W_O")
         wanted = [f"{n}.{p}" for n in names for p in ("weight", "bias")]
         if not isinstance(sd, dict) or any(k not in sd for k in wanted):
             missing = wanted if not isinstance(sd, dict) else [k for k in wanted if k not in sd]
-            raise Skipped(t["params"].format(names=", ".join(missing)))
+            raise Skipped(say("plots.params", lang, names=", ".join(missing)))
 
         hidden, mask, tokens, hf_weights, truncated = trusted_minilm(sentence, layer)
         if truncated:
-            notes.append(t["truncated"].format(n=MAX_TOKENS))
+            notes.append(say("plots.truncated", lang, n=MAX_TOKENS))
         attn = hf_layer_weights(layer)
         sd = {k: v for k, v in sd.items()}
         sd.update(attn)
@@ -273,7 +206,7 @@ def draw_attention(target: Path, out: Path, lang: str, cjk: bool, layer: int,
             mha.eval()
             result = mha(hidden, hidden, hidden, mask[:, None, None, :])
         except (RemoteError, SandboxDied) as exc:
-            raise Skipped(explain(exc, t, ex, func)) from None
+            raise Skipped(explain(exc, lang, ex, func)) from None
     finally:
         sandbox.close()
 
@@ -283,14 +216,14 @@ def draw_attention(target: Path, out: Path, lang: str, cjk: bool, layer: int,
     if not isinstance(weights, torch.Tensor) or tuple(weights.shape) != (1, HEADS, L, L):
         got = (f"a pair whose weights are {_describe_value(weights)}" if weights is not None
                else _describe_value(result))
-        raise Skipped(t["bad"].format(func=func, got=got, want=want, ex=ex))
+        raise Skipped(say("plots.bad", lang, func=func, got=got, want=want, ex=ex))
     weights = weights.detach().cpu().double()
     if not torch.isfinite(weights).all():
-        raise Skipped(t["bad"].format(func=func, got="weights holding NaN or inf", want=want, ex=ex))
+        raise Skipped(say("plots.bad", lang, func=func, got="weights holding NaN or inf", want=want, ex=ex))
     diff = float((weights - hf_weights.double()).abs().max())
-    notes.append(t["att_diff"].format(diff=diff) if diff > 1e-4 else t["att_ok"].format(diff=max(diff, 1e-7)))
+    notes.append(say("plots.att_diff", lang, diff=diff) if diff > 1e-4 else say("plots.att_ok", lang, diff=max(diff, 1e-7)))
     if not cjk and safe_label(sentence, False) != sentence:
-        notes.append(t["no_font"])
+        notes.append(say("plots.no_font", lang))
     path = out / f"attention_layer{layer}.png"
     plot_heads(weights[0].numpy(), tokens, layer, sentence, lang, cjk, path)
     return path, notes
@@ -348,7 +281,7 @@ def hf_layer_weights(layer: int) -> dict:
 def plot_heads(weights, tokens, layer, sentence, lang, cjk, path: Path) -> None:
     import matplotlib.pyplot as plt
 
-    titles = TITLES[lang if cjk else "en"]
+    shown_lang = lang if cjk else "en"
     labels = [safe_label(tok, cjk) for tok in tokens]
     L = len(labels)
     cols = 4
@@ -363,17 +296,17 @@ def plot_heads(weights, tokens, layer, sentence, lang, cjk, path: Path) -> None:
             ax.axis("off")
             continue
         im = ax.imshow(weights[h], cmap="viridis", vmin=0.0, vmax=vmax, interpolation="nearest")
-        ax.set_title(titles["head"].format(h=h), fontsize=10)
+        ax.set_title(say("plots.title_head", shown_lang, h=h), fontsize=10)
         ax.set_xticks(range(L))
         ax.set_yticks(range(L))
         ax.set_xticklabels(labels, rotation=90, fontsize=font)
         ax.set_yticklabels(labels, fontsize=font)
         if h % cols == 0:
-            ax.set_ylabel(titles["att_y"], fontsize=9)
+            ax.set_ylabel(say("plots.title_att_y", shown_lang), fontsize=9)
         if h // cols == rows - 1:
-            ax.set_xlabel(titles["att_x"], fontsize=9)
+            ax.set_xlabel(say("plots.title_att_x", shown_lang), fontsize=9)
     shown = sentence if len(sentence) <= 90 else sentence[:87] + "..."
-    fig.suptitle(titles["att"].format(layer=layer) + "\n\"" + safe_label(shown, cjk) + "\"", fontsize=13)
+    fig.suptitle(say("plots.title_att", shown_lang, layer=layer) + "\n\"" + safe_label(shown, cjk) + "\"", fontsize=13)
     fig.tight_layout(rect=(0, 0, 0.93, 0.96))
     cax = fig.add_axes((0.945, 0.15, 0.012, 0.7))
     fig.colorbar(im, cax=cax)
@@ -422,7 +355,7 @@ def main(argv=None) -> int:
     matplotlib.use("Agg")
     warnings.filterwarnings("ignore", message=".*[Gg]lyph.*missing.*")
     cjk = setup_fonts()
-    t = TEXT[args.lang]
+    lang = args.lang
     # The attention sandbox starts (imports torch, the student's module) in the background
     # while the positional-encoding picture is drawn; _check_started waits for it.
     att = open_student(args.target, "attention_torch")
@@ -437,17 +370,17 @@ def main(argv=None) -> int:
             try:
                 path, notes = job()
             except Skipped as exc:
-                print(t["skipped"].format(what=t[what], why=exc), flush=True)
+                print(say("plots.skipped", lang, what=say("plots." + what, lang), why=exc), flush=True)
                 continue
             drawn += 1
-            print(t[done].format(path=_shown(path), **extra), flush=True)
+            print(say("plots." + done, lang, path=_shown(path), **extra), flush=True)
             for note in notes:
                 print(note, flush=True)
     finally:
         att_start.join()
         att[0].close()
     if not drawn:
-        print(t["none"])
+        print(say("plots.none", lang))
     return 0 if drawn else 1
 
 

@@ -13,14 +13,8 @@ import time
 from pathlib import Path
 
 from grader import manifest as manifest_mod
+from grader.i18n import say
 from grader.student.cli import UsageError, default_lang, print_exercise, resolve_device, resolve_target
-
-TEXT = {
-    "en": {"watching": "Watching {folder}/ for saves ({names}). Ctrl-C to stop.",
-           "grading": "{name}.py saved: grading ...", "took": "   (graded in {s:.1f} s)"},
-    "ja": {"watching": "{folder}/ の保存を監視しています（{names}）。終了は Ctrl-C。",
-           "grading": "{name}.py が保存されました：採点中 ...", "took": "   （採点 {s:.1f} 秒）"},
-}
 
 
 def snapshot(folder: Path, names) -> dict:
@@ -50,7 +44,7 @@ def grade_one(target: Path, name: str, device: str, lang: str, verbose: bool, ou
     for ex in report["exercises"]:
         print_exercise(ex, lang, verbose, out)
     took = time.monotonic() - started
-    print(TEXT[lang]["took"].format(s=took), file=out, flush=True)
+    print(say("watch.took", lang, s=took), file=out, flush=True)
     return took
 
 
@@ -74,13 +68,12 @@ def main(argv=None) -> int:
         print(f"watch: error: {exc}", file=sys.stderr)
         return 2
     lang = args.lang or default_lang()
-    t = TEXT[lang]
     runs = 0
     if args.exercise:
         grade_one(target, args.exercise, device, lang, args.verbose)
         runs += 1
         prestart(target, args.exercise, device)
-    print(t["watching"].format(folder=args.target, names=", ".join(names)), flush=True)
+    print(say("watch.watching", lang, folder=args.target, names=", ".join(names)), flush=True)
     seen = snapshot(target, names)
     try:
         while not args.max_runs or runs < args.max_runs:
@@ -89,7 +82,7 @@ def main(argv=None) -> int:
             changed = [n for n in names if now[n] != seen[n] and now[n] is not None]
             seen = now
             for name in changed:
-                print(t["grading"].format(name=name), flush=True)
+                print(say("watch.grading", lang, name=name), flush=True)
                 grade_one(target, name, device, lang, args.verbose)
                 runs += 1
                 prestart(target, name, device)
