@@ -1,9 +1,11 @@
 """Sessions: ``grade`` (students), ``verify`` (the project's own check), ``hint``.
 
-All sessions share one virtualenv, ``.nox/kata``, holding the dependencies that
-``pyproject.toml`` declares, pinned by ``constraints.txt`` (the versions this kata
+All sessions share one virtualenv, ``.nox/kata``, holding the kata itself, installed
+editable (``pip install -e .``: the ``grader`` package and the dependencies that
+``pyproject.toml`` declares), pinned by ``constraints.txt`` (the versions this kata
 is tested with, ``torch==2.13.0`` among them).  The install is skipped when neither
-file changed, so a second ``nox -s grade`` starts in seconds.
+file changed, so a second ``nox -s grade`` starts in seconds; edits to the grader need no
+reinstall (it is editable).
 """
 import hashlib
 import os
@@ -15,11 +17,6 @@ import nox
 ROOT = Path(__file__).parent
 VENV = ROOT / ".nox" / "kata"
 nox.options.sessions = ["grade"]
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 
 def kata_python(session) -> str:
@@ -34,9 +31,8 @@ def kata_python(session) -> str:
         return str(python)
     if not python.exists():
         session.run(sys.executable, "-m", "venv", str(VENV), external=True)
-    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     session.run(str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                "-c", str(ROOT / "constraints.txt"), *deps, external=True)
+                "-c", str(ROOT / "constraints.txt"), "-e", str(ROOT), external=True)
     stamp.write_text(digest.hexdigest())
     return str(python)
 

@@ -26,8 +26,8 @@ BUDGET_S = 300.0            # all calls of one exercise together (the manifest m
 MEMORY_MB = 6144            # address space of the sandbox (not applied on CUDA: the driver reserves more)
 FILE_MB = 64                # largest file the student's code may write
 SCRATCH_MB = 512            # the sandbox's private writable scratch folder
-CPU_SLACK_S = 60.0          # RLIMIT_CPU = the exercise's budget + this: a busy loop dies even if the
-                            # wall-clock deadline were missed; sleeping is caught by the deadline
+CPU_SLACK_S = 60.0          # RLIMIT_CPU = the exercise's budget + the start timeout + this: a busy loop
+                            # dies even if the wall-clock deadline were missed; sleeping is caught by the deadline
 OUTPUT_KEEP_BYTES = 16 * 1024   # the student's output kept per sandbox (the rest is counted)
 OUTPUT_SHOW_BYTES = 4 * 1024    # of which shown in a report, per exercise
 
@@ -75,10 +75,26 @@ def root() -> Path:
 
 
 
+ROOT_HELP = ("the kata's folder (the one holding manifest.toml); default: $KATA_ROOT, else the working "
+             "directory or the nearest folder above it that holds manifest.toml")
 
-def manifest_path() -> Path:
-    return root() / MANIFEST_NAME
 
+def add_root_option(parser) -> None:
+    """``--root DIR`` on a command's parser (``root_option`` has already applied it)."""
+    parser.add_argument("--root", metavar="DIR", help=ROOT_HELP)
+
+
+def root_option(argv) -> None:
+    """Apply ``--root DIR`` (or ``--root=DIR``) from ``argv`` before anything reads the manifest;
+    the command's own parser accepts the option too (``add_root_option``), for ``--help``.
+    Raises ``RootNotFound`` when DIR holds no manifest.toml."""
+    import argparse
+
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    pre.add_argument("--root")
+    known, _ = pre.parse_known_args(list(argv))
+    if known.root is not None:
+        set_root(known.root)
 
 
 def manifest_path() -> Path:

@@ -6,6 +6,8 @@ import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from grader.grading.results import Report
+
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
@@ -15,37 +17,37 @@ def clean(text: str, limit: int = 4000) -> str:
     return text if len(text) <= limit else text[:limit] + " ..."
 
 
-def write_json(report: dict, path) -> None:
-    Path(path).write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
+def write_json(report: Report, path) -> None:
+    """The grader's own report (``--json``): ``Report.to_dict()``."""
+    Path(path).write_text(json.dumps(report.to_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
 
 
-def write_junit(report: dict, path) -> None:
-    suites = ET.Element("testsuites", name="kata", tests=str(sum(len(e["tests"]) for e in report["exercises"])))
-    for ex in report["exercises"]:
-        failures = sum(1 for t in ex["tests"] if t["status"] != "passed")
-        suite = ET.SubElement(suites, "testsuite", name=ex["name"], tests=str(len(ex["tests"])),
-                              failures=str(failures), errors="0", skipped="0")
-        if ex["status"] not in ("passed", "failing", "not started"):
-            case = ET.SubElement(suite, "testcase", classname=ex["name"], name="(exercise)")
-            ET.SubElement(case, "failure", message=clean(ex["message"], 500)).text = clean(ex["message"])
-        for t in ex["tests"]:
-            case = ET.SubElement(suite, "testcase", classname=ex["name"], name=t["name"])
-            if t["status"] != "passed":
-                ET.SubElement(case, "failure", message=clean(t["message"], 500)).text = clean(t["message"])
+def write_junit(report: Report, path) -> None:
+    suites = ET.Element("testsuites", name="kata", tests=str(sum(len(e.tests) for e in report.exercises)))
+    for ex in report.exercises:
+        suite = ET.SubElement(suites, "testsuite", name=ex.name, tests=str(len(ex.tests)),
+                              failures=str(len(ex.failed)), errors="0", skipped="0")
+        if ex.status.shows_message:
+            case = ET.SubElement(suite, "testcase", classname=ex.name, name="(exercise)")
+            ET.SubElement(case, "failure", message=clean(ex.message, 500)).text = clean(ex.message)
+        for t in ex.tests:
+            case = ET.SubElement(suite, "testcase", classname=ex.name, name=t.name)
+            if not t.passed:
+                ET.SubElement(case, "failure", message=clean(t.message, 500)).text = clean(t.message)
     ET.ElementTree(suites).write(path, encoding="utf-8", xml_declaration=True)
 
 
-def write_gradescope(report: dict, path) -> None:
+def write_gradescope(report: Report, path) -> None:
     tests = []
-    for ex in report["exercises"]:
-        for t in ex["tests"]:
+    for ex in report.exercises:
+        for t in ex.tests:
             tests.append({
-                "name": f"{ex['section']} {ex['name']}: {t['name']}",
-                "score": t["points"], "max_score": t["max_points"],
-                "output": clean(t["message"]) if t["status"] != "passed" else "passed",
-                "visibility": "after_published" if t["hidden"] else "visible",
+                "name": f"{ex.section} {ex.name}: {t.name}",
+                "score": t.points, "max_score": t.max_points,
+                "output": clean(t.message) if not t.passed else "passed",
+                "visibility": "after_published" if t.hidden else "visible",
             })
-    out = {"score": report["score"], "tests": tests,
-           "output": f"{report['score']:g} / {report['max_score']:g} points",
+    out = {"score": report.score, "tests": tests,
+           "output": f"{report.score:g} / {report.max_score:g} points",
            "visibility": "visible", "stdout_visibility": "hidden"}
     Path(path).write_text(json.dumps(out, indent=2, ensure_ascii=False), encoding="utf-8")

@@ -10,6 +10,7 @@ import contextlib
 import io
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from grader import manifest as manifest_mod
 from grader import settings
 from grader.settings import NEEDS_REFERENCE, exercise_of
 from grader.i18n import say, set_lang
+from grader.grading.results import CollectError, ExerciseResult, ExerciseStatus, Report, TestResult, TestStatus
 from grader.sandbox.controller import isolation_mode
 
 INI = settings.PYTEST_INI
@@ -34,13 +36,35 @@ def suite_files(exercise: str, folder: Path) -> list[Path]:
     return files
 
 
+@dataclass
+class CollectedTest:
+    """A test the suites define: which exercise it grades, its name, whether it is hidden."""
+
+    exercise: str
+    name: str
+    hidden: bool = False
+
+
+@dataclass
+class Outcome:
+    """What pytest reported for one test (``status`` is passed, failed or excluded)."""
+
+    status: str = "passed"
+    kind: str = ""
+    message: str = ""
+    ran: bool = False
+
+
+EXCLUDED = "excluded"
+
+
 class Collector:
     """A pytest plugin object that records what was expected and what happened."""
 
     def __init__(self, hidden_roots):
         self.hidden_roots = [str(Path(h).resolve()) for h in hidden_roots]
-        self.items: dict[str, dict] = {}
-        self.results: dict[str, dict] = {}
+        self.items: dict[str, CollectedTest] = {}
+        self.results: dict[str, Outcome] = {}
         self.collect_errors: list[tuple[str, str]] = []
         self.sandboxes: dict = {}
 
@@ -50,46 +74,42 @@ class Collector:
             path = str(Path(item.fspath).resolve())
             hidden = any(path.startswith(h + os.sep) for h in self.hidden_roots)
             visible = item.get_closest_marker("visible") is not None
-            self.items[item.nodeid] = {
-                "exercise": exercise_of(item.module, man), "name": item.name,
-                "hidden": hidden and not visible,
-            }
+            self.items[item.nodeid] = CollectedTest(exercise_of(item.module, man), item.name, hidden and not visible)
 
     def pytest_collectreport(self, report):
         if report.failed:
             self.collect_errors.append((report.nodeid, str(report.longrepr)[-3000:]))
 
     def pytest_runtest_logreport(self, report):
-        res = self.results.setdefault(report.nodeid, {"status": "passed", "kind": "", "message": ""})
+        res = self.results.setdefault(report.nodeid, Outcome())
         props = dict(report.user_properties)
-        if report.failed and res["status"] == "passed":
-            res["status"] = "failed"
-            res["kind"] = props.get("kata_kind", "error")
+        if report.failed and res.status == "passed":
+            res.status = "failed"
+            res.kind = props.get("kata_kind", "error")
             msg = props.get("kata_message")
             if msg is None:
-                msg = say("test_error", when=report.when,
-                          what=str(report.longrepr).strip().splitlines()[-1][:500])
-            res["message"] = msg
-        elif report.skipped and res["status"] == "passed":
+                msg = say("test_error", when=report.when, what=str(report.longrepr).strip().splitlines()[-1][:500])
+            res.message = msg
+        elif report.skipped and res.status == "passed":
             reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else ""
             if report.when == "setup" and NEEDS_REFERENCE in str(reason):
                 # only the trusted fixture skips this way (student code never runs here)
-                res["status"] = "excluded"
-                res["message"] = NEEDS_REFERENCE
+                res.status = EXCLUDED
+                res.message = NEEDS_REFERENCE
             else:
-                res["status"] = "failed"
-                res["kind"] = "skipped"
-                res["message"] = say("skipped")
-        if report.when == "call" and report.passed and res["status"] == "passed":
-            res["ran"] = True
+                res.status = "failed"
+                res.kind = "skipped"
+                res.message = say("skipped")
+        if report.when == "call" and report.passed and res.status == "passed":
+            res.ran = True
 
     def pytest_sessionfinish(self, session):
         self.sandboxes = getattr(session.config, "kata_sandboxes", {})
 
 
 def grade(target, exercises, *, tests_dirs=(), device="cpu", exitfirst=False, solutions=None,
-          quiet=True, call_timeout=None, start_timeout=None, shrink=True, lang="en", run_stubs=False) -> dict:
-    """Grade ``exercises`` of the folder ``target``; return the report as a dict."""
+          quiet=True, call_timeout=None, start_timeout=None, shrink=True, lang="en", run_stubs=False) -> Report:
+    """Grade ``exercises`` of the folder ``target``; return the report."""
     target = Path(target).resolve()
     set_lang(lang)      # the report's own messages (the plugin sets it again for the suites)
     man = manifest_mod.by_name()
@@ -125,76 +145,75 @@ def grade(target, exercises, *, tests_dirs=(), device="cpu", exitfirst=False, so
                 pytest.main(args, plugins=[collector])
         else:
             pytest.main(args, plugins=[collector])
-    report = {"target": str(target), "device": device, "isolation": isolation_mode(),
-              "exercises": [], "seconds": 0.0}
+    report = Report(target=str(target), device=device, isolation=isolation_mode())
     for name in exercises:
-        report["exercises"].append(_exercise_report(man[name], collector))
-    report["score"] = round(sum(e["score"] for e in report["exercises"]), 2)
-    report["max_score"] = round(sum(e["max_score"] for e in report["exercises"]), 2)
-    report["collect_errors"] = [{"where": w, "error": e} for w, e in collector.collect_errors]
-    report["seconds"] = round(time.monotonic() - started, 2)
+        tests = {n: it for n, it in collector.items.items() if it.exercise == name}
+        report.exercises.append(score_exercise(man[name], tests, collector.results,
+                                               collector.sandboxes.get(name, [])))
+    report.collect_errors = [CollectError(w, e) for w, e in collector.collect_errors]
+    report.seconds = round(time.monotonic() - started, 2)
     return report
 
 
-def _exercise_report(ex, collector: Collector) -> dict:
-    all_ids = [n for n, it in collector.items.items() if it["exercise"] == ex.name]
-    excluded = [n for n in all_ids if collector.results.get(n, {}).get("status") == "excluded"]
-    nodeids = [n for n in all_ids if n not in excluded]
-    total_weight = sum(ex.weight(collector.items[n]["name"]) for n in nodeids) or 1.0
+def score_exercise(ex, items: dict[str, CollectedTest], results: dict[str, Outcome], sandboxes) -> ExerciseResult:
+    """Score one exercise (a ``grader.manifest.Exercise``) from its collected tests (``items``, by
+    node id), what pytest reported for them (``results``) and the sandboxes that served them
+    (anything with ``dead``, ``import_error``, ``proc`` and ``drain.total``).
+
+    Points are split by the manifest's weights over the tests counted here (a test that needs the
+    reference and cannot have it is excluded, not failed); a test with no report, or a passing
+    report without a call, failed; a dead sandbox zeroes the exercise; a hidden test's message
+    is replaced by "hidden test failed"."""
+    excluded = [n for n in items if results.get(n, Outcome()).status == EXCLUDED]
+    nodeids = [n for n in items if n not in excluded]
+    total_weight = sum(ex.weight(items[n].name) for n in nodeids) or 1.0
     tests, score = [], 0.0
-    sandboxes = collector.sandboxes.get(ex.name, [])
     dead = next((s.dead for s in sandboxes if s.dead is not None), None)
     import_error = next((s.import_error for s in sandboxes if s.import_error is not None), None)
     output_bytes = sum(s.drain.total for s in sandboxes if s.proc is not None)
     for n in nodeids:
-        item = collector.items[n]
-        res = collector.results.get(n)
-        if res is None or (res["status"] == "passed" and not res.get("ran")):
-            res = {"status": "failed", "kind": "not-run", "message": say("not_run")}
-        max_points = ex.points * ex.weight(item["name"]) / total_weight
-        passed = res["status"] == "passed" and dead is None
+        item = items[n]
+        res = results.get(n)
+        if res is None or (res.status == "passed" and not res.ran):
+            res = Outcome("failed", "not-run", say("not_run"))
+        max_points = ex.points * ex.weight(item.name) / total_weight
+        passed = res.status == "passed" and dead is None
         points = max_points if passed else 0.0
         score += points
-        message = res["message"]
-        if item["hidden"] and not passed:
+        message = res.message
+        if item.hidden and not passed:
             message = say("hidden_failed")
-        tests.append({"name": item["name"], "status": "passed" if passed else "failed",
-                      "kind": "" if passed else res["kind"], "points": round(points, 3),
-                      "max_points": round(max_points, 3), "message": "" if passed else message,
-                      "hidden": item["hidden"]})
-    failed = [t for t in tests if t["status"] != "passed"]
+        tests.append(TestResult(name=item.name, status=TestStatus.PASSED if passed else TestStatus.FAILED,
+                                kind="" if passed else res.kind, points=round(points, 3),
+                                max_points=round(max_points, 3), message="" if passed else message,
+                                hidden=item.hidden))
+    failed = [t for t in tests if not t.passed]
     if dead is not None:
-        status, message = dead.kind, say("dead", kind=say("kind_" + dead.kind), detail=dead.detail)
+        status = ExerciseStatus(dead.kind)
+        message = say("dead", kind=say("kind_" + dead.kind), detail=dead.detail)
         score = 0.0
     elif import_error is not None:
-        status, message = "error", say("import_failed", name=ex.name, what=import_error.describe())
+        status, message = ExerciseStatus.ERROR, say("import_failed", name=ex.name, what=import_error.describe())
     elif not tests and excluded:
-        status, message = "not checked", say("all_need_reference")
+        status, message = ExerciseStatus.NOT_CHECKED, say("all_need_reference")
     elif not tests:
-        status, message = "error", say("no_tests")
+        status, message = ExerciseStatus.ERROR, say("no_tests")
     elif not failed:
-        status, message = "passed", ""
-    elif all(t["kind"] == "not-started" for t in failed) and len(failed) == len(tests):
-        status, message = "not started", say("all_not_started")
+        status, message = ExerciseStatus.PASSED, ""
+    elif all(t.kind == "not-started" for t in failed) and len(failed) == len(tests):
+        status, message = ExerciseStatus.NOT_STARTED, say("all_not_started")
     else:
-        status = "failing"
-        first = next(t for t in failed)
-        message = f"{first['name']}: {first['message']}"
-    return {"name": ex.name, "section": ex.section, "title": ex.title, "title_ja": ex.title_ja,
-            "score": round(score, 2), "max_score": round(ex.points, 2), "status": status,
-            "message": message, "output_bytes": output_bytes, "tests": tests,
-            "excluded": [collector.items[n]["name"] for n in excluded]}
+        status = ExerciseStatus.FAILING
+        message = f"{failed[0].name}: {failed[0].message}"
+    return ExerciseResult(name=ex.name, section=ex.section, title=ex.title, title_ja=ex.title_ja,
+                          score=round(score, 2), max_score=round(ex.points, 2), status=status,
+                          message=message, output_bytes=output_bytes, tests=tests,
+                          excluded=[items[n].name for n in excluded])
 
 
-def merge(parts: list) -> dict:
+def merge(parts: list[Report]) -> Report:
     """One report from several ``grade`` reports of the same target (one per exercise)."""
-    report = dict(parts[0]) if parts else {"exercises": [], "collect_errors": []}
-    report["exercises"] = [ex for p in parts for ex in p["exercises"]]
-    report["collect_errors"] = [e for p in parts for e in p.get("collect_errors", [])]
-    report["score"] = round(sum(e["score"] for e in report["exercises"]), 2)
-    report["max_score"] = round(sum(e["max_score"] for e in report["exercises"]), 2)
-    report["seconds"] = round(sum(p.get("seconds", 0.0) for p in parts), 2)
-    return report
+    return Report.merge(parts)
 
 
 def worker_init() -> None:
@@ -207,6 +226,6 @@ def worker_init() -> None:
         pass
 
 
-def grade_job(target: str, exercise: str, options: dict) -> dict:
+def grade_job(target: str, exercise: str, options: dict) -> Report:
     """``grade`` of one exercise, for a process pool."""
     return grade(target, [exercise], **options)

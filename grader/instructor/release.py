@@ -350,11 +350,13 @@ def _shown(path: Path) -> str:
 
 
 def parse_args(argv):
+    settings.root_option(argv)
     p = argparse.ArgumentParser(
         prog="python -m grader.instructor.release",
         description="Write the student copy of the kata (with a GitHub Classroom workflow) and a "
                     "Gradescope autograder bundle.")
     p.add_argument("--out", default=None, help="output folder (default: release/)")
+    settings.add_root_option(p)
     p.add_argument("--threshold", type=float, default=60.0,
                    help="the Classroom workflow fails below this percentage (default 60)")
     p.add_argument("--exclude", nargs="+", action="extend", default=[], metavar="PATH",
@@ -378,7 +380,7 @@ def main(argv=None) -> int:
         args = parse_args(sys.argv[1:] if argv is None else argv)
         release(args.out, threshold=args.threshold, exclude=args.exclude, tests=args.tests,
                 exercises=args.exercises, include_untracked=args.include_untracked)
-    except ReleaseError as exc:
+    except (ReleaseError, settings.RootNotFound) as exc:
         print(f"grader.instructor.release: error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -22,6 +22,7 @@ from pathlib import Path
 from grader import manifest as manifest_mod
 from grader import settings
 from grader.manifest import root
+from grader.grading.results import ExerciseStatus, Report
 from grader.grading.run import worker_init
 
 
@@ -92,42 +93,50 @@ def check(result: dict) -> list[str]:
     if "error" in result:
         return [result["error"]]
     problems = []
-    report = result["report"]
-    for err in report.get("collect_errors", []):
-        problems.append(f"suite error in {err['where']}: {err['error'][-400:]}")
-    for ex in report["exercises"]:
+    report: Report = result["report"]
+    for err in report.collect_errors:
+        problems.append(f"suite error in {err.where}: {err.error[-400:]}")
+    for ex in report.exercises:
+        full = ex.score >= ex.max_score - 1e-6
         if result["kind"] == "solutions":
-            if ex["score"] < ex["max_score"] - 1e-6 or not ex["tests"]:
-                bad = [f"{t['name']}: {t['message'][:300]}" for t in ex["tests"] if t["status"] != "passed"]
-                problems.append(f"solutions/{ex['name']}.py scores {ex['score']} of {ex['max_score']} "
-                                f"({ex['message'][:300]}) " + "; ".join(bad[:5]))
+            if not full or not ex.tests:
+                bad = [f"{t.name}: {t.message[:300]}" for t in ex.failed]
+                problems.append(f"solutions/{ex.name}.py scores {ex.score} of {ex.max_score} "
+                                f"({ex.message[:300]}) " + "; ".join(bad[:5]))
         elif result["kind"] == "stubs":
-            passing = [t["name"] for t in ex["tests"] if t["status"] == "passed"]
+            passing = [t.name for t in ex.tests if t.passed]
             if passing:
-                problems.append(f"exercises/{ex['name']}.py (untouched stub) passes {', '.join(passing)}: "
+                problems.append(f"exercises/{ex.name}.py (untouched stub) passes {', '.join(passing)}: "
                                 "a graded test must fail on the stub")
-            if ex["score"] != 0:
-                problems.append(f"exercises/{ex['name']}.py (untouched stub) scores {ex['score']}, expected 0")
-            if ex["status"] != "not started":
-                problems.append(f"exercises/{ex['name']}.py (untouched stub) has status {ex['status']!r} "
-                                f"({ex['message'][:200]}), expected 'not started'")
+            if ex.score != 0:
+                problems.append(f"exercises/{ex.name}.py (untouched stub) scores {ex.score}, expected 0")
+            if ex.status != ExerciseStatus.NOT_STARTED:
+                problems.append(f"exercises/{ex.name}.py (untouched stub) has status {ex.status.value!r} "
+                                f"({ex.message[:200]}), expected 'not started'")
         else:
             v = result["variant"]
             label = f"{v['exercise']}/{v['name']} ({v.get('description', '')})"
-            if result["kind"] == "bug" and ex["score"] >= ex["max_score"] - 1e-6:
+            if result["kind"] == "bug" and full:
                 problems.append(f"known bug {label} keeps full marks: the suite does not catch it")
-            if result["kind"] == "alternative" and ex["score"] < ex["max_score"] - 1e-6:
-                bad = [f"{t['name']}: {t['message'][:300]}" for t in ex["tests"] if t["status"] != "passed"]
-                problems.append(f"alternative {label} loses points ({ex['score']} of {ex['max_score']}): "
+            if result["kind"] == "alternative" and not full:
+                bad = [f"{t.name}: {t.message[:300]}" for t in ex.failed]
+                problems.append(f"alternative {label} loses points ({ex.score} of {ex.max_score}): "
                                 + "; ".join(bad[:3]))
     return problems
 
 
 def main(argv=None) -> int:
-    names = [e.name for e in manifest_mod.load()]
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        settings.root_option(argv)
+        names = [e.name for e in manifest_mod.load()]
+    except settings.RootNotFound as exc:
+        print(f"verify: error: {exc}", file=sys.stderr)
+        return 2
     p = argparse.ArgumentParser(prog="python -m grader.instructor.verify", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--only", nargs="+", metavar="EXERCISE", help="check only these exercises")
+    settings.add_root_option(p)
     p.add_argument("--jobs", type=int, default=min(4, os.cpu_count() or 1), help="grading processes")
     p.add_argument("--skip-variants", action="store_true", help="do not grade the bug/alternative variants")
     p.add_argument("--write-stub-hashes", action="store_true",
@@ -179,7 +188,7 @@ def main(argv=None) -> int:
             problems.extend(found)
             score = ""
             if "report" in result:
-                score = f"{result['report']['score']:g}/{result['report']['max_score']:g}"
+                score = f"{result['report'].score:g}/{result['report'].max_score:g}"
             print(f"  {'FAIL' if found else 'ok  '} {job['label']:<45} {score:>9} {result['seconds']:6.1f} s",
                   flush=True)
             for line in found:

@@ -10,8 +10,13 @@ Isolation, strongest first (``isolation_mode()`` picks what the machine allows):
 * ``processes``: no namespaces here; the child gets its own session and process
   group, which is killed whole.  Daemons that call ``setsid`` can escape this.
 
-In every mode: resource limits (address space, file size, CPU), a wall-clock
-deadline on every call enforced here, stdout/stderr drained and capped, and only
+In every mode the child sets its own resource limits before the student's module is imported
+(``worker.set_limits``): address space ``RLIMIT_AS`` = the manifest's ``memory_mb`` (not on CUDA,
+whose driver reserves more), file size ``RLIMIT_FSIZE`` = ``settings.FILE_MB``, CPU seconds
+``RLIMIT_CPU`` = the exercise's budget + the start timeout + ``settings.CPU_SLACK_S`` (a child killed
+by SIGXCPU is reported as a timeout), no core files, 1024 open files, and ``RLIMIT_NPROC`` 256 above
+the user's current processes; none is raised above a hard limit already lower.  Here: a wall-clock
+deadline on every call and on the exercise's budget, stdout/stderr drained and capped, and only
 the manifest's module files copied in as regular files.
 """
 from __future__ import annotations

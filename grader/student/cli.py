@@ -8,11 +8,13 @@ import sys
 from pathlib import Path
 
 from grader import manifest as manifest_mod
+from grader.i18n import say
 from grader import settings
-from grader.manifest import root
+from grader.settings import root
 from grader.grading import report as report_mod
 from grader.grading.report import clean
-from grader.i18n import say
+from grader.grading.results import ExerciseResult, ExerciseStatus, Report, TestResult
+
 
 
 
@@ -33,12 +35,14 @@ class UsageError(Exception):
 
 
 def parse_args(argv):
+    settings.root_option(argv)
     names = [e.name for e in manifest_mod.load()]
     p = argparse.ArgumentParser(
         prog="python -m grader",
         description="Grade the Transformer & BERT kata's exercises. "
                     f"Exercises, in chapter order: {', '.join(names)}.")
     p.add_argument("exercise", nargs="*", help="grade only these exercises (default: all)")
+    settings.add_root_option(p)
     p.add_argument("--target", default="exercises",
                    help="folder of modules to grade: exercises (default), solutions, or any path")
     p.add_argument("--tests", action="append", default=[], metavar="DIR",
@@ -118,28 +122,32 @@ def print_header(target: str, device: str, isolation: str, lang: str, out=sys.st
     print(file=out, flush=True)
 
 
-def print_exercise(ex: dict, lang: str, verbose: bool, out=sys.stdout) -> None:
-    frac = ex["score"] / ex["max_score"] if ex["max_score"] else 0.0
-    title = ex["title_ja"] if lang == "ja" else ex["title"]
-    status = status_text(ex["status"], lang)
-    print(f"  {ex['section']:<5} {ex['name']:<20} [{bar(frac)}] {ex['score']:>5g} / {ex['max_score']:<3g} "
+def print_exercise(ex: ExerciseResult, lang: str, verbose: bool, out=sys.stdout) -> None:
+    title = ex.title_ja if lang == "ja" else ex.title
+    status = status_text(ex.status.value, lang)
+    print(f"  {ex.section:<5} {ex.name:<20} [{bar(ex.fraction)}] {ex.score:>5g} / {ex.max_score:<3g} "
           f"{status}", file=out)
     print(f"        {title}", file=out)
-    if ex.get("excluded"):
-        print(say("cli.excluded", lang, n=len(ex["excluded"])), file=out)
-    if ex["status"] not in ("passed", "not started"):
-        failed = [x for x in ex["tests"] if x["status"] != "passed"]
-        if ex["status"] in ("timeout", "crash", "memory", "protocol", "start", "error", "not checked"):
-            print(indent(clean(ex["message"])), file=out)
+    if ex.excluded:
+        print(say("cli.excluded", lang, n=len(ex.excluded)), file=out)
+    if ex.status not in (ExerciseStatus.PASSED, ExerciseStatus.NOT_STARTED):
+        failed = ex.failed
+        if ex.status.shows_message:
+            print(indent(clean(ex.message)), file=out)
         elif failed:
-            failed = sorted(failed, key=lambda x: stage(x["name"])) if not verbose else failed
-            for test in (failed if verbose else failed[:1]):
-                print(indent(f"{test['name']}: {clean(test['message'], 5000)}"), file=out)
+            shown = failed if verbose else first_failures(failed)[:1]
+            for test in shown:
+                print(indent(f"{test.name}: {clean(test.message, 5000)}"), file=out)
             if not verbose and len(failed) > 1:
                 print(say("cli.more", lang, n=len(failed) - 1), file=out)
-        if ex.get("output_bytes"):
-            print(say("cli.printed", lang, n=ex["output_bytes"]), file=out)
+        if ex.output_bytes:
+            print(say("cli.printed", lang, n=ex.output_bytes), file=out)
     out.flush()
+
+
+def first_failures(failed: list[TestResult]) -> list[TestResult]:
+    """The failed tests in the order a student should read them (``stage``; stable within a stage)."""
+    return sorted(failed, key=lambda x: stage(x.name))
 
 
 def status_text(status: str, lang: str) -> str:
@@ -163,23 +171,23 @@ def stage(test_name: str) -> int:
     return 2
 
 
-def print_footer(report: dict, lang: str, out=sys.stdout) -> None:
-    for err in report.get("collect_errors", []):
-        print(say("cli.suite_error", lang, where=err["where"]) + "\n" + indent(err["error"][-1500:]), file=out)
-    pct = 100.0 * report["score"] / report["max_score"] if report["max_score"] else 0.0
+def print_footer(report: Report, lang: str, out=sys.stdout) -> None:
+    for err in report.collect_errors:
+        print(say("cli.suite_error", lang, where=err.where) + "\n" + indent(err.error[-1500:]), file=out)
+    pct = report.percent
     print(file=out)
-    print(f"  [{bar(pct / 100, 40)}] " + say("cli.total", lang, score=report["score"], max=report["max_score"],
-                                                 pct=pct), file=out)
-    nxt = next((e for e in report["exercises"] if e["status"] != "passed"), None)
+    print(f"  [{bar(pct / 100, 40)}] " + say("cli.total", lang, score=report.score, max=report.max_score, pct=pct),
+          file=out)
+    nxt = report.next_exercise()
     if nxt is None:
         print(say("cli.done", lang), file=out)
     else:
-        print(say("cli.next", lang, name=nxt["name"], section=nxt["section"]), file=out)
+        print(say("cli.next", lang, name=nxt.name, section=nxt.section), file=out)
 
 
-def print_report(report: dict, lang: str, verbose: bool, out=sys.stdout) -> None:
-    print_header(report["target"], report["device"], report["isolation"], lang, out)
-    for ex in report["exercises"]:
+def print_report(report: Report, lang: str, verbose: bool, out=sys.stdout) -> None:
+    print_header(report.target, report.device, report.isolation, lang, out)
+    for ex in report.exercises:
         print_exercise(ex, lang, verbose, out)
     print_footer(report, lang, out)
 
@@ -191,7 +199,7 @@ def indent(text: str, prefix: str = "     ") -> str:
 def main(argv=None) -> int:
     try:
         args = parse_args(sys.argv[1:] if argv is None else argv)
-    except UsageError as exc:
+    except (UsageError, settings.RootNotFound) as exc:
         print(f"grader: error: {exc}", file=sys.stderr)
         return 2
     from grader.settings import sandbox_settings
@@ -232,7 +240,7 @@ def main(argv=None) -> int:
                 if name in live and live.index(name) + 1 < len(live):
                     launch(live[live.index(name) + 1])
                 part = grade(args.target, [name], **options)
-            for ex in part["exercises"]:
+            for ex in part.exercises:
                 print_exercise(ex, args.lang, args.verbose)
             parts.append(part)
     finally:
@@ -247,7 +255,7 @@ def main(argv=None) -> int:
         if path:
             writer(report, path)
     if args.fail_under is not None:
-        pct = 100.0 * report["score"] / report["max_score"] if report["max_score"] else 0.0
+        pct = report.percent
         if pct + 1e-9 < args.fail_under:
             print(say("cli.below_fail_under", args.lang, pct=pct, fail_under=args.fail_under), file=sys.stderr)
             return 1

@@ -6,15 +6,24 @@ import sys
 
 from grader import manifest as manifest_mod
 from grader.i18n import say
+from grader import settings
 from grader.student.cli import default_lang
 
 
+
 def main(argv=None) -> int:
-    exercises = manifest_mod.by_name()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        settings.root_option(argv)
+        exercises = manifest_mod.by_name()
+    except settings.RootNotFound as exc:
+        print(f"hint: error: {exc}", file=sys.stderr)
+        return 2
     p = argparse.ArgumentParser(prog="nox -s hint --", description="Show an exercise's hints, gentlest first.")
     p.add_argument("exercise", help=f"one of: {', '.join(exercises)}")
     p.add_argument("--level", type=int, default=1, help="show hints 1..LEVEL (default 1)")
     p.add_argument("--lang", choices=["en", "ja"], default=None)
+    settings.add_root_option(p)
     args = p.parse_args(argv)
     if args.exercise not in exercises:
         print(f"hint: error: unknown exercise {args.exercise!r}; valid exercises: {', '.join(exercises)}",

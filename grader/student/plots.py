@@ -317,6 +317,7 @@ def plot_heads(weights, tokens, layer, sentence, lang, cjk, path: Path) -> None:
 # ------------------------------------------------------------------ main
 
 def parse_args(argv):
+    settings.root_option(argv)
     p = argparse.ArgumentParser(
         prog="python -m grader.student.plots",
         description="Draw the chapter's pictures from your own implementation: the positional-encoding "
@@ -324,6 +325,7 @@ def parse_args(argv):
     p.add_argument("--target", default="exercises",
                    help="folder of your modules: exercises (default), solutions, or any path")
     p.add_argument("--out", default=None, help="folder for the PNG files (default: plots/)")
+    settings.add_root_option(p)
     p.add_argument("--layer", type=int, default=0,
                    help=f"which MiniLM layer's attention to draw: 0 (first) to {LAYERS - 1} (last); default 0")
     p.add_argument("--sentence", default=DEFAULT_SENTENCE, help="the sentence to run through the model")
@@ -343,7 +345,7 @@ def main(argv=None) -> int:
     try:
         args = parse_args(sys.argv[1:] if argv is None else argv)
         args.out.mkdir(parents=True, exist_ok=True)
-    except UsageError as exc:
+    except (UsageError, settings.RootNotFound) as exc:
         print(f"grader.plots: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:

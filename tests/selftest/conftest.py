@@ -17,7 +17,7 @@ def run_gradings(jobs, timeout=900, env=None):
         "import json, sys\n"
         "from grader.grading.run import grade\n"
         "jobs = json.load(sys.stdin)\n"
-        "out = [grade(j['target'], j['exercises'], **j.get('options', {})) for j in jobs]\n"
+        "out = [grade(j['target'], j['exercises'], **j.get('options', {})).to_dict() for j in jobs]\n"
         "sys.stdout.write('\\n@@REPORTS@@' + json.dumps(out))\n"
     )
     proc = subprocess.run([sys.executable, "-c", script], input=json.dumps(jobs), capture_output=True,

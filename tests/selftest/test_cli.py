@@ -66,13 +66,13 @@ def test_untouched_stubs_fail_fast_and_edited_stubs_are_really_graded(tmp_path):
     target = tmp_path / "sub"
     shutil.copytree(ROOT / "exercises", target)
     assert untouched_stub(target, "attention_numpy")
-    fast = grade(target, ["attention_numpy"])["exercises"][0]
+    fast = grade(target, ["attention_numpy"]).exercises[0]
     path = target / "attention_numpy.py"
     path.write_text(path.read_text() + "\n# a student's comment\n")
     assert not untouched_stub(target, "attention_numpy")
-    real = grade(target, ["attention_numpy"])["exercises"][0]
-    assert fast["score"] == real["score"] == 0 and fast["status"] == real["status"] == "not started"
-    assert [t["name"] for t in fast["tests"]] == [t["name"] for t in real["tests"]]
+    real = grade(target, ["attention_numpy"]).exercises[0]
+    assert fast.score == real.score == 0 and fast.status == real.status == "not started"
+    assert [t.name for t in fast.tests] == [t.name for t in real.tests]
 
 
 def test_stub_hashes_are_current():
@@ -110,3 +110,26 @@ def test_hidden_suite_counts_but_keeps_its_secrets(cli, tmp_path):
     assert json.loads(out.read_text())["score"] < 10
     visibility = {t["name"].rsplit(": ", 1)[1]: t["visibility"] for t in json.loads(gs.read_text())["tests"]}
     assert visibility["test_hidden_secret"] == "after_published" and visibility["test_visible_one"] == "visible"
+
+
+def test_root_option_grades_from_anywhere(tmp_path):
+    """--root DIR, or the working directory (or a folder above it) holding manifest.toml; PYTHONPATH
+    stands in for `pip install -e .` here, so only the root option finds the kata."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("KATA_ROOT", None)
+
+    def grader(*args, cwd):
+        return subprocess.run([sys.executable, "-m", "grader", *args], capture_output=True, text=True, cwd=cwd,
+                              timeout=300, env=env)
+
+    proc = grader("attention_numpy", "--target", "solutions", "--root", str(ROOT), cwd=tmp_path)
+    assert proc.returncode == 0 and "10 / 10" in proc.stdout, proc.stdout + proc.stderr
+    proc = grader("attention_numpy", "--target", "solutions", cwd=ROOT / "docs")
+    assert proc.returncode == 0 and "10 / 10" in proc.stdout, proc.stdout + proc.stderr
+    for args in (["--root", str(tmp_path)], []):
+        bad = grader(*args, cwd=tmp_path)
+        assert bad.returncode == 2 and "manifest.toml" in bad.stderr and "Traceback" not in bad.stderr, bad.stderr

@@ -117,4 +117,5 @@ def test_the_checker_sees_function_level_imports(tmp_path):
     assert "grader.settings" in deps and "grader.sandbox.wire" in deps
     src = tmp_path / "x.py"
     src.write_text("def f():\n    from grader.grading import run\n")
-    assert imports_of(src, "grader.sandbox.x", set(grader_modules())) == {"grader.grading.run"}
+    # the package's __init__ runs too: both are imports of the grading floor
+    assert imports_of(src, "grader.sandbox.x", set(grader_modules())) == {"grader.grading", "grader.grading.run"}

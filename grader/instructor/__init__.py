@@ -1,0 +1,1 @@
+"""The instructor's commands: verify, release, bench (never in the student copy)."""

@@ -1,0 +1,1 @@
+"""The student's commands: ``python -m grader`` (cli), watch, hint, plots."""

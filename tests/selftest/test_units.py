@@ -1,0 +1,361 @@
+"""Unit tests of the grader's judging logic with fakes: no subprocess, no sandbox, no model.
+
+Scoring and weights, the first failure shown, ``failure_message``, the reproduction snippet,
+the typed report's JSON and pickling, the release rewriting, and the packaging.
+"""
+import io
+import json
+import pickle
+import signal
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from grader import manifest as manifest_mod
+from grader.grading import plugin
+from grader.grading.plugin import NotStarted, failure_message, reproduction
+from grader.grading.results import ExerciseResult, ExerciseStatus, Report, TestResult, TestStatus
+from grader.grading.run import CollectedTest, Outcome, score_exercise
+from grader.i18n import say, set_lang
+from grader.sandbox.controller import RemoteError, Sandbox, SandboxDied, make_remote_error
+from grader.student.cli import first_failures, print_exercise
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def english():
+    set_lang("en")
+
+
+# ---------------------------------------------------------------- fakes
+
+def exercise(points=10.0, weights=None, name="ex"):
+    return manifest_mod.Exercise(name=name, section="3.1", title="T", title_ja="T", points=points,
+                                 weights=dict(weights or {}))
+
+
+class FakeSandbox:
+    """What scoring reads from a Sandbox: dead, import_error, proc, drain.total."""
+
+    def __init__(self, dead=None, import_error=None, printed=0):
+        self.dead, self.import_error = dead, import_error
+        self.proc = object()
+        self.drain = SimpleNamespace(total=printed)
+
+
+def collected(*names, hidden=(), exercise_name="ex"):
+    return {f"tests/test_ex.py::{n}": CollectedTest(exercise_name, n, n in hidden) for n in names}
+
+
+def outcomes(**by_name):
+    """name=("passed"|"failed"|"excluded", kind, message) -> results by node id."""
+    out = {}
+    for name, spec in by_name.items():
+        status, kind, message = (spec + ("", ""))[:3] if isinstance(spec, tuple) else (spec, "", "")
+        out[f"tests/test_ex.py::{name}"] = Outcome(status, kind, message, ran=status == "passed")
+    return out
+
+
+# ---------------------------------------------------------------- scoring
+
+def test_points_follow_the_manifests_weights():
+    ex = exercise(10.0, {"test_hf*": 3})
+    items = collected("test_shape", "test_hf_matches")
+    got = score_exercise(ex, items, outcomes(test_shape="passed",
+                                             test_hf_matches=("failed", "failed", "values differ")), [FakeSandbox()])
+    assert [(t.name, t.max_points, t.points) for t in got.tests] == [("test_shape", 2.5, 2.5),
+                                                                      ("test_hf_matches", 7.5, 0.0)]
+    assert got.score == 2.5 and got.max_score == 10.0
+    assert got.status == ExerciseStatus.FAILING and got.message == "test_hf_matches: values differ"
+
+
+def test_all_passing_scores_full_marks():
+    got = score_exercise(exercise(7), collected("test_a", "test_b"), outcomes(test_a="passed", test_b="passed"),
+                         [FakeSandbox(printed=12)])
+    assert got.score == 7 and got.status == ExerciseStatus.PASSED and got.message == ""
+    assert got.output_bytes == 12 and all(t.message == "" and t.kind == "" for t in got.tests)
+
+
+def test_a_passing_report_without_a_call_and_a_missing_report_both_fail():
+    results = outcomes(test_a="passed")
+    results["tests/test_ex.py::test_a"].ran = False        # setup passed, the call never reported
+    got = score_exercise(exercise(), collected("test_a", "test_b"), results, [])
+    assert [(t.status, t.kind) for t in got.tests] == [(TestStatus.FAILED, "not-run")] * 2 and got.score == 0
+
+
+def test_hidden_failures_keep_their_secret():
+    items = collected("test_visible", "test_secret", hidden={"test_secret"})
+    got = score_exercise(exercise(), items, outcomes(test_visible="passed",
+                                                     test_secret=("failed", "failed", "expected 42")), [])
+    secret = got.tests[1]
+    assert secret.hidden and secret.message == "hidden test failed" and "42" not in got.message
+    assert got.score == 5.0
+
+
+def test_excluded_tests_do_not_count_and_their_weight_goes_to_the_others():
+    items = collected("test_a", "test_needs_reference")
+    got = score_exercise(exercise(10), items, outcomes(test_a="passed", test_needs_reference="excluded"), [])
+    assert [t.name for t in got.tests] == ["test_a"] and got.tests[0].max_points == 10.0
+    assert got.score == 10.0 and got.status == ExerciseStatus.PASSED and got.excluded == ["test_needs_reference"]
+
+
+def test_only_excluded_tests_is_not_checked():
+    got = score_exercise(exercise(), collected("test_ref"), outcomes(test_ref="excluded"), [])
+    assert got.status == ExerciseStatus.NOT_CHECKED and got.score == 0 and got.tests == []
+    assert got.message == say("all_need_reference")
+
+
+def test_a_dead_sandbox_scores_zero_even_after_passing_tests():
+    dead = SandboxDied("timeout", "The student process took longer than 30 s while running a call.")
+    got = score_exercise(exercise(), collected("test_a", "test_b"), outcomes(test_a="passed", test_b="passed"),
+                         [FakeSandbox(), FakeSandbox(dead=dead)])
+    assert got.score == 0 and got.status == ExerciseStatus.TIMEOUT and got.status.sandbox_died
+    assert "30 s" in got.message and all(t.points == 0 for t in got.tests)
+
+
+def test_an_import_error_is_the_exercises_message():
+    err = make_remote_error(["SyntaxError", "Exception"], "invalid syntax", [["ex.py", 3, "<module>", "def ("]])
+    got = score_exercise(exercise(), collected("test_a"), outcomes(test_a=("failed", "error", "SyntaxError")),
+                         [FakeSandbox(import_error=err)])
+    assert got.status == ExerciseStatus.ERROR and "ex.py:3" in got.message and got.score == 0
+
+
+def test_not_started_only_when_every_test_met_the_stub():
+    items = collected("test_a", "test_b")
+    stub = ("failed", "not-started", "not started")
+    got = score_exercise(exercise(), items, outcomes(test_a=stub, test_b=stub), [])
+    assert got.status == ExerciseStatus.NOT_STARTED and got.message == say("all_not_started")
+    half = score_exercise(exercise(), items, outcomes(test_a=stub, test_b=("failed", "failed", "wrong")), [])
+    assert half.status == ExerciseStatus.FAILING
+
+
+def test_no_tests_at_all_is_an_error():
+    got = score_exercise(exercise(), {}, {}, [])
+    assert got.status == ExerciseStatus.ERROR and got.message == say("no_tests")
+
+
+# ---------------------------------------------------------------- the typed report
+
+def sample_report() -> Report:
+    tests = [TestResult("test_shape", TestStatus.PASSED, 2.5, 2.5),
+             TestResult("test_hf", TestStatus.FAILED, 0.0, 7.5, "values differ", "failed", hidden=False)]
+    ex = ExerciseResult("attention_numpy", 2.5, 10.0, ExerciseStatus.FAILING, "test_hf: values differ", tests,
+                        section="3.1", title="T", title_ja="T", output_bytes=3, excluded=["test_ref"])
+    stub = ExerciseResult("attention_torch", 0.0, 15.0, ExerciseStatus.NOT_STARTED, "not started", [])
+    return Report(target="/x", device="cpu", isolation="processes", exercises=[ex, stub], seconds=1.5)
+
+
+def test_report_json_keeps_the_spec_schema_and_reads_back():
+    report = sample_report()
+    data = json.loads(json.dumps(report.to_dict()))
+    assert data["score"] == 2.5 and data["max_score"] == 25.0
+    ex = data["exercises"][0]
+    assert {"name", "score", "max_score", "status", "tests"} <= set(ex) and ex["status"] == "failing"
+    assert {"name", "status", "points", "max_points", "message"} <= set(ex["tests"][0])
+    assert data["exercises"][1]["status"] == "not started"
+    assert list(data) == ["target", "device", "isolation", "exercises", "seconds", "score", "max_score",
+                          "collect_errors"]
+    assert Report.from_dict(data) == report
+
+
+def test_report_pickles_for_the_process_pool():
+    report = sample_report()
+    assert pickle.loads(pickle.dumps(report)) == report
+    assert report.exercises[0].status == "failing"           # str enums compare with the plain strings
+
+
+def test_merge_adds_up_the_parts():
+    a, b = sample_report(), sample_report()
+    merged = Report.merge([a, b])
+    assert merged.score == 5.0 and merged.max_score == 50.0 and merged.seconds == 3.0 and len(merged.exercises) == 4
+    assert merged.next_exercise().name == "attention_numpy"
+
+
+# ---------------------------------------------------------------- the first failure shown
+
+def test_first_failure_is_the_most_basic_one_and_stable_within_a_stage():
+    names = ["test_matches_hf_bert", "test_values_b", "test_output_shape", "test_signature", "test_values_a",
+             "test_keeps_dtype"]
+    failed = [TestResult(n, TestStatus.FAILED, 0, 1, f"{n} broke") for n in names]
+    assert [t.name for t in first_failures(failed)] == ["test_signature", "test_output_shape", "test_keeps_dtype",
+                                                        "test_values_b", "test_values_a", "test_matches_hf_bert"]
+    ex = ExerciseResult("ex", 0, 6, ExerciseStatus.FAILING, "", failed, section="3.1", title="T", title_ja="T")
+    out = io.StringIO()
+    print_exercise(ex, "en", False, out)
+    shown = [line.strip() for line in out.getvalue().splitlines() if line.strip().startswith("test_")]
+    assert shown == ["test_signature: test_signature broke"] and "5 more failing" in out.getvalue()
+
+
+# ---------------------------------------------------------------- failure_message
+
+def failing(exc):
+    return SimpleNamespace(value=exc)
+
+
+def test_failure_message_kinds():
+    assert failure_message(failing(NotStarted("start here")), "ex") == ("not-started", "start here")
+    assert failure_message(failing(SandboxDied("crash", "it crashed")), "ex") == ("crash", "it crashed")
+    kind, text = failure_message(failing(make_remote_error(["MemoryError", "Exception"], "", [])), "ex")
+    assert kind == "memory" and "MemoryError" in text
+    kind, text = failure_message(failing(make_remote_error(["ValueError", "Exception"], "bad axis",
+                                                           [["ex.py", 7, "softmax", "raise ValueError"]])), "ex")
+    assert kind == "error" and "bad axis" in text and "ex.py:7" in text
+    kind, text = failure_message(failing(ZeroDivisionError("division by zero")), "ex")
+    assert kind == "error" and text.startswith("ZeroDivisionError: division by zero")
+
+
+def test_not_implemented_here_is_not_started_elsewhere_needs_the_other_exercise():
+    here = make_remote_error(["NotImplementedError"], "", [["encoder.py", 5, "forward", "raise"]])
+    other = make_remote_error(["NotImplementedError"], "", [["encoder.py", 5, "f", "x"],
+                                                           ["attention_torch.py", 9, "forward", "raise"]])
+    assert failure_message(failing(here), "encoder")[0] == "not-started"
+    kind, text = failure_message(failing(other), "encoder")
+    assert kind == "needs-other" and "attention_torch.py" in text
+
+
+def test_assertion_keeps_the_sentence_and_the_hypothesis_example_without_fixtures():
+    exc = AssertionError("weights must sum to 1 (got 1.5)\nassert False")
+    assert failure_message(failing(exc), "ex") == ("failed", "weights must sum to 1 (got 1.5)")
+    exc = AssertionError("weights must sum to 1")
+    exc.add_note("Falsifying example: test_sums(\n    student=<student module ex>,\n    reference=<module>,\n"
+                 "    seed=3,\n)")
+    kind, text = failure_message(failing(exc), "ex")
+    assert kind == "failed" and say("reproduce") in text and "seed=3" in text
+    assert "student=" not in text and "reference=" not in text
+
+
+def test_an_exception_group_reports_its_first_failure():
+    group = BaseExceptionGroup("several", [AssertionError("first\nassert 0"), AssertionError("second")]) \
+        if sys.version_info >= (3, 11) else plugin.BaseExceptionGroup("several", [AssertionError("first"),
+                                                                                 AssertionError("second")])
+    assert failure_message(failing(group), "ex") == ("failed", "first")
+
+
+def test_sigxcpu_is_reported_as_a_timeout():
+    class Transport:
+        mode = "processes"
+
+        def close(self, *args):
+            pass
+
+    box = Sandbox(ROOT / "solutions", "ex", ["ex"], transport=Transport())
+    box.proc, box.wfd, box.rfd, box.drain = SimpleNamespace(wait=lambda timeout: -signal.SIGXCPU), None, None, None
+    with pytest.raises(SandboxDied) as info:
+        box._died_unexpectedly("running a call")
+    assert info.value.kind == "timeout" and "CPU time limit" in info.value.detail
+    box.proc = SimpleNamespace(wait=lambda timeout: -signal.SIGKILL)
+    with pytest.raises(SandboxDied) as info:
+        box._died_unexpectedly("running a call")
+    assert info.value.kind == "memory"
+
+
+# ---------------------------------------------------------------- the reproduction snippet
+
+def student_called(label, *args, **kwargs):
+    return SimpleNamespace(_client=SimpleNamespace(last_call=(label, args, kwargs)))
+
+
+def run_snippet(text, **functions):
+    code = "\n".join(line for line in text.splitlines() if not line.startswith("from "))
+    namespace = dict(functions)
+    exec(code, namespace)
+    return namespace["result"]
+
+
+def test_reproduction_rebuilds_arrays_exactly():
+    x = np.array([[0.1, 1 / 3], [2.5e-8, -7.0]], dtype=np.float32)
+    mask = np.array([[True, False]])
+    text = reproduction(student_called("softmax", x, mask=mask, axis=-1), "attention_numpy")
+    assert text.startswith("import numpy as np, torch\nfrom attention_numpy import softmax\n")
+    assert "dtype=np.float32" in text and "axis=-1" in text and "rounded" not in text
+    got = run_snippet(text, softmax=lambda x, mask, axis: (x, mask, axis))
+    assert got[0].dtype == np.float32 and np.array_equal(got[0], x) and np.array_equal(got[1], mask)
+
+
+def test_reproduction_rebuilds_tensors_and_plain_values():
+    import torch
+
+    t = torch.tensor([[0.1, -2.0]], dtype=torch.float64)
+    half = torch.tensor([0.5, 0.25], dtype=torch.float16)
+    ids = torch.tensor([[101, 7, 102]])
+    text = reproduction(student_called("encode", t, half, ids, [1, "a", None], {"k": 2.5}, float("nan")), "ex")
+    got = run_snippet(text, encode=lambda *a: a)
+    assert torch.equal(got[0], t) and got[0].dtype == torch.float64
+    assert torch.equal(got[1], half) and got[1].dtype == torch.float16 and torch.equal(got[2], ids)
+    assert got[3] == [1, "a", None] and got[4] == {"k": 2.5} and got[5] != got[5]
+
+
+def test_reproduction_rounds_when_exact_text_is_too_long_and_gives_up_when_still_too_long():
+    x = np.random.default_rng(0).standard_normal(150)
+    text = reproduction(student_called("f", x), "ex")
+    assert text.endswith("# inputs rounded to 4 significant digits") and len(text) <= 2000
+    assert np.allclose(run_snippet(text, f=lambda v: v), x, rtol=1e-3)
+    assert reproduction(student_called("f", np.random.default_rng(0).standard_normal(390)), "ex") == ""
+    assert reproduction(student_called("f", np.zeros(401)), "ex") == ""            # too many elements
+
+
+def test_no_reproduction_without_a_plain_call():
+    assert reproduction(SimpleNamespace(), "ex") == ""
+    assert reproduction(student_called("model.forward", 1), "ex") == ""      # a method of a sandbox object
+    assert reproduction(student_called("f", object()), "ex") == ""           # a value it cannot write
+
+
+# ---------------------------------------------------------------- release rewriting
+
+def test_student_noxfile_keeps_only_the_students_sessions():
+    from grader.instructor.release import student_noxfile
+
+    text = (ROOT / "noxfile.py").read_text(encoding="utf-8")
+    present = {"grader/student/cli.py", "grader/student/hint.py", "grader/student/watch.py"}
+    out = student_noxfile(text, present)
+    compile(out, "noxfile.py", "exec")
+    for kept in ("def grade(", "def hint(", "def watch(", "def kata_python("):
+        assert kept in out
+    for dropped in ("def verify(", "def release(", "def bench(", "def plots("):   # plots: its module is absent
+        assert dropped not in out
+    assert "grader.instructor" not in out
+
+
+def test_student_readme_replaces_the_instructors_section(monkeypatch):
+    from grader.instructor import release
+
+    monkeypatch.setattr(release, "reference_table", lambda present=None: [("attention_numpy", 5, 2)])
+    text = ("# Kata\n\nIntro.\n\n```bash\nnox -s grade\nnox -s verify\nsolutions/  reference\n```\n\n"
+            "## How grading works (for instructors)\n\nsecret details\n\n## Layout\n\n| cmd | x |\n"
+            "| `nox -s release` | publish |\n| `nox -s grade` | grade |\n")
+    out = release.student_readme(text, ["solutions/"], 60.0)
+    assert "secret details" not in out and "nox -s verify" not in out and "nox -s release" not in out
+    assert "solutions/  reference" not in out and "nox -s grade" in out and "## Layout" in out
+    assert "| `attention_numpy` | 5 | 2 |" in out and "--fail-under 60" in out
+
+
+# ---------------------------------------------------------------- packaging
+
+def test_the_package_holds_every_module_and_data_file():
+    """pyproject's package discovery finds every grader folder with modules, and its package data
+    covers every other file the grader reads at run time."""
+    import fnmatch
+
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    setuptools = config["tool"]["setuptools"]
+    assert "nox" not in " ".join(config["project"]["dependencies"])
+    assert setuptools["packages"]["find"]["include"] == ["grader", "grader.*"]
+    grader = ROOT / "grader"
+    for folder in {p.parent for p in grader.rglob("*.py")}:
+        assert (folder / "__init__.py").is_file(), f"{folder.relative_to(ROOT)} has modules but no __init__.py"
+    patterns = setuptools["package-data"]["grader"]
+    for path in grader.rglob("*"):
+        rel = path.relative_to(grader).as_posix()
+        if path.is_dir() or path.suffix in (".py", ".pyc") or "__pycache__" in rel:
+            continue
+        assert any(fnmatch.fnmatch(rel, p.replace("**/", "*/")) or fnmatch.fnmatch(rel, p) for p in patterns), \
+            f"grader/{rel} is not in [tool.setuptools.package-data]"
