@@ -22,8 +22,9 @@ from grader.i18n import msg
 
 POOLINGS = ("mean_pool", "max_pool", "cls_pool")
 
-# The chapter's five sentences (3.9): the first two say the same thing in different words.
-CHAPTER_SENTENCES = [
+# Five sentences for the similarity checks (two of them are the chapter's own example sentences,
+# 3.9); the first two say the same thing in different words.
+SIMILARITY_SENTENCES = [
     "The cat sits on the mat.",
     "A feline rests on a rug.",
     "The stock market fell sharply today.",
@@ -31,8 +32,8 @@ CHAPTER_SENTENCES = [
     "I enjoy hiking in the mountains on weekends.",
 ]
 
-# The chapter's QA example (3.7).  The chapter prints the answer at characters 50..54; the real
-# offsets put "2017" at 56..60, and that is what this suite checks.
+# An example QA context written for this suite (not the chapter's); the offsets of its tokens put
+# "2017" at characters 56..60, and that is what this suite checks.
 QA_QUESTION = "When was the Transformer architecture presented?"
 QA_CONTEXT = 'The Transformer architecture was presented by Google in 2017 in the paper "Attention Is All You Need".'
 
@@ -379,32 +380,32 @@ def test_cosine_similarity_matrix_matches_torch(student, device, n, h, dtype, se
 EMB_ATOL = 1e-5
 
 
-def test_sentence_embedding_equals_sentence_transformers_on_chapter_sentences(student, remote_minilm, st_model):
+def test_sentence_embedding_equals_sentence_transformers_on_example_sentences(student, remote_minilm, st_model):
     model, tok = remote_minilm
-    got = student.sentence_embedding(CHAPTER_SENTENCES, model, tok, pooling="mean", normalize=True)
-    want = st_model.encode(CHAPTER_SENTENCES, convert_to_tensor=True, normalize_embeddings=True).cpu()
-    assert_shape(got, (5, 384), msg("sentence_embedding of the chapter's five sentences",
-                                    "本章の 5 つの文の sentence_embedding"))
+    got = student.sentence_embedding(SIMILARITY_SENTENCES, model, tok, pooling="mean", normalize=True)
+    want = st_model.encode(SIMILARITY_SENTENCES, convert_to_tensor=True, normalize_embeddings=True).cpu()
+    assert_shape(got, (5, 384), msg("sentence_embedding of the five example sentences",
+                                    "5 つの例文の sentence_embedding"))
     assert_close(got.cpu() if torch.is_tensor(got) else got, want, atol=EMB_ATOL,
                  name=msg("sentence_embedding vs sentence-transformers (all-MiniLM-L6-v2)",
                           "sentence_embedding と sentence-transformers（all-MiniLM-L6-v2）の比較"))
 
 
-def test_chapter_similarity_ranks_cat_and_feline_closest(student, remote_minilm, st_model):
+def test_similarity_ranks_cat_and_feline_closest(student, remote_minilm, st_model):
     model, tok = remote_minilm
-    emb = student.sentence_embedding(CHAPTER_SENTENCES, model, tok, pooling="mean", normalize=True)
+    emb = student.sentence_embedding(SIMILARITY_SENTENCES, model, tok, pooling="mean", normalize=True)
     sim = student.cosine_similarity_matrix(emb)
-    want_emb = st_model.encode(CHAPTER_SENTENCES, convert_to_tensor=True, normalize_embeddings=True).cpu()
+    want_emb = st_model.encode(SIMILARITY_SENTENCES, convert_to_tensor=True, normalize_embeddings=True).cpu()
     want = want_emb @ want_emb.T
     assert_close(sim.cpu() if torch.is_tensor(sim) else sim, want, atol=EMB_ATOL,
-                 name=msg("cosine similarity matrix of the chapter's sentences", "本章の文のコサイン類似度行列"))
+                 name=msg("cosine similarity matrix of the five example sentences", "5 つの例文のコサイン類似度行列"))
     off = as_float64(sim) - 10 * np.eye(5)
     for row, other in ((0, 1), (1, 0)):
         best = int(off[row].argmax())
-        assert best == other, msg(f"{CHAPTER_SENTENCES[row]!r} should be closest to {CHAPTER_SENTENCES[other]!r}, "
-                                  f"but your matrix ranks {CHAPTER_SENTENCES[best]!r} closest",
-                                  f"{CHAPTER_SENTENCES[row]!r} に最も近いのは {CHAPTER_SENTENCES[other]!r} のはずですが、"
-                                  f"あなたの行列では {CHAPTER_SENTENCES[best]!r} が最も近くなっています")
+        assert best == other, msg(f"{SIMILARITY_SENTENCES[row]!r} should be closest to {SIMILARITY_SENTENCES[other]!r}, "
+                                  f"but your matrix ranks {SIMILARITY_SENTENCES[best]!r} closest",
+                                  f"{SIMILARITY_SENTENCES[row]!r} に最も近いのは {SIMILARITY_SENTENCES[other]!r} のはずですが、"
+                                  f"あなたの行列では {SIMILARITY_SENTENCES[best]!r} が最も近くなっています")
 
 
 texts_strategy = st.lists(
@@ -429,8 +430,8 @@ def test_sentence_embedding_equals_sentence_transformers_on_drawn_text(student, 
 @pytest.mark.parametrize("pooling", ["mean", "max", "cls"])
 def test_sentence_embedding_pooling_options(student, reference, remote_minilm, hf_minilm, hf_tokenizer, pooling):
     model, tok = remote_minilm
-    got = student.sentence_embedding(CHAPTER_SENTENCES, model, tok, pooling=pooling, normalize=False)
-    enc = hf_tokenizer(CHAPTER_SENTENCES, padding=True, return_tensors="pt")
+    got = student.sentence_embedding(SIMILARITY_SENTENCES, model, tok, pooling=pooling, normalize=False)
+    enc = hf_tokenizer(SIMILARITY_SENTENCES, padding=True, return_tensors="pt")
     with torch.no_grad():
         hidden = hf_minilm(**enc).last_hidden_state
     want = getattr(reference, f"{pooling}_pool")(hidden, enc["attention_mask"])
@@ -664,14 +665,14 @@ def _peaked(L, hot):
     return x
 
 
-def test_best_span_chapter_context_finds_2017_at_56_60(student, device, hf_tokenizer):
+def test_best_span_example_context_finds_2017_at_56_60(student, device, hf_tokenizer):
     tokens, offsets = _qa_offsets(hf_tokenizer, QA_QUESTION, QA_CONTEXT, "hf")
     k = tokens.index("2017")
     L = len(tokens)
     start, end = _peaked(L, {k: 8.0, 0: 9.0}), _peaked(L, {k: 8.0, 0: 9.0})   # [CLS] scores higher but is no answer
     got = student.best_span(start.to(device), end.to(device), offsets, QA_CONTEXT)
     _check_span(got, start.numpy(), end.numpy(), offsets, QA_CONTEXT, 15,
-                msg("best_span on the chapter's context", "本章の文脈に対する best_span"))
+                msg("best_span on the example context", "例の文脈に対する best_span"))
     assert (got["answer"], got["start"], got["end"]) == ("2017", 56, 60), \
         msg(f"expected the answer '2017' at characters 56..60, got {got['answer']!r} at {got['start']}..{got['end']}",
             f"答えは文字 56..60 の '2017' のはずが、{got['start']}..{got['end']} の {got['answer']!r} でした")

@@ -615,7 +615,7 @@ def test_whole_word_mask_word_selection_rate_matches_hf(student, device, wwm_eng
 
 def test_whole_word_mask_80_10_10_per_piece(student, device, wwm_japanese):
     """Of the selected pieces 80 % become [MASK], 10 % a random id, 10 % stay, each piece on its own
-    coin.  Japanese text (V = 2142), mlm_probability 0.5: ~20 800 selected pieces, intervals
+    coin.  Japanese text (V = 2152), mlm_probability 0.5: ~20 800 selected pieces, intervals
     0.781..0.819 ([MASK]) and 0.086..0.114 (random, kept), so 80/20/0 or 90/5/5 are far out.  Per
     piece, both of the first two pieces of a selected multi-piece word show [MASK] with probability
     q^2 (q = 0.8 + 0.1 / V, 0.640; ~3 600 words, interval 0.585..0.694); one decision per word

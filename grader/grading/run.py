@@ -179,6 +179,7 @@ def _exercise_report(ex, collector: Collector) -> dict:
         first = next(t for t in failed)
         message = f"{first['name']}: {first['message']}"
     return {"name": ex.name, "section": ex.section, "title": ex.title, "title_ja": ex.title_ja,
+            "chapter_exercises": list(ex.chapter_exercises),
             "score": round(score, 2), "max_score": round(ex.points, 2), "status": status,
             "message": message, "output_bytes": output_bytes, "tests": tests,
             "excluded": [collector.items[n]["name"] for n in excluded]}

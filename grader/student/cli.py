@@ -156,6 +156,9 @@ def print_exercise(ex: dict, lang: str, verbose: bool, out=sys.stdout) -> None:
     status = t.get(ex["status"], ex["status"])
     print(f"  {ex['section']:<5} {ex['name']:<20} [{bar(frac)}] {ex['score']:>5g} / {ex['max_score']:<3g} "
           f"{status}", file=out)
+    if ex.get("chapter_exercises"):      # the chapter's end-of-chapter exercises this one grades
+        nums = ", ".join(str(n) for n in ex["chapter_exercises"])
+        title += f"  (章末演習 {nums})" if lang == "ja" else f"  (chapter exercise {nums})"
     print(f"        {title}", file=out)
     if ex.get("excluded"):
         print(t["excluded"].format(n=len(ex["excluded"])), file=out)
