@@ -158,7 +158,8 @@ def print_exercise(ex: dict, lang: str, verbose: bool, out=sys.stdout) -> None:
           f"{status}", file=out)
     if ex.get("chapter_exercises"):      # the chapter's end-of-chapter exercises this one grades
         nums = ", ".join(str(n) for n in ex["chapter_exercises"])
-        title += f"  (章末演習 {nums})" if lang == "ja" else f"  (chapter exercise {nums})"
+        plural = "s" if len(ex["chapter_exercises"]) > 1 else ""
+        title += f"  (章末演習 {nums})" if lang == "ja" else f"  (chapter exercise{plural} {nums})"
     print(f"        {title}", file=out)
     if ex.get("excluded"):
         print(t["excluded"].format(n=len(ex["excluded"])), file=out)
