@@ -873,9 +873,16 @@ def qa_model(student, device, hf_tokenizer):
 
     from grader.grading.hf import in_sandbox, small_config
 
-    # initial weights 5x BERT's spread: peaked logits, so the best span is far ahead of the rest
+    # initial weights 5x BERT's spread: peaked logits.  An untrained model prefers the first or the
+    # (shorter) last window; the word embedding of "2017" is pointed along the QA head's weights, so
+    # "2017" gets high start and end logits wherever it stands, and the long test puts it in a middle
+    # window: its span scores 0.0100 there, the best span of any other window 0.0018.
     cfg = small_config(vocab_size=hf_tokenizer.vocab_size, max_position_embeddings=384, initializer_range=0.1)
     local = seeded(lambda: BertForQuestionAnswering(cfg), 7).eval()
+    with torch.no_grad():
+        w = local.qa_outputs.weight.sum(0)
+        local.bert.embeddings.word_embeddings.weight[hf_tokenizer.convert_tokens_to_ids("2017")] = \
+            3.0 * w / w.norm() * cfg.hidden_size ** 0.5
     remote = in_sandbox(student, "transformers.BertForQuestionAnswering", cfg, local.state_dict())
     remote.to(str(device))
     return QaModel(local, remote)
@@ -926,12 +933,15 @@ def _check_answer(got, spans, context, what):
 @pytest.mark.parametrize("kind", ["short", "long"])
 def test_answer_question_matches_brute_force_over_windows(student, hf_tokenizer, remote_bert_tokenizer,
                                                           qa_model, kind):
-    """The best span over every window (max_length 64, stride 16 on a long context: several windows)
-    equals a brute-force search over the same model's logits."""
-    context = QA_CONTEXT if kind == "short" else " ".join(
-        f"{QA_CONTEXT} Section {k} adds that {WORDS[k]} and {WORDS[-k - 1]} matter." for k in range(1, 9))
+    """The best span over every window (max_length 64, stride 16 on a long context: 5 windows, the
+    answer "2017" in the third) equals a brute-force search over the same model's logits."""
+    def section(k):
+        year = "2017" if k == 5 else "last year"
+        return (f"The Transformer architecture was presented by Google in {year}. "
+                f"Section {k} adds that {WORDS[k]} and {WORDS[-k - 1]} matter.")
+    context = QA_CONTEXT if kind == "short" else " ".join(section(k) for k in range(1, 10))
     spans, n_windows = _brute_force_answer(qa_model.local, hf_tokenizer, QA_QUESTION, context, 64, 16, 15)
-    assert kind == "short" or n_windows >= 4
+    assert kind == "short" or n_windows == 5
     got = student.answer_question(QA_QUESTION, context, qa_model.remote, remote_bert_tokenizer,
                                   max_length=64, stride=16)
     _check_answer(got, spans, context, msg(f"answer_question on a {kind} context ({n_windows} window(s))",
