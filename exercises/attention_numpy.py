@@ -1,4 +1,12 @@
-"""Exercise: scaled dot-product self-attention (自己注意) in NumPy — chapter 3.2.
+"""演習：NumPy によるスケール化内積注意（自己注意）（3.2 節）。
+
+作るもの：数値的に安定な ``softmax(x, axis=-1)`` と ``scaled_dot_product_attention(Q, K, V, mask=None)``
+（Q (..., L_q, d_k)、K (..., L_k, d_k)、V (..., L_k, d_v) → 出力 (..., L_q, d_v) と重み (..., L_q, L_k)。
+先頭のバッチ次元はいくつでもよく、L_q と L_k は違ってもよい）。
+章との違い：mask は True / 1 が「注意してよい」（HuggingFace と同じ）。章の NumPy のリストは
+``mask * -1e9``（1 = 禁止）で、意味が逆です。float32 は float32 のまま返します。
+
+Exercise: scaled dot-product self-attention (自己注意) in NumPy — chapter 3.2.
 
 Self-attention lets every token look at every other token.  Each query vector is
 compared with every key vector; the similarities become weights (注意の重み)

@@ -1,4 +1,11 @@
-"""Exercise: scaled dot-product and multi-head attention (マルチヘッド注意) in PyTorch.
+"""演習：PyTorch によるスケール化内積注意とマルチヘッド注意（3.2 節、3.3 節、章末演習 1 と 4）。
+
+作るもの：``ScaledDotProductAttention``（3 次元・4 次元の入力）と ``MultiHeadAttention``
+（nn.Linear の ``W_Q``、``W_K``、``W_V``、``W_O``。出力 (B, L_q, d_model) と重み (B, h, L_q, L_k)。
+自己注意と交差注意（L_q != L_k）の両方）。d_model が num_heads で割り切れなければ ValueError。
+章との違い：mask は True / 1 が「注意してよい」（HuggingFace と同じ）。
+
+Exercise: scaled dot-product and multi-head attention (マルチヘッド注意) in PyTorch.
 
 Chapter 3.2 (self-attention in PyTorch), 3.3 (multi-head attention) and the
 chapter's exercises 1 and 4.  Multi-head attention runs ``num_heads`` smaller

@@ -1,4 +1,12 @@
-"""Exercise: a BERT encoder (エンコーダ) built from your own parts — chapters 3.1 and 3.6.
+"""演習：自作の部品で組み立てる BERT エンコーダ（3.1 節、3.6 節）。
+
+作るもの：post-LayerNorm の ``EncoderLayer``（自分の MultiHeadAttention と PositionwiseFeedForward
+から）、HuggingFace の BertLayer の重みを写す ``load_bert_layer``、埋め込み（単語 + 位置 + トークン
+タイプ、LayerNorm）と層の積み重ねからなる ``BertEncoder``（入力 (B, L) の input_ids → 出力
+(B, L, hidden)。``from_hf`` で実際の重みを読み込む）。
+マスクの規約：attention_mask は 1 が実トークン、0 がパディング（HuggingFace と同じ）。
+
+Exercise: a BERT encoder (エンコーダ) built from your own parts — chapters 3.1 and 3.6.
 
 This is where the chapter comes together.  With your ``MultiHeadAttention``
 (``attention_torch``) and your ``PositionwiseFeedForward`` (``feed_forward``) you

@@ -1,4 +1,10 @@
-"""Exercise: the position-wise feed-forward network (位置ごとのフィードフォワードネットワーク) — chapter 3.5.
+"""演習：位置ごとのフィードフォワードネットワーク（3.5 節）。
+
+作るもの：``PositionwiseFeedForward(d_model, d_ff, dropout=0.1, activation="relu")``。属性は
+``linear1``、``linear2``、``dropout`` の 3 つ。入出力とも (B, L, d_model)。activation は "relu" か
+"gelu"（BERT と同じ厳密な erf 版）で、それ以外は ValueError。
+
+Exercise: the position-wise feed-forward network (位置ごとのフィードフォワードネットワーク) — chapter 3.5.
 
 After attention has mixed information *between* tokens, every Transformer layer
 applies the same small two-layer network to each position *separately*:

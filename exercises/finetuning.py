@@ -1,4 +1,12 @@
-"""Exercise: fine-tuning BERT for sentiment classification (ファインチューニング) — chapter 3.7, 3.8
+"""演習：感情分類のための BERT のファインチューニング（3.7 節、3.8 節、章末演習 5）。
+
+作るもの：``SentimentDataset``（テキストを max_length にパディング・切り詰めし、input_ids と
+attention_mask（長さ max_length の LongTensor）と labels（0 次元）を返す）、``train_model``（エポック
+ごとのバッチ損失の平均のリストを返す）、``evaluate_model``（accuracy、重み付き F1、predictions）、
+``compute_metrics``（Trainer 用のコールバック）、``predict_sentiment``（(ラベル, 確信度) のリスト）。
+ラベルは章と同じく 0 = ネガティブ、1 = ポジティブ。
+
+Exercise: fine-tuning BERT for sentiment classification (ファインチューニング) — chapter 3.7, 3.8
 and the chapter's exercise 5.
 
 Pre-trained BERT (事前学習済みモデル) already knows a lot about language; fine-tuning
@@ -14,7 +22,7 @@ You write the pieces of the chapter's hand-written training script:
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-5)
     losses = train_model(model, loader, optimizer, device, epochs=3)
     results = evaluate_model(model, test_loader, device)    # accuracy, weighted F1, predictions
-    predict_sentiment(["この映画は最高でした！"], model, tokenizer)   # [("ポジティブ", 0.97)]
+    predict_sentiment(["この映画は最高でした！"], model, tokenizer)   # [("ポジティブ", 0.9...)] once trained
 
 and ``compute_metrics``, the callback the chapter hands to HuggingFace's ``Trainer``.
 
@@ -158,8 +166,9 @@ def predict_sentiment(texts, model, tokenizer, labels=("ネガティブ", "ポ�
         and its softmax probability (a Python float; ``.item()``).  Predictions must not depend on
         dropout: evaluation mode, no gradients.
 
-    Example (chapter 3.8):
+    Example (the numbers depend on the model: the chapter's classifier head is freshly
+    initialised, not trained, so its confidences are near 0.5; after fine-tuning they grow):
         >>> predict_sentiment(["この映画は最高でした！"], model, tokenizer)   # doctest: +SKIP
-        [('ポジティブ', 0.97...)]
+        [('ポジティブ', 0.9...)]
     """
     raise NotImplementedError("predict_sentiment")

@@ -1,4 +1,11 @@
-"""Exercise: sinusoidal positional encoding (位置エンコーディング) — chapter 3.4, exercise 2.
+"""演習：正弦波による位置エンコーディング（3.4 節、章末演習 2）。
+
+作るもの：``sinusoidal_table(max_len, d_model)``（形状 (max_len, d_model)。列 2i に sin、2i+1 に cos。
+d_model が奇数でもよい）と ``PositionalEncoding``（バッファ ``pe`` の形状は (1, max_len, d_model)。
+forward で入力に足す。max_len より長い系列は ValueError）。
+DistilBERT の表と 1e-3 以内で一致すれば合格です（章の float32 のリストもこの範囲に入ります）。
+
+Exercise: sinusoidal positional encoding (位置エンコーディング) — chapter 3.4, exercise 2.
 
 Self-attention by itself does not know the order of the tokens: permute the
 input rows and the outputs are permuted the same way.  The Transformer therefore

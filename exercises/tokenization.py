@@ -1,4 +1,13 @@
-"""Exercise: WordPiece tokenization (トークン化), English and Japanese — chapter 3.6 and 3.8.
+"""演習：WordPiece によるトークン化（英語と日本語）（3.6 節、3.8 節）。
+
+作るもの：``basic_tokenize``（空白・句読点で分割、小文字化とアクセント除去、漢字を 1 文字ずつ）、
+``wordpiece``（1 単語を最長一致でサブワードに、続きは ``##``）、``WordPieceTokenizer``
+（[CLS]/[SEP] を付けて input_ids・token_type_ids・attention_mask を返す。切り詰めとパディングは
+HuggingFace と同じ意味）、``JapaneseWordPieceTokenizer``（MeCab で単語に分けてから WordPiece）。
+章との違い：日本語は章の cl-tohoku のモデルではなく、unidic-lite 辞書とこのカタ独自の小さな語彙
+（data/ja_vocab.txt）を使います（採点中はダウンロードできないため）。
+
+Exercise: WordPiece tokenization (トークン化), English and Japanese — chapter 3.6 and 3.8.
 
 BERT never sees characters or whole words: it sees *subwords* (サブワード) from a fixed
 vocabulary (語彙) of about 30,000 entries.  Turning text into ids takes three steps:
@@ -17,6 +26,11 @@ example ``"Hello, how are you?"`` gives ``[101, 7592, 1010, 2129, 2024, 2017, 10
 The Japanese yardstick is ``BertJapaneseTokenizer(word_tokenizer_type="mecab",
 mecab_kwargs={"mecab_dic": "unidic_lite"})`` with the kata's own vocabulary
 ``data/ja_vocab.txt`` (built from ``data/ja_corpus.txt`` by ``scripts/build_ja_vocab.py``).
+The chapter loads cl-tohoku's pretrained Japanese BERT tokenizer from the HuggingFace Hub; the
+kata cannot download anything while grading, so it uses the ``unidic-lite`` dictionary (a pip
+package) and a small vocabulary of its own.  The ids differ from cl-tohoku's; the method (MeCab
+words, then WordPiece) is the same, and the chapter's sentence 「自然言語処理は人工知能の重要な
+分野です。」 is one of the checked sentences.
 
 Run ``nox -s grade -- tokenization`` to check your work, and
 ``nox -s hint -- tokenization`` if you are stuck.

@@ -31,6 +31,7 @@ class Exercise:
     budget: float = settings.BUDGET_S
     memory_mb: int = settings.MEMORY_MB
     preload: tuple = ()
+    chapter_exercises: tuple = ()       # the chapter's end-of-chapter exercises (演習) it grades
 
     def weight(self, test_name: str) -> float:
         """Weight of one test (by its function name, parameters stripped)."""
@@ -53,6 +54,7 @@ def load(path=None) -> list[Exercise]:
             budget=float(item.get("budget", settings.BUDGET_S)),
             memory_mb=int(item.get("memory_mb", settings.MEMORY_MB)),
             preload=tuple(item.get("preload", ())),
+            chapter_exercises=tuple(int(n) for n in item.get("chapter_exercises", ())),
         ))
     return out
 

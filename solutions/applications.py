@@ -155,3 +155,39 @@ def best_span(start_logits, end_logits, offsets, context, max_answer_len=15):
     bi, bj = divmod(best, L)
     start, end = int(offsets[bi][0]), int(offsets[bj][1])
     return {"answer": context[start:end], "score": float(scores[bi, bj]), "start": start, "end": end}
+
+
+def qa_features(question, context, tokenizer, max_length=384, stride=128):
+    if not isinstance(question, str) or not isinstance(context, str):
+        raise TypeError("question and context must be str")
+    if not isinstance(max_length, int) or not isinstance(stride, int) or stride < 0 or stride >= max_length:
+        raise ValueError(f"need 0 <= stride < max_length, got max_length={max_length!r}, stride={stride!r}")
+    enc = tokenizer(question, context, truncation="only_second", max_length=max_length, stride=stride,
+                    return_overflowing_tokens=True, return_offsets_mapping=True, padding="max_length")
+    windows = []
+    for w in range(len(enc["input_ids"])):
+        seq = enc.sequence_ids(w)                        # None: special / padding, 0: question, 1: context
+        offsets = [tuple(int(v) for v in o) if s == 1 else None for o, s in zip(enc["offset_mapping"][w], seq)]
+        windows.append({"input_ids": list(enc["input_ids"][w]), "attention_mask": list(enc["attention_mask"][w]),
+                        "token_type_ids": list(enc["token_type_ids"][w]), "offsets": offsets})
+    return windows
+
+
+def answer_question(question, context, model, tokenizer, max_length=384, stride=128, max_answer_len=15):
+    windows = qa_features(question, context, tokenizer, max_length=max_length, stride=stride)
+    device = next(model.parameters()).device
+    batch = {k: torch.tensor([w[k] for w in windows], dtype=torch.long, device=device)
+             for k in ("input_ids", "attention_mask", "token_type_ids")}
+    model.eval()
+    with torch.no_grad():
+        out = model(**batch)                             # start_logits, end_logits: (windows, L)
+    best = None
+    for w, win in enumerate(windows):
+        if not any(o is not None for o in win["offsets"]):
+            continue
+        span = best_span(out.start_logits[w], out.end_logits[w], win["offsets"], context, max_answer_len)
+        if best is None or span["score"] > best["score"]:
+            best = span
+    if best is None:
+        raise ValueError("context has no token to answer from")
+    return best

@@ -81,3 +81,60 @@ def mlm_train_step(model, batch, optimizer):
     loss.backward()
     optimizer.step()
     return loss.item()
+
+
+def _word_index(word_ids, shape, device):
+    """word_ids (nested lists / tuples / a tensor, None or a negative number = no word) -> LongTensor
+    of ``shape`` with -1 where there is no word."""
+    if isinstance(word_ids, torch.Tensor):
+        wid = word_ids.to(device=device, dtype=torch.long)
+    else:
+        def fill(x):
+            if isinstance(x, (list, tuple)):
+                return [fill(v) for v in x]
+            return -1 if x is None else int(x)
+        try:
+            wid = torch.tensor(fill(word_ids), dtype=torch.long, device=device)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"word_ids must be nested lists of ints or None shaped like input_ids: {exc}") from None
+    if tuple(wid.shape) != tuple(shape):
+        raise ValueError(f"word_ids has shape {tuple(wid.shape)}, expected input_ids' shape {tuple(shape)}")
+    return wid.clamp(min=-1)
+
+
+def whole_word_mask_tokens(input_ids, word_ids, mask_token_id, vocab_size, special_tokens_mask,
+                           mlm_probability=0.15, generator=None):
+    if not isinstance(input_ids, torch.Tensor) or input_ids.is_floating_point() or input_ids.is_complex():
+        raise TypeError(f"input_ids must be an integer torch.Tensor, got {type(input_ids).__name__}")
+    if not isinstance(vocab_size, int) or vocab_size <= 0:
+        raise ValueError(f"vocab_size must be a positive int, got {vocab_size!r}")
+    if not 0.0 <= mlm_probability <= 1.0:
+        raise ValueError(f"mlm_probability must be in [0, 1], got {mlm_probability!r}")
+    special = torch.as_tensor(special_tokens_mask, device=input_ids.device).bool()
+    if special.shape != input_ids.shape:
+        raise ValueError(f"special_tokens_mask has shape {tuple(special.shape)}, "
+                         f"expected input_ids' shape {tuple(input_ids.shape)}")
+    dev = generator.device if generator is not None else input_ids.device
+    rows = input_ids.reshape(-1, input_ids.shape[-1]) if input_ids.dim() else input_ids.reshape(1, 1)
+    wid = _word_index(word_ids, input_ids.shape, dev).reshape(rows.shape)
+    wid = wid.masked_fill(special.to(dev).reshape(rows.shape), -1)          # special: never selected
+    valid = wid >= 0
+    same = (wid[:, :, None] == wid[:, None, :]) & valid[:, :, None] & valid[:, None, :]   # (R, L, L)
+    earlier = torch.ones(same.shape[-2:], dtype=torch.bool, device=dev).tril(-1)         # j < i
+    first = valid & ~(same & earlier).any(-1)                               # first piece of each word
+    prob = torch.where(first, float(mlm_probability), 0.0)
+    word_coin = torch.bernoulli(prob, generator=generator).bool()           # one coin per word
+    selected = (same & word_coin[:, None, :]).any(-1).reshape(input_ids.shape)   # all its pieces
+
+    def bernoulli(p):  # an independent coin per piece
+        return torch.bernoulli(torch.full(input_ids.shape, p, device=dev), generator=generator).bool()
+
+    inputs, labels = input_ids.clone(), input_ids.clone()
+    replaced = bernoulli(0.8) & selected                                     # 80 % of pieces -> [MASK]
+    randomized = bernoulli(0.5) & selected & ~replaced                       # 10 % -> random id
+    random_ids = torch.randint(vocab_size, input_ids.shape, generator=generator, device=dev)
+    selected, replaced, randomized = (t.to(input_ids.device) for t in (selected, replaced, randomized))
+    labels[~selected] = -100
+    inputs[replaced] = mask_token_id
+    inputs[randomized] = random_ids.to(input_ids.device, input_ids.dtype)[randomized]
+    return inputs, labels                                                    # 10 % stay

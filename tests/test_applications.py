@@ -22,8 +22,9 @@ from grader.i18n import msg
 
 POOLINGS = ("mean_pool", "max_pool", "cls_pool")
 
-# The chapter's five sentences (3.9): the first two say the same thing in different words.
-CHAPTER_SENTENCES = [
+# Five sentences for the similarity checks (two of them are the chapter's own example sentences,
+# 3.9); the first two say the same thing in different words.
+SIMILARITY_SENTENCES = [
     "The cat sits on the mat.",
     "A feline rests on a rug.",
     "The stock market fell sharply today.",
@@ -31,8 +32,8 @@ CHAPTER_SENTENCES = [
     "I enjoy hiking in the mountains on weekends.",
 ]
 
-# The chapter's QA example (3.7).  The chapter prints the answer at characters 50..54; the real
-# offsets put "2017" at 56..60, and that is what this suite checks.
+# An example QA context written for this suite (not the chapter's); the offsets of its tokens put
+# "2017" at characters 56..60, and that is what this suite checks.
 QA_QUESTION = "When was the Transformer architecture presented?"
 QA_CONTEXT = 'The Transformer architecture was presented by Google in 2017 in the paper "Attention Is All You Need".'
 
@@ -353,28 +354,28 @@ def test_cosine_similarity_matrix_matches_torch(student, device, n, h, dtype, se
 EMB_ATOL = 1e-5
 
 
-def test_sentence_embedding_equals_sentence_transformers_on_chapter_sentences(student, remote_minilm, st_model):
+def test_sentence_embedding_equals_sentence_transformers_on_example_sentences(student, remote_minilm, st_model):
     model, tok = remote_minilm
-    got = student.sentence_embedding(CHAPTER_SENTENCES, model, tok, pooling="mean", normalize=True)
-    want = st_model.encode(CHAPTER_SENTENCES, convert_to_tensor=True, normalize_embeddings=True).cpu()
-    assert_shape(got, (5, 384), msg("applications.sentence_embedding_chapter_five"))
+    got = student.sentence_embedding(SIMILARITY_SENTENCES, model, tok, pooling="mean", normalize=True)
+    want = st_model.encode(SIMILARITY_SENTENCES, convert_to_tensor=True, normalize_embeddings=True).cpu()
+    assert_shape(got, (5, 384), msg("applications.sentence_embedding_example_five"))
     assert_close(got.cpu() if torch.is_tensor(got) else got, want, atol=EMB_ATOL,
                  name=msg("applications.sentence_embedding_sentence_transformers"))
 
 
-def test_chapter_similarity_ranks_cat_and_feline_closest(student, remote_minilm, st_model):
+def test_similarity_ranks_cat_and_feline_closest(student, remote_minilm, st_model):
     model, tok = remote_minilm
-    emb = student.sentence_embedding(CHAPTER_SENTENCES, model, tok, pooling="mean", normalize=True)
+    emb = student.sentence_embedding(SIMILARITY_SENTENCES, model, tok, pooling="mean", normalize=True)
     sim = student.cosine_similarity_matrix(emb)
-    want_emb = st_model.encode(CHAPTER_SENTENCES, convert_to_tensor=True, normalize_embeddings=True).cpu()
+    want_emb = st_model.encode(SIMILARITY_SENTENCES, convert_to_tensor=True, normalize_embeddings=True).cpu()
     want = want_emb @ want_emb.T
     assert_close(sim.cpu() if torch.is_tensor(sim) else sim, want, atol=EMB_ATOL,
-                 name=msg("applications.cosine_similarity_matrix_chapter"))
+                 name=msg("applications.cosine_similarity_matrix_examples"))
     off = as_float64(sim) - 10 * np.eye(5)
     for row, other in ((0, 1), (1, 0)):
         best = int(off[row].argmax())
-        assert best == other, msg("applications.closest_but_matrix_ranks", sentence=CHAPTER_SENTENCES[row],
-                                  expected=CHAPTER_SENTENCES[other], closest=CHAPTER_SENTENCES[best])
+        assert best == other, msg("applications.closest_but_matrix_ranks", sentence=SIMILARITY_SENTENCES[row],
+                                  expected=SIMILARITY_SENTENCES[other], closest=SIMILARITY_SENTENCES[best])
 
 
 texts_strategy = st.lists(
@@ -398,8 +399,8 @@ def test_sentence_embedding_equals_sentence_transformers_on_drawn_text(student, 
 @pytest.mark.parametrize("pooling", ["mean", "max", "cls"])
 def test_sentence_embedding_pooling_options(student, reference, remote_minilm, hf_minilm, hf_tokenizer, pooling):
     model, tok = remote_minilm
-    got = student.sentence_embedding(CHAPTER_SENTENCES, model, tok, pooling=pooling, normalize=False)
-    enc = hf_tokenizer(CHAPTER_SENTENCES, padding=True, return_tensors="pt")
+    got = student.sentence_embedding(SIMILARITY_SENTENCES, model, tok, pooling=pooling, normalize=False)
+    enc = hf_tokenizer(SIMILARITY_SENTENCES, padding=True, return_tensors="pt")
     with torch.no_grad():
         hidden = hf_minilm(**enc).last_hidden_state
     want = getattr(reference, f"{pooling}_pool")(hidden, enc["attention_mask"])
@@ -609,14 +610,14 @@ def _peaked(L, hot):
     return x
 
 
-def test_best_span_chapter_context_finds_2017_at_56_60(student, device, hf_tokenizer):
+def test_best_span_example_context_finds_2017_at_56_60(student, device, hf_tokenizer):
     tokens, offsets = _qa_offsets(hf_tokenizer, QA_QUESTION, QA_CONTEXT, "hf")
     k = tokens.index("2017")
     L = len(tokens)
     start, end = _peaked(L, {k: 8.0, 0: 9.0}), _peaked(L, {k: 8.0, 0: 9.0})   # [CLS] scores higher but is no answer
     got = student.best_span(start.to(device), end.to(device), offsets, QA_CONTEXT)
     _check_span(got, start.numpy(), end.numpy(), offsets, QA_CONTEXT, 15,
-                msg("applications.best_span_chapter_context"))
+                msg("applications.best_span_example_context"))
     assert (got["answer"], got["start"], got["end"]) == ("2017", 56, 60), \
         msg("applications.expected_answer_2017_characters", got_answer=got['answer'], got_start=got['start'],
             got_end=got['end'])
@@ -676,3 +677,227 @@ def test_best_span_rejects_mismatched_lengths(student, device, hf_tokenizer):
     L = len(tokens)
     with pytest.raises(ValueError):
         student.best_span(torch.zeros(L + 1, device=device), torch.zeros(L + 1, device=device), offsets, QA_CONTEXT)
+
+
+# ------------------------------------------------------------------ QA end to end: windows and answers
+
+QA_WORDS = [w for w in WORDS if w not in ("(", ")")]
+
+
+def _hf_windows(tok, question, context, max_length, stride):
+    """HuggingFace's question-answering preprocessing (the course's prepare_validation_features)."""
+    enc = tok(question, context, truncation="only_second", max_length=max_length, stride=stride,
+              return_overflowing_tokens=True, return_offsets_mapping=True, padding="max_length")
+    out = []
+    for w in range(len(enc["input_ids"])):
+        seq = enc.sequence_ids(w)
+        out.append({"input_ids": list(enc["input_ids"][w]), "attention_mask": list(enc["attention_mask"][w]),
+                    "token_type_ids": list(enc["token_type_ids"][w]),
+                    "offsets": [tuple(o) if s == 1 else None for o, s in zip(enc["offset_mapping"][w], seq)]})
+    return out
+
+
+def _as_list(x):
+    if isinstance(x, (torch.Tensor, np.ndarray)):
+        return x.tolist()
+    return list(x)
+
+
+def _norm_offset(o):
+    if o is None:
+        return None
+    o = _as_list(o)
+    return (int(o[0]), int(o[1]))
+
+
+def _check_windows(got, want, what):
+    """Equal to HF's windows on every real token; any padding after them is [PAD] (id 0), mask 0,
+    type 0 and offset None (padding to max_length is allowed, not required)."""
+    if not isinstance(got, list) or len(got) != len(want):
+        raise AssertionError(msg(f"{what}: expected a list of {len(want)} windows, got "
+                                 f"{len(got) if isinstance(got, list) else type(got).__name__}",
+                                 f"{what}：{len(want)} 個のウィンドウのリストのはずが "
+                                 f"{len(got) if isinstance(got, list) else type(got).__name__} でした"))
+    for w, (g, h) in enumerate(zip(got, want)):
+        if not isinstance(g, dict) or not {"input_ids", "attention_mask", "token_type_ids", "offsets"} <= set(g):
+            raise AssertionError(msg(f"{what}: window {w} must be a dict with input_ids, attention_mask, "
+                                     f"token_type_ids and offsets, got {type(g).__name__} "
+                                     f"{sorted(g) if isinstance(g, dict) else ''}",
+                                     f"{what}：ウィンドウ {w} は input_ids, attention_mask, token_type_ids, offsets を"
+                                     f"持つ dict のはずが {type(g).__name__} でした"))
+        cols = {k: _as_list(g[k]) for k in ("input_ids", "attention_mask", "token_type_ids", "offsets")}
+        n = sum(h["attention_mask"])
+        lengths = {k: len(v) for k, v in cols.items()}
+        if len(set(lengths.values())) != 1 or lengths["input_ids"] < n:
+            raise AssertionError(msg(f"{what}: window {w}: the four lists must have one length >= {n}, got {lengths}",
+                                     f"{what}：ウィンドウ {w}：4 つのリストは同じ長さ（{n} 以上）のはずが {lengths} でした"))
+        for k in ("input_ids", "attention_mask", "token_type_ids"):
+            real = [int(v) for v in cols[k][:n]]
+            if real != h[k][:n]:
+                i = next(i for i, (a, b) in enumerate(zip(real, h[k][:n])) if a != b)
+                raise AssertionError(msg(f"{what}: window {w}: {k}[{i}] is {real[i]}, HuggingFace's preprocessing "
+                                         f"gives {h[k][i]} ({k}[:{n}] = {h[k][:n]})",
+                                         f"{what}：ウィンドウ {w}：{k}[{i}] が {real[i]} です。HuggingFace の前処理では "
+                                         f"{h[k][i]} です（{k}[:{n}] = {h[k][:n]}）"))
+        offs = [_norm_offset(o) for o in cols["offsets"][:n]]
+        if offs != h["offsets"][:n]:
+            i = next(i for i, (a, b) in enumerate(zip(offs, h["offsets"][:n])) if a != b)
+            raise AssertionError(msg(f"{what}: window {w}: offsets[{i}] is {offs[i]}, expected {h['offsets'][i]} "
+                                     "(context tokens keep their character offsets, every other token is None)",
+                                     f"{what}：ウィンドウ {w}：offsets[{i}] が {offs[i]} です。{h['offsets'][i]} の"
+                                     "はずです（文脈のトークンは文字オフセット、それ以外のトークンはすべて None）"))
+        pad = [(int(a), int(b), int(c), _norm_offset(d)) for a, b, c, d in
+               zip(*(cols[k][n:] for k in ("input_ids", "attention_mask", "token_type_ids", "offsets")))]
+        if any(p != (0, 0, 0, None) for p in pad):
+            raise AssertionError(msg(f"{what}: window {w}: the padding after the {n} real tokens must be [PAD] (0) "
+                                     "with attention_mask 0, token_type_ids 0 and offset None",
+                                     f"{what}：ウィンドウ {w}：{n} 個の実トークンの後のパディングは [PAD] (0)、"
+                                     "attention_mask 0、token_type_ids 0、offset None のはずです"))
+
+
+@st.composite
+def qa_documents(draw):
+    question = " ".join(draw(st.lists(st.sampled_from(QA_WORDS), min_size=1, max_size=6)))
+    context = " ".join(draw(st.lists(st.sampled_from(QA_WORDS), min_size=1, max_size=120)))
+    max_length = draw(st.integers(32, 96))
+    stride = draw(st.integers(0, 16))
+    return question, context, max_length, stride
+
+
+@pytest.fixture(scope="module")
+def remote_bert_tokenizer(student):
+    return student.build("transformers.BertTokenizer", vocab=str(vocab_path()))
+
+
+@graded(max_examples=25)
+@given(doc=qa_documents())
+def test_qa_features_match_hf_preprocessing(student, hf_tokenizer, remote_bert_tokenizer, doc):
+    """Windows, ids, masks, token types and context offsets as HuggingFace's QA preprocessing,
+    for contexts from one window to many (max_length 32..96, stride 0..16)."""
+    question, context, max_length, stride = doc
+    got = student.qa_features(question, context, remote_bert_tokenizer, max_length=max_length, stride=stride)
+    want = _hf_windows(hf_tokenizer, question, context, max_length, stride)
+    _check_windows(got, want, msg(f"qa_features(max_length={max_length}, stride={stride})",
+                                  f"qa_features(max_length={max_length}, stride={stride})"))
+
+
+def test_qa_features_long_context_windows_overlap_and_cover_it(student, hf_tokenizer, remote_bert_tokenizer):
+    """A context of ~600 tokens, default max_length=384 and stride=128: two windows, as HF; and a short
+    context: one window."""
+    context = " ".join([QA_CONTEXT] * 30)
+    for ctx, what in ((context, msg("a long context", "長い文脈")), (QA_CONTEXT, msg("a short context", "短い文脈"))):
+        got = student.qa_features(QA_QUESTION, ctx, remote_bert_tokenizer)
+        _check_windows(got, _hf_windows(hf_tokenizer, QA_QUESTION, ctx, 384, 128),
+                       msg(f"qa_features on {what} (defaults 384 / 128)", f"{what}に対する qa_features（既定値 384 / 128）"))
+
+
+def test_qa_features_rejects_stride_not_below_max_length(student, remote_bert_tokenizer):
+    with pytest.raises(ValueError, match="stride"):
+        student.qa_features(QA_QUESTION, QA_CONTEXT, remote_bert_tokenizer, max_length=32, stride=32)
+
+
+class QaModel:
+    """A seeded small BertForQuestionAnswering here and the same weights in the sandbox (short repr)."""
+
+    def __init__(self, local, remote):
+        self.local, self.remote = local, remote
+
+    def __repr__(self):
+        return "<small BertForQuestionAnswering>"
+
+
+@pytest.fixture(scope="module")
+def qa_model(student, device, hf_tokenizer):
+    from transformers import BertForQuestionAnswering
+
+    from grader.grading.hf import in_sandbox, small_config
+
+    # initial weights 5x BERT's spread: peaked logits.  An untrained model prefers the first or the
+    # (shorter) last window; the word embedding of "2017" is pointed along the QA head's weights, so
+    # "2017" gets high start and end logits wherever it stands, and the long test puts it in a middle
+    # window: its span scores 0.0100 there, the best span of any other window 0.0018.
+    cfg = small_config(vocab_size=hf_tokenizer.vocab_size, max_position_embeddings=384, initializer_range=0.1)
+    local = seeded(lambda: BertForQuestionAnswering(cfg), 7).eval()
+    with torch.no_grad():
+        w = local.qa_outputs.weight.sum(0)
+        local.bert.embeddings.word_embeddings.weight[hf_tokenizer.convert_tokens_to_ids("2017")] = \
+            3.0 * w / w.norm() * cfg.hidden_size ** 0.5
+    remote = in_sandbox(student, "transformers.BertForQuestionAnswering", cfg, local.state_dict())
+    remote.to(str(device))
+    return QaModel(local, remote)
+
+
+def _brute_force_answer(model, tok, question, context, max_length, stride, max_answer_len):
+    """Every valid span of every window (HF's windows, the same weights) -> (start, end) -> best score."""
+    windows = _hf_windows(tok, question, context, max_length, stride)
+    batch = {k: torch.tensor([w[k] for w in windows]) for k in ("input_ids", "attention_mask", "token_type_ids")}
+    with torch.no_grad():
+        out = model(**batch)
+    spans = {}
+    for w, win in enumerate(windows):
+        for (i, j), score in _brute_force(out.start_logits[w].numpy(), out.end_logits[w].numpy(),
+                                          win["offsets"], max_answer_len).items():
+            key = (win["offsets"][i][0], win["offsets"][j][1])
+            spans[key] = max(spans.get(key, 0.0), score)
+    return spans, len(windows)
+
+
+def _check_answer(got, spans, context, what):
+    if not isinstance(got, dict) or not {"answer", "score", "start", "end"} <= set(got):
+        raise AssertionError(msg(f"{what}: expected a dict with keys answer, score, start, end; got {got!r}",
+                                 f"{what}：キー answer, score, start, end を持つ dict を返すはずが {got!r} でした"))
+    start = _integer(got["start"], msg(f"{what}: start", f"{what}：start"))
+    end = _integer(got["end"], msg(f"{what}: end", f"{what}：end"))
+    score = _number(got["score"], msg(f"{what}: score", f"{what}：score"))
+    if got["answer"] != context[start:end]:
+        raise AssertionError(msg(f"{what}: answer {got['answer']!r} is not context[{start}:{end}]",
+                                 f"{what}：answer {got['answer']!r} が context[{start}:{end}] ではありません"))
+    (bs, be), best = max(spans.items(), key=lambda kv: kv[1])
+    want = msg(f"expected {context[bs:be]!r} at {bs}..{be} with score {best:.6g}",
+               f"期待値は {bs}..{be} の {context[bs:be]!r}（スコア {best:.6g}）です")
+    if (start, end) not in spans:
+        raise AssertionError(msg(f"{what}: {start}..{end} ({got['answer']!r}) is no valid span of any window; {want}",
+                                 f"{what}：{start}..{end}（{got['answer']!r}）はどのウィンドウの有効なスパンでもありません。"
+                                 f"{want}"))
+    # the sandbox's forward pass may sum in another order (another thread count, a GPU): logits
+    # differ by ~1e-6, span scores (products of probabilities <= 1) by less than 1e-5; a span from the
+    # wrong window, or one window only, is off by far more here
+    if spans[(start, end)] < best - 1e-5 or abs(score - spans[(start, end)]) > 1e-5:
+        raise AssertionError(msg(f"{what}: {got['answer']!r} at {start}..{end} with score {score:.6g} (brute force: "
+                                 f"{spans[(start, end)]:.6g}); {want}",
+                                 f"{what}：{start}..{end} の {got['answer']!r}、スコア {score:.6g}（総当たりでは "
+                                 f"{spans[(start, end)]:.6g}）。{want}"))
+
+
+@pytest.mark.parametrize("kind", ["short", "long"])
+def test_answer_question_matches_brute_force_over_windows(student, hf_tokenizer, remote_bert_tokenizer,
+                                                          qa_model, kind):
+    """The best span over every window (max_length 64, stride 16 on a long context: 5 windows, the
+    answer "2017" in the third) equals a brute-force search over the same model's logits."""
+    def section(k):
+        year = "2017" if k == 5 else "last year"
+        return (f"The Transformer architecture was presented by Google in {year}. "
+                f"Section {k} adds that {WORDS[k]} and {WORDS[-k - 1]} matter.")
+    context = QA_CONTEXT if kind == "short" else " ".join(section(k) for k in range(1, 10))
+    spans, n_windows = _brute_force_answer(qa_model.local, hf_tokenizer, QA_QUESTION, context, 64, 16, 15)
+    assert kind == "short" or n_windows == 5
+    got = student.answer_question(QA_QUESTION, context, qa_model.remote, remote_bert_tokenizer,
+                                  max_length=64, stride=16)
+    _check_answer(got, spans, context, msg(f"answer_question on a {kind} context ({n_windows} window(s))",
+                                           f"{'短い' if kind == 'short' else '長い'}文脈（ウィンドウ {n_windows} 個）"
+                                           "に対する answer_question"))
+
+
+@graded(max_examples=8)
+@given(doc=qa_documents(), max_answer_len=st.integers(1, 20))
+def test_answer_question_matches_brute_force_on_drawn_text(student, hf_tokenizer, remote_bert_tokenizer, qa_model,
+                                                           doc, max_answer_len):
+    question, context, max_length, stride = doc
+    spans, n_windows = _brute_force_answer(qa_model.local, hf_tokenizer, question, context, max_length, stride,
+                                           max_answer_len)
+    got = student.answer_question(question, context, qa_model.remote, remote_bert_tokenizer,
+                                  max_length=max_length, stride=stride, max_answer_len=max_answer_len)
+    _check_answer(got, spans, context, msg(f"answer_question(max_length={max_length}, stride={stride}, "
+                                           f"max_answer_len={max_answer_len}) over {n_windows} window(s)",
+                                           f"answer_question(max_length={max_length}, stride={stride}, "
+                                           f"max_answer_len={max_answer_len})（ウィンドウ {n_windows} 個）"))

@@ -4,13 +4,16 @@
 (labels, untouched positions, special tokens, ids in range), determinism (the same generator seed
 gives the same result, the global seed does not matter), and statistics against the distribution of
 HuggingFace's ``DataCollatorForLanguageModeling``.  The draw order is the student's business, so no
-test compares masked positions with the reference one by one.
+test compares masked positions with the reference one by one.  ``whole_word_mask_tokens`` is checked
+the same way on English and Japanese text (see its section for how HF's whole-word collator is made
+to see the same words).
 
 Statistical bounds.  Every rate check is an exact two-sided binomial interval (computed below
 without scipy): the count must lie in [lo, hi] with P(X < lo) + P(X > hi) <= ALPHA = 1e-11 for the
-binomial the contract implies.  The suite draws at most 2 * 27 = 54 such intervals (27 on the
-student's output; the same 27 on HF's collator as a self-check of the bounds), so a correct
-submission fails any of them with probability below 54e-11 < 1e-9.  The sizes are chosen so that a
+binomial the contract implies.  The suite draws at most 2 * 35 = 70 such intervals (27 for
+mask_tokens and 8 for whole_word_mask_tokens on the student's output; the same 35 on HF's
+collator as a self-check of the bounds), so a correct submission fails any of them with
+probability below 70e-11 = 7e-10 < 1e-9.  The sizes are chosen so that a
 15 % vs 20 % selection rate, an 80/20/0 split and a wrongly scaled 10 % random share each miss
 their interval by many standard deviations (see the numbers in each test).
 """
@@ -319,6 +322,304 @@ def test_mask_tokens_random_ids_are_uniform_over_vocab(student, device, hf_colla
     for b in range(STAT_V // width):
         check_count(msg("pretraining.share_random_replacements_ids", lo=b * width, hi=(b + 1) * width),
                     int(g_bins[b]), got.numel(), p_lo, p_hi=p_hi, hf_count=int(r_bins[b]), hf_n=ref.numel())
+
+
+# ------------------------------------------------------------------ whole_word_mask_tokens
+#
+# The law (the contract): each word (a word id of a row; None / special = no word) is selected
+# with probability p, then all its pieces; each selected piece independently becomes [MASK] (0.8),
+# a random id (0.1) or stays (0.1).  Checked on real text: English (bert-base-uncased word_ids()
+# from the fast tokenizer) and Japanese (MeCab words of BertJapaneseTokenizer, each split by its
+# WordPiece; the kata's Japanese vocabulary).  HuggingFace's DataCollatorForLanguageModeling(...,
+# whole_word_mask=True) runs on the same tokens as a self-check of every bound: it finds words from
+# offset_mapping, so it is handed offsets in which the pieces of a word touch and words are one
+# character apart (then its words are exactly ours), and, since transformers 5 forces its
+# mask_replace_prob to 1 with whole words, the 80/10/10 self-check restores 0.8 / 0.1 after
+# construction (its per-token 80/10/10 code then runs on its whole-word selection).
+
+WWM_TILE_EN = 40        # copies of the English sentences: 115 840 words, 2 240 of 2+ pieces
+WWM_TILE_JA = 10        # copies of the Japanese sentences: 31 300 words, 7 310 of 2+ pieces
+
+
+class WwmText:
+    """Token ids, word ids and special-token mask of a tiled corpus (a short repr for reports)."""
+
+    def __init__(self, name, ids, word_ids, special, vocab_size, mask_id, tokenizer):
+        self.name, self.ids, self.word_ids, self.special = name, ids, word_ids, special
+        self.vocab_size, self.mask_id, self.tokenizer = vocab_size, mask_id, tokenizer
+
+    def __repr__(self):
+        return f"<{self.name} text, {tuple(self.ids.shape)}>"
+
+    def offsets(self):
+        """offset_mapping under which HF's collator finds exactly these words."""
+        rows, length = self.ids.shape
+        off = np.zeros((rows, length, 2), dtype=np.int64)
+        for r, wids in enumerate(self.word_ids):
+            pos, prev = 0, None
+            for i, w in enumerate(wids):
+                if w is None:
+                    prev = None
+                    continue
+                if prev is not None and w != prev:
+                    pos += 1                     # a one-character gap starts a new word
+                off[r, i] = (pos, pos + 1)
+                pos, prev = pos + 1, w
+        return torch.from_numpy(off)
+
+
+def sentiment_texts(name):
+    rows = [line.split("\t") for line in (CORPUS.parent / name).read_text(encoding="utf-8").splitlines()
+            if line and not line.startswith("#")][1:]
+    return [text for _, _, text in rows]
+
+
+def pack(name, pieces_per_sentence, tile, vocab_size, mask_id, cls, sep, pad, tokenizer):
+    """[CLS] pieces [SEP] [PAD]... with word ids (None for specials), ``tile`` copies of every sentence."""
+    seqs = [([cls] + [i for i, _ in ps] + [sep], [None] + [w for _, w in ps] + [None])
+            for ps in pieces_per_sentence] * tile
+    length = max(len(s) for s, _ in seqs)
+    ids = torch.full((len(seqs), length), pad, dtype=torch.long)
+    special = torch.ones((len(seqs), length), dtype=torch.long)
+    word_ids = []
+    for r, (s, w) in enumerate(seqs):
+        ids[r, :len(s)] = torch.tensor(s)
+        special[r, 1:len(s) - 1] = 0
+        word_ids.append(w + [None] * (length - len(w)))
+    return WwmText(name, ids, word_ids, special, vocab_size, mask_id, tokenizer)
+
+
+@pytest.fixture(scope="module")
+def wwm_english():
+    from transformers import BertTokenizer
+
+    tok = BertTokenizer(vocab=str(hf.vocab_path()))
+    texts = sentiment_texts("sentiment_en.tsv")
+    enc = tok(texts, add_special_tokens=False)
+    pieces = [list(zip(enc["input_ids"][b], enc.word_ids(b))) for b in range(len(texts))]
+    return pack("English", pieces, WWM_TILE_EN, len(tok), tok.mask_token_id, tok.cls_token_id,
+                tok.sep_token_id, tok.pad_token_id, tok)
+
+
+@pytest.fixture(scope="module")
+def wwm_japanese():
+    from transformers import BertJapaneseTokenizer
+
+    tok = BertJapaneseTokenizer(vocab_file=str(CORPUS.parent / "ja_vocab.txt"), word_tokenizer_type="mecab",
+                                subword_tokenizer_type="wordpiece", mecab_kwargs={"mecab_dic": "unidic_lite"})
+    pieces = []
+    for text in sentiment_texts("sentiment_ja.tsv"):
+        ps = []
+        for w, word in enumerate(tok.word_tokenizer.tokenize(text)):          # MeCab words
+            ps += [(i, w) for i in tok.convert_tokens_to_ids(tok.subword_tokenizer.tokenize(word))]
+        pieces.append(ps)
+    return pack("Japanese", pieces, WWM_TILE_JA, len(tok), tok.mask_token_id, tok.cls_token_id,
+                tok.sep_token_id, tok.pad_token_id, tok)
+
+
+def hf_whole_word(text: WwmText, mlm_probability, seed, split_80_10_10=False):
+    import warnings
+
+    from transformers import DataCollatorForLanguageModeling
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")      # "Random token replacement is not supported ..." / slow tokenizer
+        coll = DataCollatorForLanguageModeling(text.tokenizer, mlm_probability=mlm_probability, whole_word_mask=True)
+    if split_80_10_10:
+        coll.mask_replace_prob, coll.random_replace_prob = 0.8, 0.1
+    coll.generator = torch.Generator().manual_seed(seed)
+    return coll.torch_mask_tokens(text.ids.clone(), text.special.clone(), text.offsets())
+
+
+def word_table(text: WwmText):
+    """(row, first position, positions) of every word."""
+    words = []
+    for r, wids in enumerate(text.word_ids):
+        where = collections.defaultdict(list)
+        for i, w in enumerate(wids):
+            if w is not None and not text.special[r, i]:
+                where[w].append(i)
+        words += [(r, pos) for pos in where.values()]
+    return words
+
+
+def word_counts(text: WwmText, labels, multi_only=False):
+    """(selected words, eligible words); a word counts as selected when all its pieces are."""
+    sel = (labels.cpu() != -100).numpy()
+    n = k = 0
+    for r, pos in word_table(text):
+        if multi_only and len(pos) < 2:
+            continue
+        n += 1
+        k += bool(sel[r, pos].all())
+    return k, n
+
+
+def check_whole_words(text: WwmText, labels, what):
+    """Every word all selected or not at all; nothing outside words selected."""
+    sel = (labels.cpu() != -100).numpy()
+    in_word = np.zeros_like(sel)
+    for r, pos in word_table(text):
+        in_word[r, pos] = True
+        if sel[r, pos].any() and not sel[r, pos].all():
+            pieces = text.ids[r, pos].tolist()
+            raise AssertionError(msg(
+                f"{what}: row {r}, the word with pieces {pieces} is only partly selected "
+                f"(selected: {sel[r, pos].tolist()}): select all pieces of a selected word",
+                f"{what}：{r} 行目のサブワード {pieces} からなる単語の一部だけが選ばれています"
+                f"（選択：{sel[r, pos].tolist()}）。選んだ単語のサブワードはすべて選んでください"))
+    outside = sel & ~in_word
+    if outside.any():
+        r, i = map(int, np.argwhere(outside)[0])
+        raise AssertionError(msg(f"{what}: row {r}, position {i} (id {int(text.ids[r, i])}) is selected but "
+                                 "belongs to no word (word id None or special)",
+                                 f"{what}：{r} 行目の位置 {i}（id {int(text.ids[r, i])}）は単語に属さない"
+                                 "（word id が None か特殊トークン）のに選ばれています"))
+
+
+def student_wwm(student, device, text: WwmText, mlm_probability, seed):
+    return unpack_masked(student.whole_word_mask_tokens(
+        text.ids.to(device), text.word_ids, text.mask_id, text.vocab_size, text.special.to(device),
+        mlm_probability=mlm_probability, generator=remote_generator(student, device, seed)),
+        name="whole_word_mask_tokens")
+
+
+@st.composite
+def wwm_cases(draw):
+    """Rows of [CLS] words [SEP] [PAD]..., each word 1-4 pieces; word numbers as a fast tokenizer gives."""
+    rows = draw(st.integers(1, 5))
+    p = draw(st.sampled_from([0.0, 0.15, 0.5, 1.0]))
+    seed = draw(st.integers(0, 2**31 - 1))
+    layout = [draw(st.lists(st.integers(1, 4), min_size=0, max_size=6)) for _ in range(rows)]
+    return layout, p, seed
+
+
+@graded(max_examples=20)
+@given(case=wwm_cases())
+def test_whole_word_mask_structure(student, device, case):
+    """All pieces of a word selected together, nothing outside words; labels = original id where
+    selected, -100 elsewhere; unselected tokens unchanged; ids in range; p = 1 selects every word,
+    p = 0 none; input_ids not modified."""
+    layout, p, seed = case
+    rng = np.random.default_rng(seed)
+    vocab_size = 50
+    length = max(sum(w) for w in layout) + 3
+    ids = torch.full((len(layout), length), PAD, dtype=torch.long)
+    special = torch.ones_like(ids)
+    word_ids = []
+    for r, words in enumerate(layout):
+        wids = [None]
+        for w, n in enumerate(words):
+            wids += [w] * n
+        wids.append(None)
+        n_tok = len(wids) - 2
+        ids[r, 0], ids[r, n_tok + 1] = CLS, SEP
+        ids[r, 1:n_tok + 1] = torch.from_numpy(rng.integers(5, vocab_size, size=n_tok))
+        special[r, 1:n_tok + 1] = 0
+        word_ids.append(wids + [None] * (length - len(wids)))
+    text = WwmText("random", ids, word_ids, special, vocab_size, MASK, None)
+    x = ids.to(device)
+    inputs, labels = unpack_masked(student.whole_word_mask_tokens(
+        x, word_ids, MASK, vocab_size, special.to(device), mlm_probability=p,
+        generator=remote_generator(student, device, seed)), name="whole_word_mask_tokens")
+    assert_not_mutated(student)
+    for what, t in (("inputs", inputs), ("labels", labels)):
+        if tuple(t.shape) != tuple(ids.shape) or t.dtype != ids.dtype or t.device.type != device.type:
+            raise AssertionError(msg(f"{what}: expected shape {tuple(ids.shape)}, dtype {ids.dtype} on {device.type}, "
+                                     f"got shape {tuple(t.shape)}, dtype {t.dtype} on {t.device}",
+                                     f"{what}：{device.type} 上の形状 {tuple(ids.shape)}、dtype {ids.dtype} のはずが、"
+                                     f"{t.device} 上の形状 {tuple(t.shape)}、dtype {t.dtype} でした"))
+    inputs, labels = inputs.cpu(), labels.cpu()
+    selected = labels != -100
+    assert_equal(labels[selected], ids[selected],
+                 name=msg("labels at selected positions (the original ids)", "選ばれた位置の labels（元の id）"))
+    assert_equal(inputs[~selected], ids[~selected],
+                 name=msg("inputs at positions that were not selected", "選ばれなかった位置の inputs"))
+    if inputs.numel() and (int(inputs.min()) < 0 or int(inputs.max()) >= vocab_size):
+        raise AssertionError(msg(f"ids outside [0, {vocab_size}) in inputs", f"inputs に [0, {vocab_size}) 外の id があります"))
+    check_whole_words(text, labels, "whole_word_mask_tokens")
+    k, n = word_counts(text, labels)
+    if (p == 1.0 and k != n) or (p == 0.0 and k != 0):
+        raise AssertionError(msg(f"mlm_probability={p}: {k} of {n} words selected",
+                                 f"mlm_probability={p}：{n} 語中 {k} 語が選ばれました"))
+
+
+def test_whole_word_mask_same_generator_seed_same_result(student, device, wwm_english):
+    text = wwm_english
+    first = student_wwm(student, device, text, 0.15, 5)
+    student.seed(123)
+    second = student_wwm(student, device, text, 0.15, 5)
+    for a, b, what in zip(first, second, ("inputs", "labels")):
+        assert_equal(b, a, name=msg(f"{what} of two calls with generators seeded 5",
+                                    f"シード 5 の generator で 2 回呼んだときの {what}"))
+
+
+def test_whole_word_mask_rejects_word_ids_of_another_shape(student):
+    x = torch.tensor([[CLS, 7, 8, SEP]])
+    with pytest.raises(ValueError, match="word_ids"):
+        student.whole_word_mask_tokens(x, [[None, 0, None]], MASK, 50, torch.tensor([[1, 0, 0, 1]]))
+
+
+@pytest.mark.parametrize("language", ["English", "Japanese"])
+def test_whole_word_mask_word_selection_rate_matches_hf(student, device, wwm_english, wwm_japanese, language):
+    """Each word is selected with probability 0.15, whatever its number of pieces, and then every
+    piece of it.  English: 115 840 words (interval 0.143..0.157) and 2 240 words of 2+ pieces
+    (0.101..0.204); Japanese: 31 300 words (0.136..0.164) and 7 310 of 2+ pieces (0.122..0.179).  Selecting pieces one by one and then completing their words gives a
+    2-piece word 1 - 0.85^2 = 0.28; a per-piece selection without completion fails the all-or-none
+    check at once."""
+    text = wwm_english if language == "English" else wwm_japanese
+    p = 0.15
+    inputs, labels = student_wwm(student, device, text, p, 31)
+    check_whole_words(text, labels, f"whole_word_mask_tokens ({language})")
+    _, hf_labels = hf_whole_word(text, p, 31)
+    for multi, what in ((False, msg(f"{language}: selected share of words", f"{language}：選ばれた単語の割合")),
+                        (True, msg(f"{language}: selected share of words of two or more pieces",
+                                   f"{language}：2 つ以上のサブワードからなる単語のうち選ばれた割合"))):
+        k, n = word_counts(text, labels, multi)
+        hf_k, _ = word_counts(text, hf_labels, multi)
+        check_count(what, k, n, p, hf_count=hf_k)
+
+
+def test_whole_word_mask_80_10_10_per_piece(student, device, wwm_japanese):
+    """Of the selected pieces 80 % become [MASK], 10 % a random id, 10 % stay, each piece on its own
+    coin.  Japanese text (V = 2152), mlm_probability 0.5: ~20 800 selected pieces, intervals
+    0.781..0.819 ([MASK]) and 0.086..0.114 (random, kept), so 80/20/0 or 90/5/5 are far out.  Per
+    piece, both of the first two pieces of a selected multi-piece word show [MASK] with probability
+    q^2 (q = 0.8 + 0.1 / V, 0.640; ~3 600 words, interval 0.585..0.694); one decision per word
+    gives q (0.80)."""
+    text = wwm_japanese
+    V = text.vocab_size
+    inputs, labels = student_wwm(student, device, text, 0.5, 8)
+    hf_inputs, hf_labels = hf_whole_word(text, 0.5, 8, split_80_10_10=True)
+    mask_id = text.mask_id
+
+    def counts(inp, lab):
+        inp, lab = inp.cpu(), lab.cpu()
+        sel = (lab != -100) & ~text.special.bool()
+        masked = sel & (inp == mask_id)
+        kept = sel & (inp == text.ids)
+        both = n_multi = 0
+        for r, pos in word_table(text):
+            if len(pos) >= 2 and bool(sel[r, pos[0]]):
+                n_multi += 1
+                both += bool(masked[r, pos[0]]) and bool(masked[r, pos[1]])
+        return dict(selected=int(sel.sum()), masked=int(masked.sum()), kept=int(kept.sum()),
+                    other=int((sel & ~masked & ~kept).sum()), both=both, multi=n_multi)
+
+    got, ref = counts(inputs, labels), counts(hf_inputs, hf_labels)
+    q = 0.8 + 0.1 / V
+    for key, p, what in (("masked", q, msg("share of selected pieces replaced by [MASK]",
+                                           "選ばれたサブワードのうち [MASK] に置き換えられた割合")),
+                         ("other", 0.1 * (V - 2) / V, msg("share of selected pieces replaced by a random other id",
+                                                          "選ばれたサブワードのうちランダムな別の id に置き換えられた割合")),
+                         ("kept", 0.1 + 0.1 / V, msg("share of selected pieces left unchanged",
+                                                     "選ばれたサブワードのうち元のまま残された割合"))):
+        check_count(what, got[key], got["selected"], p, hf_count=ref[key], hf_n=ref["selected"])
+    check_count(msg("share of selected multi-piece words whose first two pieces are both [MASK] (80/10/10 is "
+                    "decided per piece, not once per word)",
+                    "選ばれた複数サブワードの単語のうち、最初の 2 つのサブワードが両方 [MASK] の割合（80/10/10 は"
+                    "単語ごとではなくサブワードごとに決めます）"),
+                got["both"], got["multi"], q * q, hf_count=ref["both"], hf_n=ref["multi"])
 
 
 # ------------------------------------------------------------------ the domain corpus

@@ -46,10 +46,13 @@ def self_check() -> str:
     return msg("tokenization.suite_self_check_failed")
 
 
-# The chapter's example and sentences in the style of its Japanese sections (3.8, exercise 5).
+# The chapter's English example; its Japanese sentence (3.8), first in CHAPTER_JA; then sentences
+# written for this kata in the style of the chapter's Japanese sections (3.8, exercise 5).  The
+# kata's vocabulary covers the chapter's sentence without [UNK] (data/ja_corpus.txt holds its words).
 CHAPTER_EN = "Hello, how are you?"
 CHAPTER_EN_IDS = [101, 7592, 1010, 2129, 2024, 2017, 1029, 102]
 CHAPTER_JA = [
+    "自然言語処理は人工知能の重要な分野です。",
     "私は東京大学で自然言語処理を研究しています。",
     "自然言語処理は、人間の言葉をコンピュータで扱う技術です。",
     "BERTは2018年にGoogleが発表した言語モデルです。",

@@ -100,6 +100,7 @@ class ExerciseResult:
     section: str = ""
     title: str = ""
     title_ja: str = ""
+    chapter_exercises: list[int] = field(default_factory=list)   # the chapter's 演習 this one grades
     output_bytes: int = 0                               # what the student's code printed (counted)
     excluded: list[str] = field(default_factory=list)   # tests not counted here (they need the reference)
 
@@ -113,7 +114,7 @@ class ExerciseResult:
 
     def to_dict(self) -> dict:
         return {"name": self.name, "section": self.section, "title": self.title, "title_ja": self.title_ja,
-                "score": self.score, "max_score": self.max_score, "status": self.status.value,
+                "chapter_exercises": list(self.chapter_exercises), "score": self.score, "max_score": self.max_score, "status": self.status.value,
                 "message": self.message, "output_bytes": self.output_bytes,
                 "tests": [t.to_dict() for t in self.tests], "excluded": list(self.excluded)}
 
@@ -123,6 +124,7 @@ class ExerciseResult:
                    status=ExerciseStatus(d["status"]), message=d.get("message", ""),
                    tests=[TestResult.from_dict(t) for t in d.get("tests", [])], section=d.get("section", ""),
                    title=d.get("title", ""), title_ja=d.get("title_ja", ""),
+                   chapter_exercises=[int(n) for n in d.get("chapter_exercises", [])],
                    output_bytes=int(d.get("output_bytes", 0)), excluded=list(d.get("excluded", [])))
 
 

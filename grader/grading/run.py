@@ -206,6 +206,7 @@ def score_exercise(ex, items: dict[str, CollectedTest], results: dict[str, Outco
         status = ExerciseStatus.FAILING
         message = f"{failed[0].name}: {failed[0].message}"
     return ExerciseResult(name=ex.name, section=ex.section, title=ex.title, title_ja=ex.title_ja,
+                          chapter_exercises=list(ex.chapter_exercises),
                           score=round(score, 2), max_score=round(ex.points, 2), status=status,
                           message=message, output_bytes=output_bytes, tests=tests,
                           excluded=[items[n].name for n in excluded])

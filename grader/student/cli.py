@@ -127,6 +127,10 @@ def print_exercise(ex: ExerciseResult, lang: str, verbose: bool, out=sys.stdout)
     status = status_text(ex.status.value, lang)
     print(f"  {ex.section:<5} {ex.name:<20} [{bar(ex.fraction)}] {ex.score:>5g} / {ex.max_score:<3g} "
           f"{status}", file=out)
+    if ex.chapter_exercises:      # the chapter's end-of-chapter exercises (演習) this one grades
+        nums = ", ".join(str(n) for n in ex.chapter_exercises)
+        key = "cli.chapter_exercises" if len(ex.chapter_exercises) > 1 else "cli.chapter_exercise"
+        title += "  " + say(key, lang, nums=nums)
     print(f"        {title}", file=out)
     if ex.excluded:
         print(say("cli.excluded", lang, n=len(ex.excluded)), file=out)
