@@ -714,45 +714,33 @@ def _check_windows(got, want, what):
     """Equal to HF's windows on every real token; any padding after them is [PAD] (id 0), mask 0,
     type 0 and offset None (padding to max_length is allowed, not required)."""
     if not isinstance(got, list) or len(got) != len(want):
-        raise AssertionError(msg(f"{what}: expected a list of {len(want)} windows, got "
-                                 f"{len(got) if isinstance(got, list) else type(got).__name__}",
-                                 f"{what}：{len(want)} 個のウィンドウのリストのはずが "
-                                 f"{len(got) if isinstance(got, list) else type(got).__name__} でした"))
+        raise AssertionError(msg("applications.expected_list_windows_got", what=what, n_want=len(want),
+                                 value=len(got) if isinstance(got, list) else type(got).__name__))
     for w, (g, h) in enumerate(zip(got, want)):
         if not isinstance(g, dict) or not {"input_ids", "attention_mask", "token_type_ids", "offsets"} <= set(g):
-            raise AssertionError(msg(f"{what}: window {w} must be a dict with input_ids, attention_mask, "
-                                     f"token_type_ids and offsets, got {type(g).__name__} "
-                                     f"{sorted(g) if isinstance(g, dict) else ''}",
-                                     f"{what}：ウィンドウ {w} は input_ids, attention_mask, token_type_ids, offsets を"
-                                     f"持つ dict のはずが {type(g).__name__} でした"))
+            raise AssertionError(msg("applications.window_must_be_dict", what=what, w=w, got=type(g).__name__,
+                                     keys=sorted(g) if isinstance(g, dict) else ""))
         cols = {k: _as_list(g[k]) for k in ("input_ids", "attention_mask", "token_type_ids", "offsets")}
         n = sum(h["attention_mask"])
         lengths = {k: len(v) for k, v in cols.items()}
         if len(set(lengths.values())) != 1 or lengths["input_ids"] < n:
-            raise AssertionError(msg(f"{what}: window {w}: the four lists must have one length >= {n}, got {lengths}",
-                                     f"{what}：ウィンドウ {w}：4 つのリストは同じ長さ（{n} 以上）のはずが {lengths} でした"))
+            raise AssertionError(msg("applications.window_four_lists_have", what=what, w=w, n=n,
+                                     lengths=lengths))
         for k in ("input_ids", "attention_mask", "token_type_ids"):
             real = [int(v) for v in cols[k][:n]]
             if real != h[k][:n]:
                 i = next(i for i, (a, b) in enumerate(zip(real, h[k][:n])) if a != b)
-                raise AssertionError(msg(f"{what}: window {w}: {k}[{i}] is {real[i]}, HuggingFace's preprocessing "
-                                         f"gives {h[k][i]} ({k}[:{n}] = {h[k][:n]})",
-                                         f"{what}：ウィンドウ {w}：{k}[{i}] が {real[i]} です。HuggingFace の前処理では "
-                                         f"{h[k][i]} です（{k}[:{n}] = {h[k][:n]}）"))
+                raise AssertionError(msg("applications.window_huggingface_preprocessing_gives", what=what, w=w,
+                                         k=k, i=i, real_i=real[i], h_k_i=h[k][i], n=n, h_k=h[k][:n]))
         offs = [_norm_offset(o) for o in cols["offsets"][:n]]
         if offs != h["offsets"][:n]:
             i = next(i for i, (a, b) in enumerate(zip(offs, h["offsets"][:n])) if a != b)
-            raise AssertionError(msg(f"{what}: window {w}: offsets[{i}] is {offs[i]}, expected {h['offsets'][i]} "
-                                     "(context tokens keep their character offsets, every other token is None)",
-                                     f"{what}：ウィンドウ {w}：offsets[{i}] が {offs[i]} です。{h['offsets'][i]} の"
-                                     "はずです（文脈のトークンは文字オフセット、それ以外のトークンはすべて None）"))
+            raise AssertionError(msg("applications.window_offsets_expected_context", what=what, w=w, i=i,
+                                     offs_i=offs[i], h_offsets_i=h['offsets'][i]))
         pad = [(int(a), int(b), int(c), _norm_offset(d)) for a, b, c, d in
                zip(*(cols[k][n:] for k in ("input_ids", "attention_mask", "token_type_ids", "offsets")))]
         if any(p != (0, 0, 0, None) for p in pad):
-            raise AssertionError(msg(f"{what}: window {w}: the padding after the {n} real tokens must be [PAD] (0) "
-                                     "with attention_mask 0, token_type_ids 0 and offset None",
-                                     f"{what}：ウィンドウ {w}：{n} 個の実トークンの後のパディングは [PAD] (0)、"
-                                     "attention_mask 0、token_type_ids 0、offset None のはずです"))
+            raise AssertionError(msg("applications.window_padding_after_real", what=what, w=w, n=n))
 
 
 @st.composite
@@ -777,18 +765,17 @@ def test_qa_features_match_hf_preprocessing(student, hf_tokenizer, remote_bert_t
     question, context, max_length, stride = doc
     got = student.qa_features(question, context, remote_bert_tokenizer, max_length=max_length, stride=stride)
     want = _hf_windows(hf_tokenizer, question, context, max_length, stride)
-    _check_windows(got, want, msg(f"qa_features(max_length={max_length}, stride={stride})",
-                                  f"qa_features(max_length={max_length}, stride={stride})"))
+    _check_windows(got, want, msg("applications.qa_features_max_length", max_length=max_length, stride=stride))
 
 
 def test_qa_features_long_context_windows_overlap_and_cover_it(student, hf_tokenizer, remote_bert_tokenizer):
     """A context of ~600 tokens, default max_length=384 and stride=128: two windows, as HF; and a short
     context: one window."""
     context = " ".join([QA_CONTEXT] * 30)
-    for ctx, what in ((context, msg("a long context", "長い文脈")), (QA_CONTEXT, msg("a short context", "短い文脈"))):
+    for ctx, what in ((context, msg("applications.long_context")), (QA_CONTEXT, msg("applications.short_context"))):
         got = student.qa_features(QA_QUESTION, ctx, remote_bert_tokenizer)
         _check_windows(got, _hf_windows(hf_tokenizer, QA_QUESTION, ctx, 384, 128),
-                       msg(f"qa_features on {what} (defaults 384 / 128)", f"{what}に対する qa_features（既定値 384 / 128）"))
+                       msg("applications.qa_features_defaults_384", what=what))
 
 
 def test_qa_features_rejects_stride_not_below_max_length(student, remote_bert_tokenizer):
@@ -844,29 +831,24 @@ def _brute_force_answer(model, tok, question, context, max_length, stride, max_a
 
 def _check_answer(got, spans, context, what):
     if not isinstance(got, dict) or not {"answer", "score", "start", "end"} <= set(got):
-        raise AssertionError(msg(f"{what}: expected a dict with keys answer, score, start, end; got {got!r}",
-                                 f"{what}：キー answer, score, start, end を持つ dict を返すはずが {got!r} でした"))
-    start = _integer(got["start"], msg(f"{what}: start", f"{what}：start"))
-    end = _integer(got["end"], msg(f"{what}: end", f"{what}：end"))
-    score = _number(got["score"], msg(f"{what}: score", f"{what}：score"))
+        raise AssertionError(msg("applications.expected_dict_keys_answer", what=what, got=got))
+    start = _integer(got["start"], msg("applications.start", what=what))
+    end = _integer(got["end"], msg("applications.end", what=what))
+    score = _number(got["score"], msg("applications.score", what=what))
     if got["answer"] != context[start:end]:
-        raise AssertionError(msg(f"{what}: answer {got['answer']!r} is not context[{start}:{end}]",
-                                 f"{what}：answer {got['answer']!r} が context[{start}:{end}] ではありません"))
+        raise AssertionError(msg("applications.answer_not_context_2", what=what, got_answer=got['answer'],
+                                 start=start, end=end))
     (bs, be), best = max(spans.items(), key=lambda kv: kv[1])
-    want = msg(f"expected {context[bs:be]!r} at {bs}..{be} with score {best:.6g}",
-               f"期待値は {bs}..{be} の {context[bs:be]!r}（スコア {best:.6g}）です")
+    want = msg("applications.expected_score_2", context=context[bs:be], bs=bs, be=be, best=best)
     if (start, end) not in spans:
-        raise AssertionError(msg(f"{what}: {start}..{end} ({got['answer']!r}) is no valid span of any window; {want}",
-                                 f"{what}：{start}..{end}（{got['answer']!r}）はどのウィンドウの有効なスパンでもありません。"
-                                 f"{want}"))
+        raise AssertionError(msg("applications.no_valid_span_any", what=what, start=start, end=end,
+                                 got_answer=got['answer'], want=want))
     # the sandbox's forward pass may sum in another order (another thread count, a GPU): logits
     # differ by ~1e-6, span scores (products of probabilities <= 1) by less than 1e-5; a span from the
     # wrong window, or one window only, is off by far more here
     if spans[(start, end)] < best - 1e-5 or abs(score - spans[(start, end)]) > 1e-5:
-        raise AssertionError(msg(f"{what}: {got['answer']!r} at {start}..{end} with score {score:.6g} (brute force: "
-                                 f"{spans[(start, end)]:.6g}); {want}",
-                                 f"{what}：{start}..{end} の {got['answer']!r}、スコア {score:.6g}（総当たりでは "
-                                 f"{spans[(start, end)]:.6g}）。{want}"))
+        raise AssertionError(msg("applications.score_brute_force", what=what, got_answer=got['answer'],
+                                 start=start, end=end, score=score, spans=spans[start, end], want=want))
 
 
 @pytest.mark.parametrize("kind", ["short", "long"])
@@ -883,9 +865,7 @@ def test_answer_question_matches_brute_force_over_windows(student, hf_tokenizer,
     assert kind == "short" or n_windows == 5
     got = student.answer_question(QA_QUESTION, context, qa_model.remote, remote_bert_tokenizer,
                                   max_length=64, stride=16)
-    _check_answer(got, spans, context, msg(f"answer_question on a {kind} context ({n_windows} window(s))",
-                                           f"{'短い' if kind == 'short' else '長い'}文脈（ウィンドウ {n_windows} 個）"
-                                           "に対する answer_question"))
+    _check_answer(got, spans, context, msg(f"applications.answer_question_on_{kind}_context", n_windows=n_windows))
 
 
 @graded(max_examples=8)
@@ -897,7 +877,5 @@ def test_answer_question_matches_brute_force_on_drawn_text(student, hf_tokenizer
                                            max_answer_len)
     got = student.answer_question(question, context, qa_model.remote, remote_bert_tokenizer,
                                   max_length=max_length, stride=stride, max_answer_len=max_answer_len)
-    _check_answer(got, spans, context, msg(f"answer_question(max_length={max_length}, stride={stride}, "
-                                           f"max_answer_len={max_answer_len}) over {n_windows} window(s)",
-                                           f"answer_question(max_length={max_length}, stride={stride}, "
-                                           f"max_answer_len={max_answer_len})（ウィンドウ {n_windows} 個）"))
+    _check_answer(got, spans, context, msg("applications.answer_question_max_length", max_length=max_length,
+                                           stride=stride, max_answer_len=max_answer_len, n_windows=n_windows))

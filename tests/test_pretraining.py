@@ -463,18 +463,13 @@ def check_whole_words(text: WwmText, labels, what):
         in_word[r, pos] = True
         if sel[r, pos].any() and not sel[r, pos].all():
             pieces = text.ids[r, pos].tolist()
-            raise AssertionError(msg(
-                f"{what}: row {r}, the word with pieces {pieces} is only partly selected "
-                f"(selected: {sel[r, pos].tolist()}): select all pieces of a selected word",
-                f"{what}：{r} 行目のサブワード {pieces} からなる単語の一部だけが選ばれています"
-                f"（選択：{sel[r, pos].tolist()}）。選んだ単語のサブワードはすべて選んでください"))
+            raise AssertionError(msg("pretraining.row_word_pieces_only", what=what, r=r, pieces=pieces,
+                                     sel=sel[r, pos].tolist()))
     outside = sel & ~in_word
     if outside.any():
         r, i = map(int, np.argwhere(outside)[0])
-        raise AssertionError(msg(f"{what}: row {r}, position {i} (id {int(text.ids[r, i])}) is selected but "
-                                 "belongs to no word (word id None or special)",
-                                 f"{what}：{r} 行目の位置 {i}（id {int(text.ids[r, i])}）は単語に属さない"
-                                 "（word id が None か特殊トークン）のに選ばれています"))
+        raise AssertionError(msg("pretraining.row_position_id_selected", what=what, r=r, i=i,
+                                 text_ids=int(text.ids[r, i])))
 
 
 def student_wwm(student, device, text: WwmText, mlm_probability, seed):
@@ -525,23 +520,21 @@ def test_whole_word_mask_structure(student, device, case):
     assert_not_mutated(student)
     for what, t in (("inputs", inputs), ("labels", labels)):
         if tuple(t.shape) != tuple(ids.shape) or t.dtype != ids.dtype or t.device.type != device.type:
-            raise AssertionError(msg(f"{what}: expected shape {tuple(ids.shape)}, dtype {ids.dtype} on {device.type}, "
-                                     f"got shape {tuple(t.shape)}, dtype {t.dtype} on {t.device}",
-                                     f"{what}：{device.type} 上の形状 {tuple(ids.shape)}、dtype {ids.dtype} のはずが、"
-                                     f"{t.device} 上の形状 {tuple(t.shape)}、dtype {t.dtype} でした"))
+            raise AssertionError(msg("pretraining.expected_shape_dtype_got_2", what=what,
+                                     ids_shape=tuple(ids.shape), ids_dtype=ids.dtype, device_type=device.type,
+                                     t_shape=tuple(t.shape), t_dtype=t.dtype, t_device=t.device))
     inputs, labels = inputs.cpu(), labels.cpu()
     selected = labels != -100
     assert_equal(labels[selected], ids[selected],
-                 name=msg("labels at selected positions (the original ids)", "選ばれた位置の labels（元の id）"))
+                 name=msg("pretraining.labels_selected_positions_original"))
     assert_equal(inputs[~selected], ids[~selected],
-                 name=msg("inputs at positions that were not selected", "選ばれなかった位置の inputs"))
+                 name=msg("pretraining.inputs_positions_not_selected"))
     if inputs.numel() and (int(inputs.min()) < 0 or int(inputs.max()) >= vocab_size):
-        raise AssertionError(msg(f"ids outside [0, {vocab_size}) in inputs", f"inputs に [0, {vocab_size}) 外の id があります"))
+        raise AssertionError(msg("pretraining.ids_outside_0_inputs", vocab_size=vocab_size))
     check_whole_words(text, labels, "whole_word_mask_tokens")
     k, n = word_counts(text, labels)
     if (p == 1.0 and k != n) or (p == 0.0 and k != 0):
-        raise AssertionError(msg(f"mlm_probability={p}: {k} of {n} words selected",
-                                 f"mlm_probability={p}：{n} 語中 {k} 語が選ばれました"))
+        raise AssertionError(msg("pretraining.mlm_probability_words_selected", p=p, k=k, n=n))
 
 
 def test_whole_word_mask_same_generator_seed_same_result(student, device, wwm_english):
@@ -550,8 +543,7 @@ def test_whole_word_mask_same_generator_seed_same_result(student, device, wwm_en
     student.seed(123)
     second = student_wwm(student, device, text, 0.15, 5)
     for a, b, what in zip(first, second, ("inputs", "labels")):
-        assert_equal(b, a, name=msg(f"{what} of two calls with generators seeded 5",
-                                    f"シード 5 の generator で 2 回呼んだときの {what}"))
+        assert_equal(b, a, name=msg("pretraining.two_calls_generators_seeded", what=what))
 
 
 def test_whole_word_mask_rejects_word_ids_of_another_shape(student):
@@ -572,9 +564,8 @@ def test_whole_word_mask_word_selection_rate_matches_hf(student, device, wwm_eng
     inputs, labels = student_wwm(student, device, text, p, 31)
     check_whole_words(text, labels, f"whole_word_mask_tokens ({language})")
     _, hf_labels = hf_whole_word(text, p, 31)
-    for multi, what in ((False, msg(f"{language}: selected share of words", f"{language}：選ばれた単語の割合")),
-                        (True, msg(f"{language}: selected share of words of two or more pieces",
-                                   f"{language}：2 つ以上のサブワードからなる単語のうち選ばれた割合"))):
+    for multi, what in ((False, msg("pretraining.selected_share_words", language=language)),
+                        (True, msg("pretraining.selected_share_words_two", language=language))):
         k, n = word_counts(text, labels, multi)
         hf_k, _ = word_counts(text, hf_labels, multi)
         check_count(what, k, n, p, hf_count=hf_k)
@@ -608,17 +599,11 @@ def test_whole_word_mask_80_10_10_per_piece(student, device, wwm_japanese):
 
     got, ref = counts(inputs, labels), counts(hf_inputs, hf_labels)
     q = 0.8 + 0.1 / V
-    for key, p, what in (("masked", q, msg("share of selected pieces replaced by [MASK]",
-                                           "選ばれたサブワードのうち [MASK] に置き換えられた割合")),
-                         ("other", 0.1 * (V - 2) / V, msg("share of selected pieces replaced by a random other id",
-                                                          "選ばれたサブワードのうちランダムな別の id に置き換えられた割合")),
-                         ("kept", 0.1 + 0.1 / V, msg("share of selected pieces left unchanged",
-                                                     "選ばれたサブワードのうち元のまま残された割合"))):
+    for key, p, what in (("masked", q, msg("pretraining.share_selected_pieces_replaced")),
+                         ("other", 0.1 * (V - 2) / V, msg("pretraining.share_selected_pieces_replaced_2")),
+                         ("kept", 0.1 + 0.1 / V, msg("pretraining.share_selected_pieces_left"))):
         check_count(what, got[key], got["selected"], p, hf_count=ref[key], hf_n=ref["selected"])
-    check_count(msg("share of selected multi-piece words whose first two pieces are both [MASK] (80/10/10 is "
-                    "decided per piece, not once per word)",
-                    "選ばれた複数サブワードの単語のうち、最初の 2 つのサブワードが両方 [MASK] の割合（80/10/10 は"
-                    "単語ごとではなくサブワードごとに決めます）"),
+    check_count(msg("pretraining.share_selected_multi_piece"),
                 got["both"], got["multi"], q * q, hf_count=ref["both"], hf_n=ref["multi"])
 
 

@@ -61,12 +61,8 @@ def arguments_dict(args, what: str) -> dict:
     try:
         d = args.to_dict()
     except (AttributeError, RemoteError) as exc:
-        raise AssertionError(msg(f"{what}: expected a transformers.TrainingArguments, got an object without "
-                                 f"to_dict() ({exc})",
-                                 f"{what}：transformers.TrainingArguments を返すはずが、to_dict() を持たない"
-                                 f"オブジェクトでした（{exc}）")) from None
-    assert isinstance(d, dict), msg(f"{what}.to_dict() did not return a dict",
-                                    f"{what}.to_dict() が dict を返しませんでした")
+        raise AssertionError(msg("trainer.expected_transformers_trainingarguments_got", what=what, exc=exc)) from None
+    assert isinstance(d, dict), msg("trainer.dict_did_not_return", what=what)
     return d
 
 
@@ -74,8 +70,7 @@ def check_value(d: dict, key: str, want, what: str) -> None:
     got = d.get(key, "<missing>")
     ok = (isinstance(got, (int, float)) and not isinstance(got, bool) and isinstance(want, (int, float))
           and not isinstance(want, bool) and math.isclose(got, want, rel_tol=1e-12)) or got == want
-    assert ok, msg(f"{what}: {key} is {got!r}, the chapter's setting is {want!r}",
-                   f"{what}：{key} が {got!r} です。章の設定は {want!r} です")
+    assert ok, msg("trainer.chapter_setting", what=what, key_name=key, got=got, want=want)
 
 
 def read_tsv(name):
@@ -152,14 +147,11 @@ def run(student, sentiment):
 def the_run(run) -> Run:
     if isinstance(run, RemoteError):
         if run.type_name == "NotImplementedError" and "compute_metrics" in str(run):
-            raise AssertionError(msg(
-                f"the Trainer calls your finetuning.compute_metrics after every evaluation, and it is not "
-                f"written yet: {run.remote_message}",
-                f"Trainer は評価のたびに finetuning.compute_metrics を呼びますが、まだ書かれていません："
-                f"{run.remote_message}"))
+            raise AssertionError(msg("trainer.trainer_calls_finetuning_compute",
+                                     run_remote_message=run.remote_message))
         if run.type_name == "NotImplementedError":
             raise run
-        raise AssertionError(msg(f"the Trainer run failed: {run}", f"Trainer の実行が失敗しました：{run}"))
+        raise AssertionError(msg("trainer.trainer_run_failed", run=run))
     return run
 
 
@@ -202,8 +194,7 @@ def test_build_trainer_applies_overrides_over_chapter_settings(student, sentimen
     out = scratch_dir(student)
     trainer = student.build_trainer(remote, train[:8], test[:8], out, learning_rate=1e-3, seed=7)
     d = arguments_dict(student.build("operator.attrgetter", "args")(trainer), "build_trainer(...).args")
-    what = msg("build_trainer(..., learning_rate=1e-3, seed=7).args",
-               "build_trainer(..., learning_rate=1e-3, seed=7).args")
+    what = msg("trainer.build_trainer_learning_rate")
     check_value(d, "learning_rate", 1e-3, what)
     check_value(d, "seed", 7, what)
     check_value(d, "output_dir", out, what)
@@ -212,10 +203,7 @@ def test_build_trainer_applies_overrides_over_chapter_settings(student, sentimen
     check_value(d, "eval_strategy", "epoch", what)
     check_value(d, "load_best_model_at_end", True, what)
     has_metrics = student.build("builtins.callable", student.build("operator.attrgetter", "compute_metrics")(trainer))
-    assert has_metrics is True, msg("build_trainer: the Trainer has no compute_metrics; pass compute_metrics=... "
-                                    "(yours, from finetuning.py)",
-                                    "build_trainer：Trainer に compute_metrics がありません。compute_metrics=...（"
-                                    "finetuning.py のあなたの関数）を渡してください")
+    assert has_metrics is True, msg("trainer.build_trainer_trainer_has")
 
 
 def test_build_trainer_rejects_the_old_argument_name(student, sentiment):
@@ -231,16 +219,12 @@ def test_trainer_run_evaluates_every_epoch_with_accuracy_and_f1(run):
     r = the_run(run)
     entries = eval_entries(r.history)
     epochs = [round(float(h.get("epoch", -1))) for h in entries]
-    assert epochs == list(range(1, RUN_EPOCHS + 1)), msg(
-        f"expected one evaluation at the end of each of the {RUN_EPOCHS} epochs, got evaluations at epochs "
-        f"{epochs}", f"{RUN_EPOCHS} エポックそれぞれの終わりに 1 回ずつ評価するはずが、評価したエポックは {epochs} でした")
+    assert epochs == list(range(1, RUN_EPOCHS + 1)), msg("trainer.expected_one_evaluation_end",
+                                                         run_epochs=RUN_EPOCHS, epochs=epochs)
     for h in entries:
         for key in ("eval_accuracy", "eval_f1"):
-            assert isinstance(h.get(key), float), msg(
-                f"the evaluation after epoch {h.get('epoch')} reports no {key} (keys: {sorted(h)}): "
-                "pass compute_metrics to the Trainer",
-                f"エポック {h.get('epoch')} の後の評価に {key} がありません（キー：{sorted(h)}）。"
-                "Trainer に compute_metrics を渡してください")
+            assert isinstance(h.get(key), float), msg("trainer.evaluation_after_epoch_reports",
+                                                      h=h.get('epoch'), key_name=key, h_2=sorted(h))
 
 
 def test_trainer_run_metrics_equal_compute_metrics_on_predictions(run, student, reference):
@@ -249,22 +233,20 @@ def test_trainer_run_metrics_equal_compute_metrics_on_predictions(run, student, 
     r = the_run(run)
     logits, labels = np.asarray(r.logits), np.asarray(r.label_ids)
     want_labels = np.array([int(e["labels"]) for e in r.test])
-    assert logits.shape == (len(r.test), 2) and np.array_equal(labels, want_labels), msg(
-        f"trainer.predict(eval_dataset) gave logits of shape {logits.shape} and labels {labels[:8]}...",
-        f"trainer.predict(eval_dataset) のロジットの形状が {logits.shape}、ラベルが {labels[:8]}... でした")
+    assert logits.shape == (len(r.test), 2) and np.array_equal(labels, want_labels), msg("trainer.trainer_predict_eval_dataset",
+                                                                                         logits_shape=logits.shape,
+                                                                                         labels=labels[:8])
     own = student.build("finetuning.compute_metrics", (logits, labels))
     ref = reference.compute_metrics((logits, labels))
     for key in ("accuracy", "f1"):
         got = r.metrics.get(f"eval_{key}")
-        assert isinstance(got, float), msg(f"trainer.evaluate() reports no eval_{key} (keys: {sorted(r.metrics)})",
-                                           f"trainer.evaluate() に eval_{key} がありません（キー：{sorted(r.metrics)}）")
+        assert isinstance(got, float), msg("trainer.trainer_evaluate_reports_no", key_name=key,
+                                           r_metrics=sorted(r.metrics))
         # the same logits give the same argmax: the numbers must agree to float precision
         assert_close(np.asarray(got, dtype=np.float64), np.asarray(own[key], dtype=np.float64), atol=1e-12,
-                     name=msg(f"eval_{key} vs your compute_metrics on trainer.predict()'s logits",
-                              f"eval_{key} と trainer.predict() のロジットに対するあなたの compute_metrics"))
+                     name=msg("trainer.eval_compute_metrics_trainer", key_name=key))
         assert_close(np.asarray(got, dtype=np.float64), np.asarray(ref[key], dtype=np.float64), atol=1e-12,
-                     name=msg(f"eval_{key} vs accuracy / weighted F1 of trainer.predict()'s logits",
-                              f"eval_{key} と trainer.predict() のロジットの正解率／重み付き F1"))
+                     name=msg("trainer.eval_accuracy_weighted_f1", key_name=key))
 
 
 def test_trainer_run_trains_and_saves_a_checkpoint_per_epoch(run):
@@ -272,15 +254,12 @@ def test_trainer_run_trains_and_saves_a_checkpoint_per_epoch(run):
     steps_per_epoch = math.ceil(254 / 16)
     want = {f"checkpoint-{steps_per_epoch * e}" for e in range(1, RUN_EPOCHS + 1)}
     got = set(r.listing)
-    assert want <= got, msg(f"output_dir should hold a checkpoint per epoch {sorted(want)}, holds {sorted(got)}",
-                            f"output_dir にはエポックごとのチェックポイント {sorted(want)} があるはずが、"
-                            f"{sorted(got)} でした")
+    assert want <= got, msg("trainer.output_dir_hold_checkpoint", want=sorted(want), got=sorted(got))
     start = r.local.state_dict()
     moved = max(float((r.final[k].cpu().float() - v.float()).abs().max()) for k, v in start.items()
                 if v.is_floating_point())
     # AdamW steps of 2e-3 move every trained weight by about 1e-3 per step; float noise is 1e-7
-    assert moved > 1e-3, msg(f"after trainer.train() the weights moved by at most {moved:.2e}: nothing was trained",
-                             f"trainer.train() の後、重みの変化は最大 {moved:.2e} でした。学習されていません")
+    assert moved > 1e-3, msg("trainer.after_trainer_train_weights", moved=moved)
 
 
 def test_trainer_run_loads_best_model_at_end(run):
@@ -289,14 +268,9 @@ def test_trainer_run_loads_best_model_at_end(run):
     losses = [float(h["eval_loss"]) for h in eval_entries(r.history)]
     final = float(r.metrics.get("eval_loss", float("nan")))
     # evaluating the same weights on the same data again: equal up to float summation order
-    assert losses and abs(final - min(losses)) <= 1e-6, msg(
-        f"after training, eval_loss is {final:.6f}; the epochs' eval_loss were {np.round(losses, 6).tolist()} "
-        "(load_best_model_at_end should bring back the lowest)",
-        f"学習後の eval_loss は {final:.6f}、各エポックの eval_loss は {np.round(losses, 6).tolist()} でした"
-        "（load_best_model_at_end なら最小のものに戻るはずです）")
+    assert losses and abs(final - min(losses)) <= 1e-6, msg("trainer.after_training_eval_loss", final=final,
+                                                            np=np.round(losses, 6).tolist())
     best_step = math.ceil(254 / 16) * (int(np.argmin(losses)) + 1)
-    assert isinstance(r.best, str) and Path(r.best).name == f"checkpoint-{best_step}", msg(
-        f"trainer.state.best_model_checkpoint is {r.best!r}, expected the checkpoint of the lowest eval_loss "
-        f"(checkpoint-{best_step}): set load_best_model_at_end=True",
-        f"trainer.state.best_model_checkpoint が {r.best!r} です。eval_loss が最小のチェックポイント"
-        f"（checkpoint-{best_step}）のはずです。load_best_model_at_end=True にしてください")
+    assert isinstance(r.best, str) and Path(r.best).name == f"checkpoint-{best_step}", msg("trainer.trainer_state_best_model",
+                                                                                           r_best=r.best,
+                                                                                           best_step=best_step)
