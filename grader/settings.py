@@ -29,7 +29,9 @@ SCRATCH_MB = 512            # the sandbox's private writable scratch folder
 CPU_SLACK_S = 60.0          # RLIMIT_CPU = the exercise's budget + the start timeout + this: a busy loop
                             # dies even if the wall-clock deadline were missed; sleeping is caught by the deadline
 OUTPUT_KEEP_BYTES = 16 * 1024   # the student's output kept per sandbox (the rest is counted)
-OUTPUT_SHOW_BYTES = 4 * 1024    # of which shown in a report, per exercise
+OUTPUT_SHOW_BYTES = 4 * 1024    # of which shown in a report, per exercise (and per test)
+SHRINK_SECONDS = 8              # hypothesis' shrinking of one failing test (the example shown is the
+                                # smallest found by then; the score never depends on it)
 
 STUB_HASHES = Path(__file__).with_name("stubs.json")
 PYTEST_INI = Path(__file__).parent / "grading" / "pytest.ini"

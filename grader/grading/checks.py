@@ -109,8 +109,9 @@ def assert_close(got, want, *, atol: float, rtol: float = 0.0, name: str = "outp
         idx = tuple(int(i) for i in idx)
         worst = float(diff_masked[idx]) if g.ndim else float(diff)
         total = int(m.sum())
+        got_text, want_text = distinct(float(g[idx]), float(w[idx]))
         raise AssertionError(say("close", name=name, bad=int(bad.sum()), total=total, worst=_fmt(worst), idx=idx,
-                                 got=_fmt(float(g[idx])), want=_fmt(float(w[idx])), atol=atol, rtol=rtol))
+                                 got=got_text, want=want_text, atol=atol, rtol=rtol))
 
 
 def assert_equal(got, want, name: str = "output") -> None:
@@ -150,6 +151,18 @@ def _short(x, limit: int = 300) -> str:
 
 def _fmt(x: float) -> str:
     return f"{x:.3g}" if math.isfinite(x) else str(x)
+
+
+def distinct(got: float, want: float, digits: int = 3) -> tuple[str, str]:
+    """``got`` and ``want`` with as many significant digits as it takes to tell them apart
+    (never "got 4.62, expected 4.62"), at least ``digits``."""
+    if not (math.isfinite(got) and math.isfinite(want)):
+        return _fmt(got), _fmt(want)
+    for d in range(digits, 18):
+        a, b = f"{got:#.{d}g}", f"{want:#.{d}g}"
+        if a != b:
+            return a, b
+    return repr(got), repr(want)
 
 
 def assert_not_mutated(student, name: str = "the inputs") -> None:

@@ -48,6 +48,10 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "visible: a hidden suite's test whose failure details students may see")
+    config.addinivalue_line("markers", "judges(*names, stage=2): the public names (functions, classes, methods "
+                            "as 'Class.method') whose behaviour this test pins down, and its stage: 0 contract "
+                            "(signature, errors), 1 shapes and dtypes, 2 one mechanism, 3 a whole comparison "
+                            "with the reference or HuggingFace. The first failure shown is the most specific.")
     config.kata_sandboxes = {}       # exercise -> list of Sandbox
     target = config.getoption("--kata-target") or str(settings.root() / "exercises")
     config.kata_untouched = set() if config.getoption("--kata-run-stubs") else {
@@ -61,11 +65,27 @@ def pytest_configure(config):
 
     phases = [p for p in Phase if p != Phase.shrink or not config.getoption("--kata-no-shrink")]
     # Shrinking makes the reported example small, but a failing test can spend a minute on it.
-    # A cap on the number of shrinks (not on time) keeps the example, and so the report,
-    # the same on every run.
+    # A cap on the number of shrinks, and on their time (a failing exercise grades within about
+    # 1.5x the time of a passing one): the smallest example found so far is reported.  The score
+    # never depends on shrinking (the test has failed before it starts).
     engine.MAX_SHRINKS = min(engine.MAX_SHRINKS, 40)
+    engine.MAX_SHRINKING_SECONDS = min(engine.MAX_SHRINKING_SECONDS, settings.SHRINK_SECONDS)
     hypothesis_settings.register_profile("kata-grading", max_examples=25, phases=phases, **GRADED)
     hypothesis_settings.load_profile("kata-grading")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(session, config, items):
+    """Run the most specific tests first (``@pytest.mark.judges``: the lowest stage, then the fewest
+    names judged; ties keep the suites' order).  The first failure met is then the one shown first,
+    so ``--exitfirst`` (verify's known-bug runs) stops at the test a student reads first."""
+    def key(item):
+        marker = item.get_closest_marker("judges")
+        if marker is None:
+            return (9, 99)
+        return (int(marker.kwargs.get("stage", 2)), len(marker.args) or 99)
+
+    items[:] = sorted(items, key=key)
 
 
 def exercise_of(module) -> str:
@@ -141,12 +161,16 @@ except NameError:  # Python 3.10
     from exceptiongroup import BaseExceptionGroup  # type: ignore  # noqa: A004
 
 
-FIXTURE_ARGS = ("student=", "reference=", "device=")
+FIXTURE_ARGS = ("student", "reference", "device")
 
 
-def _without_fixtures(note: str) -> str:
-    """Hypothesis lists every argument of the failing test; the fixtures are noise."""
-    return "\n".join(line for line in note.splitlines() if not line.strip().startswith(FIXTURE_ARGS))
+def _without_fixtures(note: str, fixtures=()) -> str:
+    """Hypothesis lists every argument of the failing test; the fixtures (the suite's own objects:
+    models, tokenizers, the sandbox proxy) are noise and their reprs are the suite's internals."""
+    names = tuple(f"{n}=" for n in (*FIXTURE_ARGS, *fixtures))
+    return "\n".join(line for line in note.splitlines()
+                     if not line.strip().startswith(names) and "<student object" not in line
+                     and "<sandbox object" not in line)
 
 
 def _paste(value, budget: list, digits=None):
@@ -222,13 +246,13 @@ def reproduction(student, exercise: str) -> str:
     return ""
 
 
-def failure_message(excinfo, exercise: str = "") -> tuple[str, str]:
+def failure_message(excinfo, exercise: str = "", fixtures=()) -> tuple[str, str]:
     """(kind, message) for a failed test, written for the student."""
     exc = excinfo.value
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:   # hypothesis: several distinct failures
         exc = exc.exceptions[0]
     notes = getattr(exc, "__notes__", None) or []
-    example = [_without_fixtures(str(n))[:1500] for n in notes
+    example = [_without_fixtures(str(n), fixtures)[:1500] for n in notes
                if "Falsifying" in str(n) or "Failing test case" in str(n)][:1]
     tail = ("\n" + say("reproduce") + "\n" + example[0]) if example else ""
     if isinstance(exc, NotStarted):
@@ -261,7 +285,7 @@ def pytest_runtest_makereport(item, call):
             exercise = exercise_of(item.module)
         except Exception:  # noqa: BLE001
             exercise = ""
-        kind, message = failure_message(call.excinfo, exercise)
+        kind, message = failure_message(call.excinfo, exercise, getattr(item, "fixturenames", ()))
         student = getattr(item, "funcargs", {}).get("student")
         if student is not None and kind in ("failed", "error"):
             snippet = reproduction(student, exercise)
@@ -269,3 +293,28 @@ def pytest_runtest_makereport(item, call):
                 message += "\n" + say("last_call") + "\n" + snippet
         report.user_properties.append(("kata_kind", kind))
         report.user_properties.append(("kata_message", message))
+    if call.when == "call" and getattr(item, "kata_output", None):
+        report.user_properties.append(("kata_output", item.kata_output))
+
+
+def _stdout_of(item):
+    """The stdout drain of the sandbox serving this test, if it has one."""
+    student = getattr(item, "funcargs", {}).get("student")
+    sandbox = getattr(getattr(student, "_client", None), "sandbox", None)
+    drain = getattr(sandbox, "drain", None) if getattr(sandbox, "proc", None) is not None else None
+    return drain if hasattr(drain, "settle") else None
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    """Note what the student's code printed while this test ran (the run's hidden tests' output is
+    dropped later, in ``grader.grading.run``)."""
+    drain = _stdout_of(item)
+    start = drain.settle() if drain is not None else 0
+    yield
+    drain = drain or _stdout_of(item)
+    if drain is not None:
+        end = drain.settle()
+        text = bytes(drain.kept[start:end]).decode("utf-8", "replace")
+        if text:
+            item.kata_output = text[: settings.OUTPUT_SHOW_BYTES]

@@ -16,6 +16,11 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 
+# What a test judges (``@pytest.mark.judges(*names, stage=N)``): the stages, most basic first.
+STAGES = {0: "contract", 1: "shapes", 2: "mechanism", 3: "comparison"}
+STAGE_UNKNOWN = 9       # a test without the marker (only an instructor's hidden suite may have one)
+
+
 class TestStatus(str, Enum):
     """One graded test: it passed, or it did not (failed, errored, was skipped, never ran)."""
 
@@ -72,7 +77,10 @@ class TestResult:
     max_points: float
     message: str = ""
     kind: str = ""            # why it failed: failed, error, not-started, needs-other, memory, skipped, not-run, ...
-    hidden: bool = False      # from an instructor's hidden suite: its message is not shown
+    hidden: bool = False      # from an instructor's hidden suite: its message (and output) is not shown
+    judges: list[str] = field(default_factory=list)   # the public names whose behaviour it pins down
+    stage: int = STAGE_UNKNOWN                        # STAGES: contract, shapes, mechanism, comparison
+    output: str = ""          # what the student's code printed while it ran (capped; never for hidden tests)
 
     @property
     def passed(self) -> bool:
@@ -80,13 +88,20 @@ class TestResult:
 
     def to_dict(self) -> dict:
         return {"name": self.name, "status": self.status.value, "kind": self.kind, "points": self.points,
-                "max_points": self.max_points, "message": self.message, "hidden": self.hidden}
+                "max_points": self.max_points, "message": self.message, "hidden": self.hidden,
+                "judges": list(self.judges), "stage": self.stage, "output": self.output}
 
     @classmethod
     def from_dict(cls, d: dict) -> "TestResult":
         return cls(name=d["name"], status=TestStatus(d["status"]), points=float(d["points"]),
                    max_points=float(d["max_points"]), message=d.get("message", ""), kind=d.get("kind", ""),
-                   hidden=bool(d.get("hidden", False)))
+                   hidden=bool(d.get("hidden", False)), judges=list(d.get("judges", [])),
+                   stage=int(d.get("stage", STAGE_UNKNOWN)), output=d.get("output", ""))
+
+    @property
+    def specificity(self) -> tuple:
+        """Sort key of the failure to show first: the lowest stage, then the fewest names judged."""
+        return (self.stage, len(self.judges) or 99)
 
 
 @dataclass
@@ -102,11 +117,18 @@ class ExerciseResult:
     title_ja: str = ""
     chapter_exercises: list[int] = field(default_factory=list)   # the chapter's 演習 this one grades
     output_bytes: int = 0                               # what the student's code printed (counted)
+    output: str = ""                                    # of which shown (capped, hidden tests' left out)
+    first_failure: str = ""                             # the test the terminal shows first
     excluded: list[str] = field(default_factory=list)   # tests not counted here (they need the reference)
 
     @property
     def failed(self) -> list[TestResult]:
         return [t for t in self.tests if not t.passed]
+
+    def failures_in_order(self) -> list[TestResult]:
+        """The failed tests, most specific first (lowest stage, fewest names judged; ties keep the
+        suite's order, which follows the chapter)."""
+        return sorted(self.failed, key=lambda t: t.specificity)
 
     @property
     def fraction(self) -> float:
@@ -115,7 +137,8 @@ class ExerciseResult:
     def to_dict(self) -> dict:
         return {"name": self.name, "section": self.section, "title": self.title, "title_ja": self.title_ja,
                 "chapter_exercises": list(self.chapter_exercises), "score": self.score, "max_score": self.max_score, "status": self.status.value,
-                "message": self.message, "output_bytes": self.output_bytes,
+                "message": self.message, "first_failure": self.first_failure,
+                "output_bytes": self.output_bytes, "output": self.output,
                 "tests": [t.to_dict() for t in self.tests], "excluded": list(self.excluded)}
 
     @classmethod
@@ -125,7 +148,8 @@ class ExerciseResult:
                    tests=[TestResult.from_dict(t) for t in d.get("tests", [])], section=d.get("section", ""),
                    title=d.get("title", ""), title_ja=d.get("title_ja", ""),
                    chapter_exercises=[int(n) for n in d.get("chapter_exercises", [])],
-                   output_bytes=int(d.get("output_bytes", 0)), excluded=list(d.get("excluded", [])))
+                   output_bytes=int(d.get("output_bytes", 0)), output=d.get("output", ""),
+                   first_failure=d.get("first_failure", ""), excluded=list(d.get("excluded", [])))
 
 
 @dataclass

@@ -19,7 +19,8 @@ from grader import manifest as manifest_mod
 from grader import settings
 from grader.settings import NEEDS_REFERENCE, exercise_of
 from grader.i18n import say, set_lang
-from grader.grading.results import CollectError, ExerciseResult, ExerciseStatus, Report, TestResult, TestStatus
+from grader.grading.results import (STAGE_UNKNOWN, CollectError, ExerciseResult, ExerciseStatus, Report,
+                                    TestResult, TestStatus)
 from grader.sandbox.controller import isolation_mode
 
 INI = settings.PYTEST_INI
@@ -43,6 +44,8 @@ class CollectedTest:
     exercise: str
     name: str
     hidden: bool = False
+    judges: tuple = ()
+    stage: int = STAGE_UNKNOWN
 
 
 @dataclass
@@ -53,6 +56,7 @@ class Outcome:
     kind: str = ""
     message: str = ""
     ran: bool = False
+    output: str = ""
 
 
 EXCLUDED = "excluded"
@@ -74,7 +78,11 @@ class Collector:
             path = str(Path(item.fspath).resolve())
             hidden = any(path.startswith(h + os.sep) for h in self.hidden_roots)
             visible = item.get_closest_marker("visible") is not None
-            self.items[item.nodeid] = CollectedTest(exercise_of(item.module, man), item.name, hidden and not visible)
+            judges = item.get_closest_marker("judges")
+            self.items[item.nodeid] = CollectedTest(
+                exercise_of(item.module, man), item.name, hidden and not visible,
+                judges=tuple(str(n) for n in judges.args) if judges else (),
+                stage=int(judges.kwargs.get("stage", 2)) if judges else STAGE_UNKNOWN)
 
     def pytest_collectreport(self, report):
         if report.failed:
@@ -83,6 +91,8 @@ class Collector:
     def pytest_runtest_logreport(self, report):
         res = self.results.setdefault(report.nodeid, Outcome())
         props = dict(report.user_properties)
+        if props.get("kata_output"):
+            res.output = str(props["kata_output"])
         if report.failed and res.status == "passed":
             res.status = "failed"
             res.kind = props.get("kata_kind", "error")
@@ -186,8 +196,9 @@ def score_exercise(ex, items: dict[str, CollectedTest], results: dict[str, Outco
         tests.append(TestResult(name=item.name, status=TestStatus.PASSED if passed else TestStatus.FAILED,
                                 kind="" if passed else res.kind, points=round(points, 3),
                                 max_points=round(max_points, 3), message="" if passed else message,
-                                hidden=item.hidden))
-    failed = [t for t in tests if not t.passed]
+                                hidden=item.hidden, judges=list(item.judges), stage=item.stage,
+                                output="" if item.hidden else res.output))
+    failed = sorted((t for t in tests if not t.passed), key=lambda t: t.specificity)
     if dead is not None:
         status = ExerciseStatus(dead.kind)
         message = say("dead", kind=say("kind_" + dead.kind), detail=dead.detail)
@@ -204,12 +215,32 @@ def score_exercise(ex, items: dict[str, CollectedTest], results: dict[str, Outco
         status, message = ExerciseStatus.NOT_STARTED, say("all_not_started")
     else:
         status = ExerciseStatus.FAILING
-        message = f"{failed[0].name}: {failed[0].message}"
+        message = f"{failed[0].name}: {failed[0].message}" + integration_note(failed[0], tests)
     return ExerciseResult(name=ex.name, section=ex.section, title=ex.title, title_ja=ex.title_ja,
                           chapter_exercises=list(ex.chapter_exercises),
                           score=round(score, 2), max_score=round(ex.points, 2), status=status,
                           message=message, output_bytes=output_bytes, tests=tests,
+                          first_failure=failed[0].name if failed and status == ExerciseStatus.FAILING else "",
+                          output=shown_output(tests),
                           excluded=[items[n].name for n in excluded])
+
+
+def integration_note(first: TestResult, tests: list[TestResult]) -> str:
+    """When the first failure judges several of the student's names and some of them pass all
+    their own tests, say so: the bug is most likely in the others."""
+    if len(first.judges) < 2:
+        return ""
+    own_ok = [n for n in first.judges
+              if any(t.judges == [n] for t in tests) and all(t.passed for t in tests if t.judges == [n])]
+    if not own_ok:
+        return ""
+    return "\n" + say("integration", names=", ".join(first.judges), ok=", ".join(own_ok))
+
+
+def shown_output(tests: list[TestResult]) -> str:
+    """What the student's code printed during the visible tests, in order, capped."""
+    text = "".join(t.output for t in tests if t.output and not t.hidden)
+    return text[: settings.OUTPUT_SHOW_BYTES]
 
 
 def merge(parts: list[Report]) -> Report:

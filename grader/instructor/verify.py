@@ -3,7 +3,8 @@
 It fails unless
 - ``solutions/`` scores full marks on every exercise;
 - the untouched ``exercises/`` score 0, and every graded test fails on them;
-- every known-bug variant in ``tests/bugs/<exercise>.toml`` loses points;
+- every known-bug variant in ``tests/bugs/<exercise>.toml`` loses points, and the first failure a
+  student is shown judges the function the variant breaks (its ``judges``);
 - every alternative-style variant there keeps full marks.
 """
 from __future__ import annotations
@@ -118,11 +119,31 @@ def check(result: dict) -> list[str]:
             label = f"{v['exercise']}/{v['name']} ({v.get('description', '')})"
             if result["kind"] == "bug" and full:
                 problems.append(f"known bug {label} keeps full marks: the suite does not catch it")
+            elif result["kind"] == "bug":
+                problems += check_first_failure(v, ex, label)
             if result["kind"] == "alternative" and not full:
                 bad = [f"{t.name}: {t.message[:300]}" for t in ex.failed]
                 problems.append(f"alternative {label} loses points ({ex.score} of {ex.max_score}): "
                                 + "; ".join(bad[:3]))
     return problems
+
+
+def check_first_failure(variant: dict, ex, label: str) -> list[str]:
+    """A known bug names the function(s) it breaks (``judges``); the first failure the student is
+    shown must judge one of them (``@pytest.mark.judges`` on the test)."""
+    named = variant.get("judges")
+    if not named:
+        return [f"known bug {label} does not say which function it breaks (judges = \"name\")"]
+    named = [named] if isinstance(named, str) else list(named)
+    if ex.status != ExerciseStatus.FAILING:
+        return []        # the exercise-level message (crash, timeout, import error) is shown instead
+    first = next((t for t in ex.tests if t.name == ex.first_failure), None)
+    if first is None:
+        return [f"known bug {label}: the report names no first failure"]
+    if not set(named) & set(first.judges):
+        return [f"known bug {label} breaks {', '.join(named)}, but the first failure shown, {first.name}, "
+                f"judges {', '.join(first.judges) or 'nothing (no @pytest.mark.judges)'}"]
+    return []
 
 
 def main(argv=None) -> int:

@@ -149,13 +149,34 @@ def unshare_prefix(mode: str) -> list[str]:
 
 
 class _Drain(threading.Thread):
-    """Reads the child's stdout/stderr so it never blocks; keeps the first 16 KiB."""
+    """Reads one of the child's output pipes so it never blocks; keeps the first 16 KiB, counts all.
 
-    def __init__(self, fd):
+    ``companion``: another drain (the child's stderr) closed and joined together with this one."""
+
+    def __init__(self, fd, companion=None):
         super().__init__(daemon=True)
         self.fd = fd
         self.kept = bytearray()
         self.total = 0
+        self.companion = companion
+
+    def settle(self, timeout: float = 0.05) -> int:
+        """Wait (briefly) until what the child has written so far is read; the bytes kept."""
+        deadline = time.monotonic() + timeout
+        while self.is_alive() and time.monotonic() < deadline:
+            try:
+                readable, _, _ = select.select([self.fd], [], [], 0)
+            except (OSError, ValueError):
+                break
+            if not readable:
+                break
+            time.sleep(0.001)
+        return len(self.kept)
+
+    def join(self, timeout=None):
+        super().join(timeout)
+        if self.companion is not None:
+            self.companion.join(timeout)
 
     def run(self):
         try:
@@ -187,15 +208,18 @@ class ChildProcess:
     def open(self, cmd, cfg, env, cwd):
         req_r, req_w = os.pipe()
         rep_r, rep_w = os.pipe()
-        out_r, out_w = os.pipe()
+        out_r, out_w = os.pipe()          # the student's prints
+        err_r, err_w = os.pipe()          # tracebacks, library warnings: counted apart, never shown
         cfg["rfd"], cfg["wfd"] = req_r, rep_w
         cmd = [*cmd[:-1], json.dumps(cfg)]
         proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=out_w, stderr=out_w, pass_fds=(req_r, rep_w),
+            cmd, stdin=subprocess.DEVNULL, stdout=out_w, stderr=err_w, pass_fds=(req_r, rep_w),
             env=env, cwd=cwd, start_new_session=True, close_fds=True)
-        for fd in (req_r, rep_w, out_w):
+        for fd in (req_r, rep_w, out_w, err_w):
             os.close(fd)
-        drain = _Drain(out_r)
+        errors = _Drain(err_r)
+        drain = _Drain(out_r, companion=errors)
+        errors.start()
         drain.start()
         return proc, req_w, rep_r, drain
 

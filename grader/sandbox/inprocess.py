@@ -39,6 +39,10 @@ class _ThreadProc:
 
 class _NoDrain:
     total = 0
+    kept = b""
+
+    def settle(self, timeout=0.0) -> int:
+        return 0
 
     def text(self) -> str:
         return ""

@@ -139,19 +139,21 @@ def print_exercise(ex: ExerciseResult, lang: str, verbose: bool, out=sys.stdout)
         if ex.status.shows_message:
             print(indent(clean(ex.message)), file=out)
         elif failed:
-            shown = failed if verbose else first_failures(failed)[:1]
-            for test in shown:
-                print(indent(f"{test.name}: {clean(test.message, 5000)}"), file=out)
+            ordered = ex.failures_in_order()          # the most specific failure first
+            for test in (ordered if verbose else ordered[:1]):
+                if test.name == ex.first_failure and not test.hidden:
+                    text = ex.message                 # with the note on which functions it used
+                else:
+                    text = f"{test.name}: {test.message}"
+                print(indent(clean(text, 5000)), file=out)
+                if verbose and test.output:
+                    print(say("cli.test_output", lang), file=out)
+                    print(indent(clean(test.output, 5000), "       | "), file=out)
             if not verbose and len(failed) > 1:
                 print(say("cli.more", lang, n=len(failed) - 1), file=out)
-        if ex.output_bytes:
+        if ex.output_bytes and not verbose:
             print(say("cli.printed", lang, n=ex.output_bytes), file=out)
     out.flush()
-
-
-def first_failures(failed: list[TestResult]) -> list[TestResult]:
-    """The failed tests in the order a student should read them (``stage``; stable within a stage)."""
-    return sorted(failed, key=lambda x: stage(x.name))
 
 
 def status_text(status: str, lang: str) -> str:
@@ -160,19 +162,6 @@ def status_text(status: str, lang: str) -> str:
         return say("cli.status_" + status.replace(" ", "_"), lang)
     except KeyError:
         return status
-
-
-def stage(test_name: str) -> int:
-    """Which failure to show first: signature, then shapes/dtypes, then one mechanism,
-    then the full comparisons with the reference and HuggingFace."""
-    name = test_name.lower()
-    if any(k in name for k in ("signature", "has_", "raise", "attribute", "named")):
-        return 0
-    if any(k in name for k in ("shape", "dtype", "keeps", "chapter")):
-        return 1
-    if any(k in name for k in ("hf", "huggingface", "torch_", "sentence_transformers", "pipeline", "reference")):
-        return 3
-    return 2
 
 
 def print_footer(report: Report, lang: str, out=sys.stdout) -> None:

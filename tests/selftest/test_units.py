@@ -15,13 +15,14 @@ import numpy as np
 import pytest
 
 from grader import manifest as manifest_mod
+from grader.manifest import Exercise
 from grader.grading import plugin
 from grader.grading.plugin import NotStarted, failure_message, reproduction
 from grader.grading.results import ExerciseResult, ExerciseStatus, Report, TestResult, TestStatus
 from grader.grading.run import CollectedTest, Outcome, score_exercise
 from grader.i18n import say, set_lang
 from grader.sandbox.controller import RemoteError, Sandbox, SandboxDied, make_remote_error
-from grader.student.cli import first_failures, print_exercise
+from grader.student.cli import print_exercise
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -177,17 +178,37 @@ def test_merge_adds_up_the_parts():
 
 # ---------------------------------------------------------------- the first failure shown
 
-def test_first_failure_is_the_most_basic_one_and_stable_within_a_stage():
-    names = ["test_matches_hf_bert", "test_values_b", "test_output_shape", "test_signature", "test_values_a",
-             "test_keeps_dtype"]
-    failed = [TestResult(n, TestStatus.FAILED, 0, 1, f"{n} broke") for n in names]
-    assert [t.name for t in first_failures(failed)] == ["test_signature", "test_output_shape", "test_keeps_dtype",
-                                                        "test_values_b", "test_values_a", "test_matches_hf_bert"]
-    ex = ExerciseResult("ex", 0, 6, ExerciseStatus.FAILING, "", failed, section="3.1", title="T", title_ja="T")
+def test_first_failure_is_the_most_specific_one_and_stable_otherwise():
+    # (name, judges, stage): the lowest stage first, then the fewest names judged, then suite order
+    spec = [("test_matches_hf", ["encode", "pool"], 3), ("test_values_b", ["pool"], 2),
+            ("test_output_shape", ["encode"], 1), ("test_signature", ["encode"], 0),
+            ("test_values_a", ["pool"], 2), ("test_integration", ["encode", "pool"], 2)]
+    failed = [TestResult(n, TestStatus.FAILED, 0, 1, f"{n} broke", judges=j, stage=st) for n, j, st in spec]
+    ex = ExerciseResult("ex", 0, 6, ExerciseStatus.FAILING, "test_signature: test_signature broke", failed,
+                        section="3.1", title="T", title_ja="T", first_failure="test_signature")
+    assert [t.name for t in ex.failures_in_order()] == ["test_signature", "test_output_shape", "test_values_b",
+                                                        "test_values_a", "test_integration", "test_matches_hf"]
     out = io.StringIO()
     print_exercise(ex, "en", False, out)
     shown = [line.strip() for line in out.getvalue().splitlines() if line.strip().startswith("test_")]
     assert shown == ["test_signature: test_signature broke"] and "5 more failing" in out.getvalue()
+
+
+def test_scoring_picks_the_most_specific_failure_and_names_the_functions_an_integration_used():
+    man = Exercise("ex", "3.1", "T", "T", 10.0)
+    items = {"a": CollectedTest("ex", "test_compare_all", judges=("encode", "pool"), stage=3),
+             "b": CollectedTest("ex", "test_pool_alone", judges=("pool",), stage=2),
+             "c": CollectedTest("ex", "test_encode_alone", judges=("encode",), stage=2)}
+    results = {"a": Outcome("failed", "failed", "values differ", ran=True), "b": Outcome(ran=True),
+               "c": Outcome("failed", "failed", "encode wrong", ran=True)}
+    ex = score_exercise(man, items, results, [])
+    assert ex.first_failure == "test_encode_alone" and ex.message.startswith("test_encode_alone: encode wrong")
+    results["c"] = Outcome(ran=True)
+    ex = score_exercise(man, items, results, [])
+    assert ex.first_failure == "test_compare_all"
+    assert "encode, pool" in ex.message and "pool" in ex.message.splitlines()[-1]
+    assert [t.judges for t in ex.tests] == [["encode", "pool"], ["pool"], ["encode"]]
+    assert ex.to_dict()["first_failure"] == "test_compare_all" and ex.to_dict()["tests"][0]["stage"] == 3
 
 
 # ---------------------------------------------------------------- failure_message
