@@ -391,7 +391,7 @@ def test_decoder_layer_attributes(student):
 
 
 def test_decoder_layer_bad_arguments(student):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="d_model|num_heads"):
         student.DecoderLayer(10, 3, 16)
     with pytest.raises(ValueError, match="activation"):
         student.DecoderLayer(8, 2, 16, activation="tanh")
