@@ -633,6 +633,8 @@ def test_count_parameters_builds_no_model(student):
     try:
         check_count(student, sizes, "BertConfig(vocab_size=10**9, hidden_size=8192, num_hidden_layers=48, ...)")
     except RemoteError as exc:
+        if exc.type_name == "NotImplementedError":
+            raise
         raise AssertionError(msg(
             f"count_parameters on a config too big to build raised {exc.type_name}: count the parameters from "
             "the config's sizes, without building a model",
