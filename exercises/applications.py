@@ -85,6 +85,13 @@ def cls_pool(last_hidden_state, attention_mask):
     Same arguments, shapes and rules as :func:`mean_pool`.  With right padding (the usual
     case) that is position 0, the ``[CLS]`` token; with left padding it is the first
     position whose mask is 1.  A row with no real token pools to zeros.
+
+    Not the chapter's "cls" pooling: in 3.9 ``pooling="cls"`` takes
+    ``outputs.pooler_output``, i.e. the ``[CLS]`` vector passed through BERT's pooler
+    (a dense layer and tanh, trained for next-sentence prediction; the ``encoder``
+    exercise's ``BertPooler``).  This function returns the raw ``[CLS]`` hidden state from
+    ``last_hidden_state``, as sentence-transformers' CLS pooling does: the two vectors
+    differ, and so do the cosine similarities computed from them.
     """
     raise NotImplementedError("cls_pool")
 

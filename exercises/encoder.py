@@ -58,6 +58,11 @@ class EncoderLayer(nn.Module):
     seq_len)`` with True / 1 = may attend — e.g. ``(batch, 1, 1, seq_len)`` for
     padding.  Returns the new hidden states, shape ``(batch, seq_len, d_model)``.
     Dropout acts only in train mode.
+
+    ``BertEncoder.forward(..., output_attentions=True)`` needs each layer's attention
+    weights (your ``MultiHeadAttention`` already returns them): how the layer hands them
+    out is yours to choose (an extra argument of ``forward``, for example), as long as
+    ``layer(x, mask)`` still returns the hidden states alone.
     """
 
     def __init__(self, d_model, num_heads, d_ff, dropout=0.1, layer_norm_eps=1e-12):
@@ -66,6 +71,30 @@ class EncoderLayer(nn.Module):
 
     def forward(self, x, mask=None):
         raise NotImplementedError("EncoderLayer.forward")
+
+
+class BertPooler(nn.Module):
+    """プーラー：[CLS]（先頭トークン）の隠れ状態に全結合層と tanh を掛けて文ベクトルにする。
+
+    BERT's pooler: what ``BertModel(...).pooler_output`` is (the chapter prints it next
+    to ``last_hidden_state`` in 3.6).  It takes the hidden state of the FIRST token
+    (``[CLS]``) of each sequence, applies one ``nn.Linear(hidden_size, hidden_size)``
+    and then ``tanh``.  During pre-training it fed the next-sentence-prediction (NSP)
+    classifier, so ``pooler_output`` is a sentence-level summary trained for that task;
+    classification heads built on it (3.7) start from it.
+
+    ``__init__(hidden_size)`` creates the attribute ``dense = nn.Linear(hidden_size,
+    hidden_size)`` (HuggingFace's ``BertPooler`` uses the same name, so its
+    ``state_dict`` loads into yours).  ``forward(hidden_states)``: ``(batch, seq_len,
+    hidden_size)`` -> ``(batch, hidden_size)``.
+    """
+
+    def __init__(self, hidden_size):
+        super().__init__()
+        raise NotImplementedError("BertPooler.__init__")
+
+    def forward(self, hidden_states):
+        raise NotImplementedError("BertPooler.forward")
 
 
 def load_bert_layer(layer, hf_layer):
@@ -90,7 +119,7 @@ def load_bert_layer(layer, hf_layer):
 
 
 class BertEncoder(nn.Module):
-    """BERT's embeddings and its stack of encoder layers: ``BertModel`` without the pooler.
+    """BERT's embeddings, its stack of encoder layers and its pooler: ``BertModel``.
 
     The constructor's signature is yours to choose (vocabulary size, d_model, number
     of layers and heads, d_ff, max_position_embeddings, type_vocab_size,
@@ -101,8 +130,10 @@ class BertEncoder(nn.Module):
     ``num_attention_heads``, ``intermediate_size``, ``max_position_embeddings``,
     ``type_vocab_size``, ``layer_norm_eps``), build a ``BertEncoder``, copy the
     embeddings (``hf_bert_model.embeddings.word_embeddings``, ``.position_embeddings``,
-    ``.token_type_embeddings``, ``.LayerNorm``) and every layer
-    (``hf_bert_model.encoder.layer[i]``, with ``load_bert_layer``), and return it.
+    ``.token_type_embeddings``, ``.LayerNorm``), every layer
+    (``hf_bert_model.encoder.layer[i]``, with ``load_bert_layer``) and the pooler
+    (``hf_bert_model.pooler.dense``) into the attribute ``pooler`` (a ``BertPooler``),
+    and return it.
 
     ``forward(input_ids, attention_mask=None, token_type_ids=None)``:
     ``input_ids`` ``(batch, seq_len)`` long; ``attention_mask`` ``(batch, seq_len)``
@@ -115,6 +146,18 @@ class BertEncoder(nn.Module):
 
     Hint: turn ``attention_mask`` ``(batch, seq_len)`` into a key mask of shape
     ``(batch, 1, 1, seq_len)`` so that it broadcasts over heads and queries.
+
+    ``forward(..., output_attentions=True)`` returns ``(last_hidden_state, attentions)``
+    instead: ``attentions`` holds one tensor per layer (a tuple or list, first layer
+    first), each the attention weights ``(batch, num_heads, seq_len, seq_len)`` (query,
+    then key) of that layer, i.e. the softmax probabilities, equal to
+    ``hf_bert_model(..., output_attentions=True).attentions`` (HuggingFace's "eager"
+    attention) at every real query position.  Each row sums to 1 and is 0 at padded keys.
+    ``nox -s plots`` draws these.
+
+    ``pooled(input_ids, attention_mask=None, token_type_ids=None)``: the same arguments;
+    returns ``pooler_output`` ``(batch, hidden_size)``, your ``pooler`` applied to
+    ``last_hidden_state``.
     """
 
     def __init__(self, *args, **kwargs):
@@ -125,5 +168,27 @@ class BertEncoder(nn.Module):
     def from_hf(cls, hf_bert_model):
         raise NotImplementedError("BertEncoder.from_hf")
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None):
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, output_attentions=False):
         raise NotImplementedError("BertEncoder.forward")
+
+    def pooled(self, input_ids, attention_mask=None, token_type_ids=None):
+        raise NotImplementedError("BertEncoder.pooled")
+
+
+def count_parameters(config):
+    """パラメータ数をモデルを作らずに config のサイズだけから数える（BERT-Base は約 1.1 億）。
+
+    The number of parameters of ``BertModel(config)`` (embeddings, every encoder layer
+    and the pooler), computed from the sizes in ``config`` (a ``BertConfig``:
+    ``vocab_size``, ``hidden_size``, ``num_hidden_layers``, ``intermediate_size``,
+    ``max_position_embeddings``, ``type_vocab_size``) by a formula, as an ``int``.
+    The chapter's table gives BERT-Base 110M and BERT-Large 340M parameters; the exact
+    counts are 109,482,240 for ``BertConfig()`` and 335,141,888 for hidden size 1024,
+    24 layers, 16 heads and intermediate size 4096.
+
+    Do NOT build a model to count (the grader passes a configuration far too big for
+    any memory): add up what each ``nn.Linear`` (weight AND bias), ``nn.Embedding`` and
+    ``nn.LayerNorm`` (gain AND bias) holds.  The number of heads does not change the
+    count (why not?).
+    """
+    raise NotImplementedError("count_parameters")

@@ -15,11 +15,12 @@ class EncoderLayer(nn.Module):
         self.norm2 = nn.LayerNorm(d_model, eps=layer_norm_eps)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x, mask=None):
+    def forward(self, x, mask=None, output_attentions=False):
         # x (B, L, d_model); mask broadcastable to (B, h, L, L), True = may attend
-        attn, _ = self.self_attn(x, x, x, mask)
+        attn, weights = self.self_attn(x, x, x, mask)               # weights (B, h, L, L)
         x = self.norm1(x + self.dropout(attn))                      # post-LN: Add & Norm
-        return self.norm2(x + self.dropout(self.feed_forward(x)))   # (B, L, d_model)
+        x = self.norm2(x + self.dropout(self.feed_forward(x)))      # (B, L, d_model)
+        return (x, weights) if output_attentions else x
 
 
 def _copy_linear(name, mine, theirs):
@@ -48,6 +49,16 @@ def load_bert_layer(layer, hf_layer):
     return layer
 
 
+class BertPooler(nn.Module):
+    def __init__(self, hidden_size):
+        super().__init__()
+        self.dense = nn.Linear(hidden_size, hidden_size)
+
+    def forward(self, hidden_states):
+        # (B, L, H) -> (B, H): the first token ([CLS]) through dense + tanh
+        return torch.tanh(self.dense(hidden_states[:, 0]))
+
+
 class BertEncoder(nn.Module):
     def __init__(self, vocab_size, d_model, num_layers, num_heads, d_ff, max_position_embeddings=512,
                  type_vocab_size=2, dropout=0.1, layer_norm_eps=1e-12):
@@ -59,6 +70,7 @@ class BertEncoder(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.layers = nn.ModuleList(
             EncoderLayer(d_model, num_heads, d_ff, dropout, layer_norm_eps) for _ in range(num_layers))
+        self.pooler = BertPooler(d_model)
 
     @classmethod
     def from_hf(cls, hf_bert_model):
@@ -77,9 +89,12 @@ class BertEncoder(nn.Module):
             model.embedding_norm.bias.copy_(emb.LayerNorm.bias)
         for layer, hf_layer in zip(model.layers, hf_bert_model.encoder.layer):
             load_bert_layer(layer, hf_layer)
+        if getattr(hf_bert_model, "pooler", None) is not None:
+            with torch.no_grad():
+                _copy_linear("pooler.dense", model.pooler.dense, hf_bert_model.pooler.dense)
         return model.train(hf_bert_model.training)
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None):
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, output_attentions=False):
         batch_size, seq_len = input_ids.shape
         if seq_len > self.position_embeddings.num_embeddings:
             raise ValueError(f"input_ids has length {seq_len}, longer than max_position_embeddings "
@@ -93,6 +108,23 @@ class BertEncoder(nn.Module):
         mask = None
         if attention_mask is not None:
             mask = attention_mask.to(torch.bool)[:, None, None, :]                 # (B, 1, 1, L_k)
+        attentions = []
         for layer in self.layers:
-            x = layer(x, mask)
+            x, weights = layer(x, mask, output_attentions=True)
+            attentions.append(weights)                                              # (B, h, L, L)
+        if output_attentions:
+            return x, tuple(attentions)
         return x                                                                    # last_hidden_state
+
+    def pooled(self, input_ids, attention_mask=None, token_type_ids=None):
+        return self.pooler(self(input_ids, attention_mask, token_type_ids))         # pooler_output (B, H)
+
+
+def count_parameters(config):
+    H, I, L = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+    linear = lambda n_in, n_out: n_in * n_out + n_out                               # weight + bias
+    layer_norm = 2 * H                                                              # gain + bias
+    embeddings = (config.vocab_size + config.max_position_embeddings + config.type_vocab_size) * H + layer_norm
+    layer = 4 * linear(H, H) + layer_norm + linear(H, I) + linear(I, H) + layer_norm
+    pooler = linear(H, H)
+    return embeddings + L * layer + pooler

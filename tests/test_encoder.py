@@ -18,10 +18,21 @@ Tolerances (float32), measured on this suite's inputs with the reference solutio
 So LAYER_ATOL = MINILM_ATOL = 2e-5 (5x above rounding, 3.5x below the smallest eps effect)
 and SMALL_ATOL = 5e-5 (deeper random stacks round a little more; every bug above is
 >= 7e-4 there).
+
+The pooler, output_attentions and count_parameters (measured the same way, 60 small models):
+- pooler_output: rounding <= 1e-6 (small models), 1.4e-7 (MiniLM); a pooler without tanh is
+  >= 0.055 off (small models) and 3.8e-3 (MiniLM), one on the mean of the tokens 0.55 (median)
+  and 0.21 (MiniLM).  POOLER_ATOL = 1e-5 for the pooler alone (rounding there ~1e-7), and
+  pooled(...) uses SMALL_ATOL / MINILM_ATOL.
+- attention weights (probabilities in [0, 1], at real query rows): rounding <= 2.9e-6 (small
+  models, sharp attention), 1.7e-6 (MiniLM); the scores before the softmax or another layer's
+  weights are off by > 0.1.  ATTENTION_ATOL = 2e-5.
+- count_parameters is an exact int: compared with ==.
 """
 import functools
 import math
 import re
+import time
 
 import pytest
 import torch
@@ -31,11 +42,14 @@ from hypothesis import strategies as st
 from grader.grading import hf
 from grader.grading.checks import assert_close, assert_dtype, assert_shape, graded
 from grader.i18n import msg
+from grader.sandbox.controller import RemoteError
 from grader.sandbox.wire import Handle
 
 LAYER_ATOL = 2e-5
 SMALL_ATOL = 5e-5
 MINILM_ATOL = 2e-5
+POOLER_ATOL = 1e-5
+ATTENTION_ATOL = 2e-5
 
 # HuggingFace BertLayer parameter -> the SPEC'd name (suffix) of the student's parameter that
 # must hold it; LayerNorm names are the student's choice (None: matched by value only).
@@ -391,3 +405,199 @@ def test_bert_encoder_matches_minilm_on_the_chapters_sentence(minilm_encoder, de
     got = minilm_encoder(ids.to(device))
     assert_close(got, want.to(device), atol=MINILM_ATOL,
                  name=msg("encoder.minilm_vs_bertmodel_hello"))
+
+
+# ------------------------------------------------------------------ the pooler (3.6: pooler_output)
+
+def hf_pooler(hidden_size, seed):
+    from transformers.models.bert.modeling_bert import BertPooler
+
+    cfg = hf.small_config(hidden_size=hidden_size, num_attention_heads=1)
+    return randomize_(hf.seeded(lambda: BertPooler(cfg), seed), seed).eval()
+
+
+@pytest.mark.parametrize("hidden_size", [4, 24])
+def test_bert_pooler_matches_hf_bert_pooler(student, device, hidden_size):
+    pooler = hf_pooler(hidden_size, seed=70 + hidden_size)
+    mine = student.BertPooler(hidden_size)
+    mine.load_state_dict(pooler.state_dict())             # the SPEC'd attribute: dense
+    mine.eval()
+    mine.to(device)
+    hidden = 2.0 * torch.randn(3, 6, hidden_size, generator=torch.Generator().manual_seed(71))
+    got = mine(hidden.to(device))
+    with torch.no_grad():
+        want = pooler(hidden)
+    assert_close(got, want.to(device), atol=POOLER_ATOL,
+                 name=msg("encoder.bertpooler_output_huggingface_bertpooler", hidden_size=hidden_size))
+
+
+@graded(max_examples=8)
+@given(case=model_cases())
+def test_pooled_matches_hf_pooler_output(student, device, case):
+    cfg = small_model_config(case)
+    model = hf_model(cfg, case["seed"])
+    enc = student_encoder(student, device, cfg, model)
+    ids, mask, types = random_inputs(case, case["seed"] + 1)
+    kwargs = {"attention_mask": mask} if case["use_mask"] else {}
+    if case["use_types"]:
+        kwargs["token_type_ids"] = types
+    got = enc.pooled(ids.to(device), **{k: v.to(device) for k, v in kwargs.items()})
+    with torch.no_grad():
+        want = model(input_ids=ids, **kwargs).pooler_output
+    assert_close(got, want.to(device), atol=SMALL_ATOL,
+                 name=msg("encoder.bertencoder_pooled_huggingface_bertmodel"))
+
+
+def test_pooled_matches_minilm_pooler_output(minilm_encoder, device):
+    batch, _, _, _ = minilm_reference()
+    want = minilm_extras()["pooler_output"]
+    got = minilm_encoder.pooled(batch["input_ids"].to(device), batch["attention_mask"].to(device),
+                                batch["token_type_ids"].to(device))
+    assert_close(got, want.to(device), atol=MINILM_ATOL,
+                 name=msg("encoder.bertencoder_pooled_all_minilm"))
+
+
+# ------------------------------------------------------------------ output_attentions (the plots' code path)
+
+def check_attentions(result, want_hidden, want_attentions, real, device, where):
+    """``result`` = forward(..., output_attentions=True): (last_hidden_state, one (B, h, L, L) per layer),
+    equal to HuggingFace's at every real query position (padded queries' rows are free)."""
+    assert isinstance(result, (tuple, list)) and len(result) == 2, msg(
+        f"{where}: forward(..., output_attentions=True) must return (last_hidden_state, attentions), got "
+        f"{type(result).__name__}" + (f" of length {len(result)}" if isinstance(result, (tuple, list)) else ""),
+        f"{where}：forward(..., output_attentions=True) は (last_hidden_state, attentions) を返すはずが "
+        f"{type(result).__name__}" + (f"（長さ {len(result)}）" if isinstance(result, (tuple, list)) else "") + " でした")
+    hidden, attentions = result
+    assert_close(hidden, want_hidden.to(device), atol=MINILM_ATOL if "MiniLM" in where else SMALL_ATOL,
+                 mask=real[..., None].to(device),
+                 name=msg("encoder.last_hidden_state_returned", where=where))
+    n = len(want_attentions)
+    assert isinstance(attentions, (tuple, list)) and len(attentions) == n, msg(
+        f"{where}: attentions must hold one tensor per layer ({n}), got {type(attentions).__name__}"
+        + (f" of length {len(attentions)}" if isinstance(attentions, (tuple, list)) else ""),
+        f"{where}：attentions は層ごとに 1 つ（{n} 個）のテンソルのはずが {type(attentions).__name__}"
+        + (f"（長さ {len(attentions)}）" if isinstance(attentions, (tuple, list)) else "") + " でした")
+    for i, (got, want) in enumerate(zip(attentions, want_attentions)):
+        assert_close(got, want.to(device), atol=ATTENTION_ATOL, mask=real[:, None, :, None].to(device),
+                     name=msg("encoder.attention_weights_layer_batch", where=where, i=i))
+
+
+@graded(max_examples=8)
+@given(case=model_cases())
+def test_attentions_match_hf_output_attentions(student, device, case):
+    cfg = small_model_config(case)
+    model = hf_model(cfg, case["seed"])
+    enc = student_encoder(student, device, cfg, model)
+    ids, mask, types = random_inputs(case, case["seed"] + 1)
+    result = enc(ids.to(device), mask.to(device), types.to(device), output_attentions=True)
+    with torch.no_grad():
+        out = model(input_ids=ids, attention_mask=mask, token_type_ids=types, output_attentions=True)
+    check_attentions(result, out.last_hidden_state, out.attentions, mask.bool(), device,
+                     msg("encoder.small_random_bertmodel"))
+
+
+def test_attentions_match_minilm(minilm_encoder, device):
+    batch, want_hidden, _, _ = minilm_reference()
+    result = minilm_encoder(batch["input_ids"].to(device), batch["attention_mask"].to(device),
+                            batch["token_type_ids"].to(device), output_attentions=True)
+    check_attentions(result, want_hidden, minilm_extras()["attentions"], batch["attention_mask"].bool(), device,
+                     msg("encoder.all_minilm_l6_v2"))
+
+
+@functools.lru_cache(maxsize=None)
+def minilm_extras():
+    """MiniLM's pooler_output and its attention weights (eager attention) on MINILM_TEXTS."""
+    from transformers import BertModel
+
+    batch, _, _, _ = minilm_reference()
+    model = BertModel.from_pretrained(str(hf.minilm_dir()), attn_implementation="eager").eval()
+    with torch.no_grad():
+        out = model(**batch, output_attentions=True)
+    return {"pooler_output": out.pooler_output, "attentions": out.attentions}
+
+
+# ------------------------------------------------------------------ count_parameters (3.6: BERT's sizes)
+
+def meta_count(cfg):
+    """The trusted count: a BertModel built on the meta device (no memory), its parameters summed."""
+    from transformers import BertModel
+
+    with torch.device("meta"):
+        model = BertModel(cfg)
+    return sum(p.numel() for p in model.parameters())
+
+
+def parts(cfg):
+    """Named groups of BertModel's parameters, to say which one a wrong count misses."""
+    H, I, L = cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers
+    return {
+        msg("encoder.pooler"): H * H + H,
+        msg("encoder.token_type_embeddings"): cfg.type_vocab_size * H,
+        msg("encoder.position_embeddings"): cfg.max_position_embeddings * H,
+        msg("encoder.every_layernorm"): 2 * H * (1 + 2 * L),
+        msg("encoder.every_bias"): L * (4 * H + I + H) + H,
+        msg("encoder.layernorms_biases_or_gains"): H * (1 + 2 * L),
+    }
+
+
+def check_count(student, sizes, label):
+    """count_parameters(BertConfig(**sizes)) in the sandbox vs the trusted meta-device count."""
+    from transformers import BertConfig
+
+    cfg = BertConfig(**sizes)
+    got = student.count_parameters(student.build("transformers.BertConfig", **sizes))
+    want = meta_count(cfg)
+    assert type(got) is int, msg("encoder.count_parameters_return_int", label=label,
+                                 got_type=type(got).__name__)
+    if got != want:
+        diff = want - got
+        known = [name for name, size in parts(cfg).items() if size == abs(diff)]
+        why = (msg("encoder.count_parameters_missing" if diff > 0 else "encoder.count_parameters_twice",
+                   part=known[0]) if known else "")
+        raise AssertionError(msg("encoder.count_parameters_but_bertmodel", label=label, got=got, want=want,
+                                 diff=diff, why=why))
+
+
+@pytest.mark.parametrize("sizes, printed", [
+    ({}, 109_482_240),
+    ({"hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16, "intermediate_size": 4096},
+     335_141_888)], ids=["bert_base", "bert_large"])
+def test_count_parameters_of_bert_base_and_large(student, sizes, printed):
+    from transformers import BertConfig
+
+    assert meta_count(BertConfig(**sizes)) == printed   # the trusted side, as printed in the SPEC
+    check_count(student, sizes, "BERT-Large" if sizes else "BertConfig()")
+
+
+@st.composite
+def count_configs(draw):
+    heads = draw(st.integers(1, 8), label="num_attention_heads")
+    return dict(
+        hidden_size=heads * draw(st.integers(1, 16), label="head_dim"),
+        num_hidden_layers=draw(st.integers(0, 6), label="num_hidden_layers"), num_attention_heads=heads,
+        intermediate_size=draw(st.integers(1, 200), label="intermediate_size"),
+        vocab_size=draw(st.integers(1, 5000), label="vocab_size"),
+        max_position_embeddings=draw(st.integers(1, 600), label="max_position_embeddings"),
+        type_vocab_size=draw(st.integers(1, 4), label="type_vocab_size"))
+
+
+@graded(max_examples=25)
+@given(sizes=count_configs())
+def test_count_parameters_matches_bert_model(student, sizes):
+    check_count(student, sizes, "BertConfig(" + ", ".join(f"{k}={v}" for k, v in sizes.items()) + ")")
+
+
+def test_count_parameters_builds_no_model(student):
+    # 8.2e12 word-embedding entries (33 TB): building the model, even for a moment, fails at once;
+    # the formula needs only the sizes
+    sizes = dict(vocab_size=10**9, hidden_size=8192, num_hidden_layers=48, num_attention_heads=64,
+                 intermediate_size=32768)
+    start = time.monotonic()
+    try:
+        check_count(student, sizes, "BertConfig(vocab_size=10**9, hidden_size=8192, num_hidden_layers=48, ...)")
+    except RemoteError as exc:
+        if exc.type_name == "NotImplementedError":
+            raise
+        raise AssertionError(msg("encoder.count_parameters_config_too", exc_type_name=exc.type_name)) from None
+    took = time.monotonic() - start
+    assert took < 10, msg("encoder.count_parameters_took_only", took=took)

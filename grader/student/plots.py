@@ -1,12 +1,22 @@
 """``python -m grader.student.plots`` (``nox -s plots``): the chapter's pictures, drawn from YOUR code.
 
-Two PNG files:
+Four PNG files:
 
 * ``positional_encoding.png``: your ``positional_encoding.sinusoidal_table(100, 128)`` as a
   heat map (position down, dimension across), as the chapter draws it (3.4);
 * ``attention_layer<N>.png``: the attention weights of a sentence in one layer of the real
   all-MiniLM-L6-v2 model, one heat map per head, computed by YOUR
-  ``attention_torch.MultiHeadAttention(384, 12)`` holding that layer's weights (3.3).
+  ``attention_torch.MultiHeadAttention(384, 12)`` holding that layer's weights (3.3);
+* ``encoder_attention_layer<N>.png``: the same layer's weights as YOUR whole
+  ``encoder.BertEncoder.from_hf(MiniLM)`` returns them with ``output_attentions=True`` (the
+  graded code path: embeddings, every layer before N, then layer N's attention, 3.6);
+* ``decoder_causal_attention.png``: the masked self-attention of YOUR
+  ``decoder.DecoderLayer(384, 12, 1536)`` (its ``self_attn`` holding MiniLM's layer-N
+  attention weights) under YOUR ``decoder.causal_mask``: every token attends only to itself
+  and the tokens before it (3.1).
+
+Each attention picture says whether the weights match HuggingFace's own (for the decoder:
+the same weights with a causal mask), and by how much they differ when they do not.
 
 Student code runs only in the grader's sandbox (exactly as when grading); this process
 imports the trusted HuggingFace model and matplotlib, never the student's modules.
@@ -35,6 +45,8 @@ PE_SHAPE = (100, 128)
 D_MODEL, HEADS, LAYERS = 384, 12, 6
 MAX_TOKENS = 48
 
+
+
 CJK_FONTS = ("Noto Sans CJK JP", "Noto Sans JP", "Noto Serif CJK JP", "IPAexGothic", "IPAGothic",
              "IPAPGothic", "TakaoGothic", "TakaoPGothic", "VL Gothic", "Hiragino Sans",
              "Hiragino Kaku Gothic ProN", "Yu Gothic", "Meiryo", "MS Gothic", "Source Han Sans JP",
@@ -55,7 +67,7 @@ def open_student(target: Path, name: str, device: str = "cpu"):
     return sandbox, StudentModule(sandbox, device, name)
 
 
-def explain(exc: BaseException, lang: str, ex: str, func: str) -> str:
+def explain(exc: BaseException, t: dict, ex: str, func: str) -> str:
     if isinstance(exc, SandboxDied):
         return say("plots.died", lang, detail=exc.detail.rstrip("."), func=func, ex=ex)
     if isinstance(exc, RemoteError):
@@ -70,7 +82,7 @@ def _one_line(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[:limit] + " ..."
 
 
-def _check_started(sandbox: Sandbox, lang: str, ex: str, target: Path):
+def _check_started(sandbox: Sandbox, t: dict, ex: str, target: Path):
     if not (target / f"{ex}.py").is_file():
         raise Skipped(say("plots.missing", lang, target=target, ex=ex))
     try:
@@ -136,11 +148,11 @@ def draw_positional_encoding(target: Path, out: Path, lang: str, cjk: bool, open
     ex, func = "positional_encoding", "positional_encoding.sinusoidal_table"
     sandbox, student = opened or open_student(target, ex)
     try:
-        _check_started(sandbox, lang, ex, target)
+        _check_started(sandbox, t, ex, target)
         try:
             table = student.sinusoidal_table(*PE_SHAPE)
         except (RemoteError, SandboxDied) as exc:
-            raise Skipped(explain(exc, lang, ex, func)) from None
+            raise Skipped(explain(exc, t, ex, func)) from None
     finally:
         sandbox.close()
     want = f"a tensor of shape {PE_SHAPE}"
@@ -181,13 +193,13 @@ def draw_attention(target: Path, out: Path, lang: str, cjk: bool, layer: int,
     notes = []
     sandbox, student = opened or open_student(target, ex)
     try:
-        _check_started(sandbox, lang, ex, target)
+        _check_started(sandbox, t, ex, target)
         func = "attention_torch.MultiHeadAttention(384, 12)"
         try:
             mha = student.MultiHeadAttention(D_MODEL, HEADS)
             sd = mha.state_dict()
         except (RemoteError, SandboxDied) as exc:
-            raise Skipped(explain(exc, lang, ex, func)) from None
+            raise Skipped(explain(exc, t, ex, func)) from None
         names = ("W_Q", "W_K", "W_V", "W_O")
         wanted = [f"{n}.{p}" for n in names for p in ("weight", "bias")]
         if not isinstance(sd, dict) or any(k not in sd for k in wanted):
@@ -206,7 +218,7 @@ def draw_attention(target: Path, out: Path, lang: str, cjk: bool, layer: int,
             mha.eval()
             result = mha(hidden, hidden, hidden, mask[:, None, None, :])
         except (RemoteError, SandboxDied) as exc:
-            raise Skipped(explain(exc, lang, ex, func)) from None
+            raise Skipped(explain(exc, t, ex, func)) from None
     finally:
         sandbox.close()
 
@@ -278,10 +290,156 @@ def hf_layer_weights(layer: int) -> dict:
     return out
 
 
-def plot_heads(weights, tokens, layer, sentence, lang, cjk, path: Path) -> None:
+# ------------------------------------------------------------------ picture c: the whole encoder
+
+def _attention_result(result, L: int, layers: int):
+    """The attentions of ``forward(..., output_attentions=True)``, or None if malformed."""
+    import torch
+
+    if not (isinstance(result, (tuple, list)) and len(result) == 2):
+        return None
+    atts = result[1]
+    if not (isinstance(atts, (tuple, list)) and len(atts) == layers):
+        return None
+    if not all(isinstance(a, torch.Tensor) and tuple(a.shape) == (1, HEADS, L, L) for a in atts):
+        return None
+    return [a.detach().cpu().double() for a in atts]
+
+
+def draw_encoder_attention(target: Path, out: Path, lang: str, cjk: bool, layer: int,
+                           sentence: str, opened=None) -> tuple[Path, list[str]]:
+    import torch
+
+    from grader.grading.hf import minilm_dir
+
+    ex = "encoder"
+    notes = []
+    hidden, mask, tokens, _, truncated = trusted_minilm(sentence, layer)
+    ids, hf_atts = trusted_minilm_ids(sentence)
+    if truncated:
+        notes.append(say("plots.truncated", lang, n=MAX_TOKENS))
+    sandbox, student = opened or open_student(target, ex)
+    try:
+        _check_started(sandbox, t, ex, target)
+        func = "encoder.BertEncoder.from_hf"
+        try:
+            remote = student.build("transformers.BertModel.from_pretrained", str(minilm_dir()))
+            enc = student.BertEncoder.from_hf(remote)
+            enc.eval()
+            func = "BertEncoder.forward(..., output_attentions=True)"
+            result = enc(ids, mask.long(), torch.zeros_like(ids), output_attentions=True)
+        except (RemoteError, SandboxDied) as exc:
+            raise Skipped(explain(exc, t, ex, func)) from None
+    finally:
+        sandbox.close()
+    L = len(tokens)
+    atts = _attention_result(result, L, LAYERS)
+    if atts is None:
+        want = f"(last_hidden_state, attentions) with {LAYERS} attentions of shape (1, {HEADS}, {L}, {L})"
+        raise Skipped(say("plots.bad", lang, func=func, got=_describe_value(result), want=want, ex=ex))
+    weights = atts[layer]
+    if not torch.isfinite(weights).all():
+        raise Skipped(say("plots.bad", lang, func=func, got="weights holding NaN or inf", want="finite weights", ex=ex))
+    diff = float((weights - hf_atts[layer].double()).abs().max())
+    notes.append(say("plots.enc_diff", lang, layer=layer, diff=diff) if diff > 1e-4
+                 else say("plots.enc_ok", lang, diff=max(diff, 1e-7)))
+    if not cjk and safe_label(sentence, False) != sentence:
+        notes.append(say("plots.no_font", lang))
+    path = out / f"encoder_attention_layer{layer}.png"
+    plot_heads(weights[0].numpy(), tokens, layer, sentence, lang, cjk, path, title="enc")
+    return path, notes
+
+
+def trusted_minilm_ids(sentence: str):
+    """The sentence's input_ids (as trusted_minilm tokenizes it) and HF's attentions of every layer."""
+    import torch
+    from transformers import BertTokenizer
+
+    from grader.grading.hf import vocab_path
+
+    tokenizer = BertTokenizer(vocab=str(vocab_path()))
+    enc = tokenizer([sentence], return_tensors="pt", truncation=True, max_length=MAX_TOKENS)
+    with torch.no_grad():
+        outputs = minilm()(**enc, output_attentions=True)
+    return enc["input_ids"], outputs.attentions
+
+
+# ------------------------------------------------------------------ picture d: the decoder's causal self-attention
+
+def causal_reference(hidden, layer: int):
+    """Causally masked attention weights with MiniLM layer ``layer``'s query/key weights,
+    computed here (trusted), (1, HEADS, L, L)."""
+    import torch
+
+    w = {k: v.to(hidden.dtype) for k, v in hf_layer_weights(layer).items()}
+    B, L, _ = hidden.shape
+    d_k = D_MODEL // HEADS
+    q = (hidden @ w["W_Q.weight"].T + w["W_Q.bias"]).view(B, L, HEADS, d_k).transpose(1, 2)
+    k = (hidden @ w["W_K.weight"].T + w["W_K.bias"]).view(B, L, HEADS, d_k).transpose(1, 2)
+    scores = (q @ k.transpose(-2, -1)) / math.sqrt(d_k)
+    allowed = torch.ones(L, L, dtype=torch.bool).tril()
+    return torch.softmax(scores.masked_fill(~allowed, float("-inf")), dim=-1)
+
+
+def draw_decoder_attention(target: Path, out: Path, lang: str, cjk: bool, layer: int,
+                           sentence: str, opened=None) -> tuple[Path, list[str]]:
+    import torch
+
+    ex = "decoder"
+    notes = []
+    hidden, _, tokens, _, truncated = trusted_minilm(sentence, layer)
+    if truncated:
+        notes.append(say("plots.truncated", lang, n=MAX_TOKENS))
+    L = len(tokens)
+    sandbox, student = opened or open_student(target, ex)
+    try:
+        _check_started(sandbox, t, ex, target)
+        func = f"decoder.DecoderLayer({D_MODEL}, {HEADS}, {4 * D_MODEL})"
+        try:
+            dec = student.DecoderLayer(D_MODEL, HEADS, 4 * D_MODEL)
+            dec.eval()
+            attn = dec.self_attn
+            sd = attn.state_dict()
+            names = [f"{n}.{p}" for n in ("W_Q", "W_K", "W_V", "W_O") for p in ("weight", "bias")]
+            if not isinstance(sd, dict) or any(k not in sd for k in names):
+                raise Skipped(say("plots.params", lang, names=", ".join(k for k in names if not isinstance(sd, dict)
+                                                                 or k not in sd)))
+            sd.update(hf_layer_weights(layer))
+            attn.load_state_dict(sd)
+            func = f"decoder.causal_mask({L})"
+            mask = student.causal_mask(L)
+            func = "DecoderLayer.self_attn(x, x, x, causal_mask(L))"
+            result = attn(hidden, hidden, hidden, mask)
+        except (RemoteError, SandboxDied) as exc:
+            raise Skipped(explain(exc, t, ex, func)) from None
+    finally:
+        sandbox.close()
+    want = f"(output, weights) with weights of shape (1, {HEADS}, {L}, {L})"
+    weights = result[1] if isinstance(result, (tuple, list)) and len(result) == 2 else None
+    if not isinstance(weights, torch.Tensor) or tuple(weights.shape) != (1, HEADS, L, L):
+        got = (f"a pair whose weights are {_describe_value(weights)}" if weights is not None
+               else _describe_value(result))
+        raise Skipped(say("plots.bad", lang, func=func, got=got, want=want, ex=ex))
+    weights = weights.detach().cpu().double()
+    if not torch.isfinite(weights).all():
+        raise Skipped(say("plots.bad", lang, func=func, got="weights holding NaN or inf", want=want, ex=ex))
+    above = torch.ones(L, L, dtype=torch.bool).triu(1)
+    leak = float((weights * above).sum(-1).max())
+    if leak > 1e-6:
+        notes.append(say("plots.dec_leak", lang, leak=leak))
+    diff = float((weights - causal_reference(hidden.double(), layer).double()).abs().max())
+    notes.append(say("plots.dec_diff", lang, diff=diff) if diff > 1e-4 else say("plots.dec_ok", lang, diff=max(diff, 1e-7)))
+    if not cjk and safe_label(sentence, False) != sentence:
+        notes.append(say("plots.no_font", lang))
+    path = out / "decoder_causal_attention.png"
+    plot_heads(weights[0].numpy(), tokens, layer, sentence, lang, cjk, path, title="dec")
+    return path, notes
+
+
+def plot_heads(weights, tokens, layer, sentence, lang, cjk, path: Path, title: str = "att") -> None:
     import matplotlib.pyplot as plt
 
-    shown_lang = lang if cjk else "en"
+    shown_lang = lang if cjk else "en"   # Japanese titles only with a Japanese font
     labels = [safe_label(tok, cjk) for tok in tokens]
     L = len(labels)
     cols = 4
@@ -306,7 +464,7 @@ def plot_heads(weights, tokens, layer, sentence, lang, cjk, path: Path) -> None:
         if h // cols == rows - 1:
             ax.set_xlabel(say("plots.title_att_x", shown_lang), fontsize=9)
     shown = sentence if len(sentence) <= 90 else sentence[:87] + "..."
-    fig.suptitle(say("plots.title_att", shown_lang, layer=layer) + "\n\"" + safe_label(shown, cjk) + "\"", fontsize=13)
+    fig.suptitle(say("plots.title_" + title, shown_lang, layer=layer) + "\n\"" + safe_label(shown, cjk) + "\"", fontsize=13)
     fig.tight_layout(rect=(0, 0, 0.93, 0.96))
     cax = fig.add_axes((0.945, 0.15, 0.012, 0.7))
     fig.colorbar(im, cax=cax)
@@ -317,15 +475,14 @@ def plot_heads(weights, tokens, layer, sentence, lang, cjk, path: Path) -> None:
 # ------------------------------------------------------------------ main
 
 def parse_args(argv):
-    settings.root_option(argv)
     p = argparse.ArgumentParser(
         prog="python -m grader.student.plots",
         description="Draw the chapter's pictures from your own implementation: the positional-encoding "
-                    "heat map and the attention weights of a sentence in the real MiniLM model.")
+                    "heat map and the attention weights of a sentence in the real MiniLM model (your "
+                    "MultiHeadAttention, your whole BertEncoder, your DecoderLayer with its causal mask).")
     p.add_argument("--target", default="exercises",
                    help="folder of your modules: exercises (default), solutions, or any path")
     p.add_argument("--out", default=None, help="folder for the PNG files (default: plots/)")
-    settings.add_root_option(p)
     p.add_argument("--layer", type=int, default=0,
                    help=f"which MiniLM layer's attention to draw: 0 (first) to {LAYERS - 1} (last); default 0")
     p.add_argument("--sentence", default=DEFAULT_SENTENCE, help="the sentence to run through the model")
@@ -345,7 +502,7 @@ def main(argv=None) -> int:
     try:
         args = parse_args(sys.argv[1:] if argv is None else argv)
         args.out.mkdir(parents=True, exist_ok=True)
-    except (UsageError, settings.RootNotFound) as exc:
+    except UsageError as exc:
         print(f"grader.plots: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
@@ -358,15 +515,25 @@ def main(argv=None) -> int:
     warnings.filterwarnings("ignore", message=".*[Gg]lyph.*missing.*")
     cjk = setup_fonts()
     lang = args.lang
-    # The attention sandbox starts (imports torch, the student's module) in the background
-    # while the positional-encoding picture is drawn; _check_started waits for it.
-    att = open_student(args.target, "attention_torch")
-    att_start = _background_start(att[0], args.target / "attention_torch.py")
+    # The sandboxes start (import torch, the student's module) in the background while the
+    # positional-encoding picture is drawn; _check_started waits for each.
+    opened, starts = {}, {}
+    for ex in ("attention_torch", "encoder", "decoder"):
+        opened[ex] = open_student(args.target, ex)
+        starts[ex] = _background_start(opened[ex][0], args.target / f"{ex}.py")
+
+    def after_start(ex, draw):
+        def job():
+            starts[ex].join()
+            return draw(args.target, args.out, args.lang, cjk, args.layer, args.sentence, opened=opened[ex])
+        return job
+
     drawn = 0
+    extra = {"layer": args.layer, "heads": HEADS}
     jobs = (("pe_what", "pe_done", lambda: draw_positional_encoding(args.target, args.out, args.lang, cjk), {}),
-            ("att_what", "att_done", lambda: (att_start.join(), draw_attention(
-                args.target, args.out, args.lang, cjk, args.layer, args.sentence, opened=att))[1],
-             {"layer": args.layer, "heads": HEADS}))
+            ("att_what", "att_done", after_start("attention_torch", draw_attention), extra),
+            ("enc_what", "enc_done", after_start("encoder", draw_encoder_attention), extra),
+            ("dec_what", "dec_done", after_start("decoder", draw_decoder_attention), extra))
     try:
         for what, done, job, extra in jobs:
             try:
@@ -379,8 +546,9 @@ def main(argv=None) -> int:
             for note in notes:
                 print(note, flush=True)
     finally:
-        att_start.join()
-        att[0].close()
+        for ex in opened:
+            starts[ex].join()
+            opened[ex][0].close()
     if not drawn:
         print(say("plots.none", lang))
     return 0 if drawn else 1

@@ -1,5 +1,7 @@
-"""``python -m grader.student.plots`` (nox -s plots): draws both pictures from a finished implementation,
-and says which exercise to finish (one line per picture, exit 1, no traceback) from the stubs."""
+"""``python -m grader.student.plots`` (nox -s plots): draws the four pictures from a finished implementation
+(saying that each attention map matches HuggingFace's), and says which exercise to finish (one line per
+picture, exit 1, no traceback) from the stubs."""
+import shutil
 import struct
 import subprocess
 import sys
@@ -10,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def run_plots(*args, timeout=180):
+def run_plots(*args, timeout=400):
     return subprocess.run([sys.executable, "-m", "grader.student.plots", "--lang", "en", *args],
                           capture_output=True, text=True, cwd=ROOT, timeout=timeout)
 
@@ -29,13 +31,30 @@ def test_pictures_from_the_solutions(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
     pe, att = out / "positional_encoding.png", out / "attention_layer1.png"
-    for path in (pe, att):
+    enc, dec = out / "encoder_attention_layer1.png", out / "decoder_causal_attention.png"
+    for path in (pe, att, enc, dec):
         assert path.is_file(), proc.stdout
         assert str(path) in proc.stdout or path.name in proc.stdout, proc.stdout   # says where it is
         nbytes, width, height = png_size(path)
         assert nbytes > 10_000 and width >= 600 and height >= 400, (path.name, nbytes, width, height)
-    assert png_size(att)[1] > 1000      # twelve heads with token labels
-    assert "match HuggingFace" in proc.stdout, proc.stdout
+    for path in (att, enc, dec):
+        assert png_size(path)[1] > 1000      # twelve heads with token labels
+    assert "match HuggingFace's own attention" in proc.stdout, proc.stdout
+    assert "match HuggingFace's output_attentions" in proc.stdout, proc.stdout
+    assert "match causally masked attention" in proc.stdout, proc.stdout
+    assert "note:" not in proc.stdout, proc.stdout
+
+
+def test_a_leaking_causal_mask_is_reported(tmp_path):
+    target = tmp_path / "mine"
+    shutil.copytree(ROOT / "solutions", target)
+    source = (target / "decoder.py").read_text(encoding="utf-8")
+    (target / "decoder.py").write_text(source.replace("return torch.tril(ones)", "return torch.triu(ones)"),
+                                       encoding="utf-8")
+    proc = run_plots("--target", str(target), "--out", str(tmp_path / "pictures"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "your causal_mask lets tokens attend to later tokens" in proc.stdout, proc.stdout
+    assert "nox -s grade -- decoder" in proc.stdout, proc.stdout
 
 
 def test_stubs_say_what_to_finish(tmp_path):
@@ -45,9 +64,9 @@ def test_stubs_say_what_to_finish(tmp_path):
     text = proc.stdout + proc.stderr
     assert "Traceback" not in text, text
     lines = [line for line in proc.stdout.splitlines() if "not drawn" in line]
-    assert len(lines) == 2, proc.stdout
-    assert "not implemented yet" in lines[0] and "nox -s grade -- positional_encoding" in lines[0], lines[0]
-    assert "not implemented yet" in lines[1] and "nox -s grade -- attention_torch" in lines[1], lines[1]
+    assert len(lines) == 4, proc.stdout
+    for line, ex in zip(lines, ("positional_encoding", "attention_torch", "encoder", "decoder")):
+        assert "not implemented yet" in line and f"nox -s grade -- {ex}" in line, line
     assert not list(out.glob("*.png"))
 
 

@@ -1,0 +1,363 @@
+"""Suite for `decoder` (chapter 3.1, exercise 1): a Transformer decoder layer from the student's own parts.
+
+The student's DecoderLayer, with weights copied in by their load_torch_decoder_layer, is
+checked against PyTorch's own `nn.TransformerDecoderLayer(batch_first=True, norm_first=False)`
+in eval mode (PyTorch's boolean masks mean True = blocked, the kata's True = may attend: the
+suite translates).  Causality is a hypothesis property: with a causal mask, changing the
+tokens after position i never changes the outputs at positions <= i (bit for bit on CPU,
+since a blocked key gets exactly 0 weight).
+
+Tolerances (float32), measured with the reference solution on 300 cases drawn like
+`layer_cases` (outputs are LayerNorm'd, values up to ~4):
+- float32 rounding (the same maths in another order: PyTorch's fused in-projection and its
+  attention kernel vs the kata's): <= 8.3e-6 (median 5e-7).
+- nearest bugs, on the cases where they can show: LayerNorm eps ignored (1e-5 instead of 1e-3)
+  >= 3.8e-4 (median 1.8e-3); ReLU instead of GELU median 0.24; swapped norms >= 0.2; every
+  other mapping or wiring bug >= 0.1 in nearly every case (the 20 examples always hit).
+So TORCH_ATOL = 5e-5: 6x above the rounding, 7x below the smallest eps effect.
+Causality and memory padding compare a layer with itself: a blocked key gets exactly 0 weight,
+so on the CPU the outputs are bit-identical (atol 0; the mask-without-diagonal bug moves them by
+~1e-7, which atol 0 catches).
+"""
+import math
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from grader.grading.checks import assert_close, assert_dtype, assert_shape, graded
+from grader.i18n import msg
+from grader.sandbox.wire import Handle
+
+TORCH_ATOL = 5e-5
+
+
+# ------------------------------------------------------------------ trusted helpers
+
+def randomize_(module, seed):
+    """Every parameter distinct and random: weights ~ N(0, 1/fan_in) (query and key rows of the
+    in-projections twice that, so attention is sharp and a mix-up shows), biases and LayerNorm
+    parameters far from 0 and 1 (so a forgotten bias or a swapped LayerNorm shows)."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            noise = torch.randn(p.shape, generator=gen)
+            if name.startswith("norm") and name.endswith("weight"):
+                p.copy_(1 + 0.3 * noise)
+            elif name.endswith("bias"):
+                p.copy_(0.2 * noise)
+            else:
+                p.copy_(noise / math.sqrt(p.shape[1]))
+                if name.endswith("in_proj_weight"):
+                    p[: 2 * p.shape[1]].mul_(2.0)
+    return module
+
+
+def torch_layer(d_model, heads, d_ff, activation="relu", dropout=0.0, eps=1e-5, seed=0):
+    gen_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        layer = torch.nn.TransformerDecoderLayer(d_model, heads, d_ff, dropout=dropout, activation=activation,
+                                                 layer_norm_eps=eps, batch_first=True, norm_first=False)
+    finally:
+        torch.random.set_rng_state(gen_state)
+    return randomize_(layer, seed).eval()
+
+
+def loaded_student_layer(student, device, layer, d_model, heads, d_ff, activation="relu", dropout=0.0, eps=1e-5):
+    """The student's DecoderLayer holding ``layer``'s weights (copied by their own
+    load_torch_decoder_layer from a copy of ``layer`` built in the sandbox), in eval mode."""
+    remote = student.build("torch.nn.TransformerDecoderLayer", d_model, heads, d_ff, dropout=dropout,
+                           activation=activation, layer_norm_eps=eps, batch_first=True, norm_first=False)
+    remote.load_state_dict(layer.state_dict())
+    remote.eval()
+    mine = student.DecoderLayer(d_model, heads, d_ff, dropout=dropout, activation=activation, layer_norm_eps=eps)
+    returned = student.load_torch_decoder_layer(mine, remote)
+    assert isinstance(returned, Handle) and returned.id == mine.id, msg("decoder.load_torch_decoder_layer",
+                                                                        returned=returned)
+    mine.eval()
+    mine.to(device)
+    return mine
+
+
+def tril(length):
+    return torch.ones(length, length, dtype=torch.bool).tril()
+
+
+def torch_masks(tgt_mask, memory_mask, heads):
+    """The kata's masks (True = may attend) as nn.TransformerDecoderLayer's keyword arguments."""
+    kw = {}
+    for kata, name, pad_name in ((tgt_mask, "tgt_mask", "tgt_key_padding_mask"),
+                                 (memory_mask, "memory_mask", "memory_key_padding_mask")):
+        if kata is None:
+            continue
+        if kata.dim() == 2:                                   # (L_q, L_k)
+            kw[name] = ~kata
+        elif kata.shape[1:3] == (1, 1):                       # (B, 1, 1, L_k): key padding
+            kw[pad_name] = ~kata[:, 0, 0, :]
+        else:                                                 # (B, 1, L_q, L_k): one per (batch, head)
+            B, _, Lq, Lk = kata.shape
+            kw[name] = ~kata.expand(B, heads, Lq, Lk).reshape(B * heads, Lq, Lk)
+    return kw
+
+
+def run_torch(layer, x, memory, tgt_mask=None, memory_mask=None):
+    with torch.no_grad():
+        return layer(x, memory, **torch_masks(tgt_mask, memory_mask, layer.self_attn.num_heads))
+
+
+# ------------------------------------------------------------------ causal_mask
+
+@pytest.mark.parametrize("length", [1, 2, 5, 9])
+def test_causal_mask_values(student, device, length):
+    got = student.causal_mask(length, device=device)
+    name = msg("decoder.causal_mask", length=length)
+    assert_shape(got, (length, length), name)
+    assert_dtype(got, torch.bool, name)
+    assert got.device.type == device.type, msg("decoder.device_asked", name=name, got_device=got.device,
+                                               device=device)
+    want = tril(length)
+    if not torch.equal(got.cpu(), want):
+        i, j = [int(v) for v in (got.cpu() != want).nonzero()[0]]
+        raise AssertionError(msg("decoder.causal_mask_must_allow" if want[i, j] else "decoder.causal_mask_must_block",
+                                 name=name, i=i, j=j, value=bool(got[i, j])))
+
+
+def test_causal_mask_default_device(student):
+    got = student.causal_mask(3)
+    assert isinstance(got, torch.Tensor) and got.device.type == "cpu", msg("decoder.causal_mask_3_without",
+                                                                           got=got)
+
+
+def test_causal_mask_bad_length(student):
+    with pytest.raises(ValueError, match="length"):
+        student.causal_mask(-1)
+    with pytest.raises((ValueError, TypeError), match="length"):
+        student.causal_mask(2.5)
+
+
+# ------------------------------------------------------------------ DecoderLayer vs nn.TransformerDecoderLayer
+
+@st.composite
+def layer_cases(draw):
+    heads = draw(st.sampled_from([1, 2, 4]), label="num_heads")
+    head_dim = draw(st.sampled_from([2, 4, 8]), label="head_dim")
+    return dict(
+        heads=heads, d_model=heads * head_dim, d_ff=draw(st.integers(4, 48), label="d_ff"),
+        activation=draw(st.sampled_from(["relu", "gelu"]), label="activation"),
+        eps=draw(st.sampled_from([1e-5, 1e-3]), label="layer_norm_eps"),
+        batch=draw(st.integers(1, 3), label="batch"),
+        L_t=draw(st.integers(1, 9), label="L_t"), L_s=draw(st.integers(1, 9), label="L_s"),
+        tgt_mask=draw(st.sampled_from(["none", "causal", "random"]), label="tgt_mask"),
+        memory_mask=draw(st.sampled_from(["none", "padding", "random_2d"]), label="memory_mask"),
+        seed=draw(st.integers(0, 2**31 - 1), label="seed"))
+
+
+def case_inputs(c):
+    gen = torch.Generator().manual_seed(c["seed"] + 1)
+    B, Lt, Ls, d = c["batch"], c["L_t"], c["L_s"], c["d_model"]
+    x = torch.randn(B, Lt, d, generator=gen)
+    memory = 2.0 * torch.randn(B, Ls, d, generator=gen) + 0.5      # not x's scale: a mix-up shows
+    tgt = None
+    if c["tgt_mask"] == "causal":
+        tgt = tril(Lt)
+    elif c["tgt_mask"] == "random":
+        tgt = (torch.rand(B, 1, Lt, Lt, generator=gen) < 0.6) | torch.eye(Lt, dtype=torch.bool)
+    mem = None
+    if c["memory_mask"] == "padding":
+        lengths = torch.randint(1, Ls + 1, (B,), generator=gen)
+        mem = (torch.arange(Ls)[None, :] < lengths[:, None])[:, None, None, :]
+    elif c["memory_mask"] == "random_2d":
+        mem = torch.rand(Lt, Ls, generator=gen) < 0.6
+        mem[:, 0] = True                                            # every query may attend somewhere
+    return x, memory, tgt, mem
+
+
+def on(device, t):
+    return None if t is None else t.to(device)
+
+
+@graded(max_examples=20)
+@given(case=layer_cases())
+def test_decoder_layer_matches_torch_decoder_layer(student, device, case):
+    d, h, d_ff = case["d_model"], case["heads"], case["d_ff"]
+    layer = torch_layer(d, h, d_ff, case["activation"], eps=case["eps"], seed=case["seed"])
+    mine = loaded_student_layer(student, device, layer, d, h, d_ff, case["activation"], eps=case["eps"])
+    x, memory, tgt, mem = case_inputs(case)
+    got = mine(x.to(device), memory.to(device), on(device, tgt), on(device, mem))
+    want = run_torch(layer, x, memory, tgt, mem)
+    assert_close(got, want.to(device), atol=TORCH_ATOL,
+                 name=msg("decoder.decoderlayer_output_nn_transformerdecoderlayer",
+                          case_activation=case['activation'], case_tgt_mask=case['tgt_mask'],
+                          case_memory_mask=case['memory_mask']))
+
+
+def test_load_torch_decoder_layer_maps_each_weight(student):
+    d, h, d_ff = 12, 3, 12                                           # square feed-forward weights too
+    layer = torch_layer(d, h, d_ff, seed=31)
+    mine = loaded_student_layer(student, "cpu", layer, d, h, d_ff)
+    got = {k: v.detach().cpu() for k, v in mine.state_dict().items() if isinstance(v, torch.Tensor)}
+    theirs = layer.state_dict()
+    pieces = {}
+    for side, attn in (("self_attn", "self_attn"), ("cross_attn", "multihead_attn")):
+        w, b = theirs[f"{attn}.in_proj_weight"], theirs[f"{attn}.in_proj_bias"]
+        for k, proj in enumerate(("W_Q", "W_K", "W_V")):
+            rows = f"{attn}.in_proj_weight[{k * d}:{(k + 1) * d}]"
+            pieces[f"{side}.{proj}.weight"] = (rows, w[k * d:(k + 1) * d])
+            pieces[f"{side}.{proj}.bias"] = (rows.replace("weight", "bias"), b[k * d:(k + 1) * d])
+        pieces[f"{side}.W_O.weight"] = (f"{attn}.out_proj.weight", theirs[f"{attn}.out_proj.weight"])
+        pieces[f"{side}.W_O.bias"] = (f"{attn}.out_proj.bias", theirs[f"{attn}.out_proj.bias"])
+    for name in ("linear1", "linear2"):
+        for kind in ("weight", "bias"):
+            pieces[f"feed_forward.{name}.{kind}"] = (f"{name}.{kind}", theirs[f"{name}.{kind}"])
+    for name in ("norm1", "norm2", "norm3"):
+        for kind in ("weight", "bias"):
+            pieces[f"{name}.{kind}"] = (f"{name}.{kind}", theirs[f"{name}.{kind}"])
+    problems = []
+    for mine_name, (torch_name, want) in pieces.items():
+        if mine_name not in got:
+            problems.append(msg("decoder.layer_has_no_parameter", mine_name=mine_name))
+            continue
+        if got[mine_name].shape == want.shape and torch.equal(got[mine_name], want):
+            continue
+        holder = next((tn for tn, w in pieces.values() if w.shape == got[mine_name].shape
+                       and torch.equal(got[mine_name], w)), None)
+        if holder is not None:
+            problems.append(msg("decoder.holds_torch_which_belongs", mine_name=mine_name, holder=holder))
+        else:
+            problems.append(msg("decoder.holds_no_weight_torch", mine_name=mine_name))
+    if problems:
+        more = msg("decoder.more", value=len(problems) - 3) if len(problems) > 3 else ""
+        raise AssertionError(msg("decoder.separator").join(problems[:3]) + more)
+
+
+# ------------------------------------------------------------------ causality
+
+@st.composite
+def causal_cases(draw):
+    heads = draw(st.sampled_from([1, 2, 4]), label="num_heads")
+    L_t = draw(st.integers(2, 10), label="L_t")
+    return dict(heads=heads, d_model=heads * draw(st.sampled_from([2, 4, 8]), label="head_dim"),
+                d_ff=draw(st.integers(4, 32), label="d_ff"), batch=draw(st.integers(1, 3), label="batch"),
+                L_t=L_t, L_s=draw(st.integers(1, 10), label="L_s"), i=draw(st.integers(0, L_t - 2), label="i"),
+                own_mask=draw(st.booleans(), label="your causal_mask"),
+                seed=draw(st.integers(0, 2**31 - 1), label="seed"))
+
+
+@graded(max_examples=15)
+@given(case=causal_cases())
+def test_decoder_is_causal(student, device, case):
+    d, h, i = case["d_model"], case["heads"], case["i"]
+    layer = torch_layer(d, h, case["d_ff"], seed=case["seed"])
+    mine = loaded_student_layer(student, device, layer, d, h, case["d_ff"])
+    gen = torch.Generator().manual_seed(case["seed"] + 2)
+    B, Lt, Ls = case["batch"], case["L_t"], case["L_s"]
+    x = torch.randn(B, Lt, d, generator=gen)
+    memory = torch.randn(B, Ls, d, generator=gen)
+    later = x.clone()
+    later[:, i + 1:] = 3.0 * torch.randn(B, Lt - i - 1, d, generator=gen)     # every token after i changes
+    mask = student.causal_mask(Lt, device=device) if case["own_mask"] else tril(Lt).to(device)
+    base = mine(x.to(device), memory.to(device), mask)
+    changed = mine(later.to(device), memory.to(device), mask)
+    which = msg("decoder.causal_mask_2") if case["own_mask"] else msg("decoder.correct_causal_mask")
+    # a blocked key gets exactly 0 weight: on the CPU nothing at positions <= i may move at all
+    assert_close(changed[:, :i + 1], base[:, :i + 1], atol=0.0 if device.type == "cpu" else 1e-6,
+                 name=msg("decoder.outputs_positions_0_after", i=i, which=which))
+
+
+def test_later_tokens_do_matter_without_the_mask(student, device):
+    # the other half of causality: the same layer without a mask does look ahead (the property above
+    # is not passed by a layer that ignores x's later tokens for another reason)
+    layer = torch_layer(8, 2, 16, seed=41)
+    mine = loaded_student_layer(student, device, layer, 8, 2, 16)
+    gen = torch.Generator().manual_seed(42)
+    x, memory = torch.randn(1, 5, 8, generator=gen), torch.randn(1, 4, 8, generator=gen)
+    later = x.clone()
+    later[:, 3:] += 1.0
+    got = mine(later.to(device), memory.to(device)) - mine(x.to(device), memory.to(device))
+    moved = float(got[:, :3].abs().max())
+    assert moved > 1e-3, msg("decoder.without_tgt_mask_changing", moved=moved)
+
+
+# ------------------------------------------------------------------ memory padding, dropout
+
+def test_memory_padding_mask(student, device):
+    d, h, d_ff = 16, 4, 24
+    layer = torch_layer(d, h, d_ff, activation="gelu", seed=51)
+    mine = loaded_student_layer(student, device, layer, d, h, d_ff, activation="gelu")
+    gen = torch.Generator().manual_seed(52)
+    lengths = torch.tensor([7, 4, 1])
+    x, memory = torch.randn(3, 5, d, generator=gen), torch.randn(3, 7, d, generator=gen)
+    pad = (torch.arange(7)[None, :] < lengths[:, None])[:, None, None, :]          # (B, 1, 1, L_s)
+    got = mine(x.to(device), memory.to(device), tril(5).to(device), pad.to(device))
+    want = run_torch(layer, x, memory, tril(5), pad)
+    assert_close(got, want.to(device), atol=TORCH_ATOL,
+                 name=msg("decoder.decoderlayer_output_padding_memory"))
+    noisy = torch.where(pad[:, 0, 0, :, None], memory, 100.0 * torch.randn(3, 7, d, generator=gen))
+    again = mine(x.to(device), noisy.to(device), tril(5).to(device), pad.to(device))
+    assert_close(again, got, atol=1e-6,
+                 name=msg("decoder.decoderlayer_output_after_changing"))
+
+
+def test_dropout_only_in_train_mode(student, device):
+    d, h, d_ff = 16, 2, 32
+    layer = torch_layer(d, h, d_ff, dropout=0.3, seed=61)
+    mine = loaded_student_layer(student, device, layer, d, h, d_ff, dropout=0.3)
+    gen = torch.Generator().manual_seed(62)
+    x, memory = torch.randn(2, 6, d, generator=gen).to(device), torch.randn(2, 4, d, generator=gen).to(device)
+    mask = tril(6).to(device)
+    want = run_torch(layer, x.cpu(), memory.cpu(), tril(6))
+    assert_close(mine(x, memory, mask), want.to(device), atol=TORCH_ATOL,
+                 name=msg("decoder.decoderlayer_dropout_0_3"))
+    mine.train()
+    student.seed(0)
+    first = mine(x, memory, mask)
+    student.seed(0)
+    second = mine(x, memory, mask)
+    mine.eval()
+    evaluated = mine(x, memory, mask)
+    moved = float((first - evaluated).abs().max())
+    assert moved > 1e-3, msg("decoder.train_mode_dropout_0", moved=moved)
+    assert torch.equal(first, second), msg("decoder.train_mode_same_seed")
+
+
+# ------------------------------------------------------------------ shapes, dtypes, bad arguments
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_decoder_layer_shape_and_dtype(student, device, dtype):
+    mine = student.DecoderLayer(16, 4, 20)
+    mine.eval()
+    mine.to(device=device, dtype=dtype)
+    gen = torch.Generator().manual_seed(71)
+    x = torch.randn(3, 5, 16, generator=gen, dtype=dtype).to(device)
+    memory = torch.randn(3, 8, 16, generator=gen, dtype=dtype).to(device)
+    out = mine(x, memory, tril(5).to(device))
+    name = msg("decoder.decoderlayer_output_x_3", dtype=dtype)
+    assert_shape(out, (3, 5, 16), name)
+    assert_dtype(out, dtype, name)
+    assert out.device.type == device.type, msg("decoder.inputs", name=name, out_device=out.device,
+                                               device=device)
+
+
+def test_decoder_layer_attributes(student):
+    mine = student.DecoderLayer(8, 2, 12, dropout=0.0, activation="gelu", layer_norm_eps=1e-6)
+    names = set(mine.state_dict())
+    missing = [n for n in ("self_attn.W_Q.weight", "cross_attn.W_Q.weight", "feed_forward.linear1.weight",
+                           "norm1.weight", "norm2.weight", "norm3.weight") if n not in names]
+    assert not missing, msg("decoder.decoderlayer_state_dict_has", value=', '.join(missing))
+    sd = mine.state_dict()
+    assert not torch.equal(sd["self_attn.W_Q.weight"], sd["cross_attn.W_Q.weight"]), msg("decoder.self_attn_cross_attn")
+
+
+def test_decoder_layer_bad_arguments(student):
+    with pytest.raises(ValueError, match="d_model|num_heads"):
+        student.DecoderLayer(10, 3, 16)
+    with pytest.raises(ValueError, match="activation"):
+        student.DecoderLayer(8, 2, 16, activation="tanh")
+    mine = student.DecoderLayer(8, 2, 16)
+    x, memory = torch.randn(2, 3, 8), torch.randn(2, 4, 8)
+    with pytest.raises(ValueError, match="memory"):
+        mine(x, torch.randn(2, 4, 6))
+    with pytest.raises(ValueError, match=r"\bx\b"):
+        mine(torch.randn(3, 8), memory)
