@@ -349,11 +349,11 @@ def run(exercises, runner: Runner, *, fresh: bool, timeout_factor: float, tool_v
         original = (root() / "solutions" / f"{ex}.py").read_text(encoding="utf-8")
         print(f"  {ex}: {len(pending)} pending of {db.num_work_items} mutants "
               f"(baseline {meta['baseline_s']:.1f} s, timeout {timeout:.0f} s)", flush=True)
-        todo += [(ex, item, original, timeout) for item in pending]
+        # mutants are made here, in one thread (parso), and graded in the workers
+        todo += [(ex, item, original, make_mutant(original, item.mutations[0]), timeout) for item in pending]
 
-    def work(ex, item, original, timeout):
+    def work(ex, item, original, mutated, timeout):
         mutation = item.mutations[0]
-        mutated = make_mutant(original, mutation)
         if mutated is None:
             return WorkResult(worker_outcome=WorkerOutcome.NO_TEST), None
         r = runner.grade(ex, mutated, timeout)
@@ -370,7 +370,7 @@ def run(exercises, runner: Runner, *, fresh: bool, timeout_factor: float, tool_v
     try:
         futures = {pool.submit(work, *t): t for t in todo}
         for fut in cf.as_completed(futures):
-            ex, item, _, _ = futures[fut]
+            ex, item = futures[fut][:2]
             try:
                 result, r = fut.result()
             except KeyboardInterrupt:
