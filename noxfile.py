@@ -6,6 +6,11 @@ editable (``pip install -e .``: the ``grader`` package and the dependencies that
 is tested with, ``torch==2.13.0`` among them).  The install is skipped when neither
 file changed, so a second ``nox -s grade`` starts in seconds; edits to the grader need no
 reinstall (it is editable).
+
+``mutation`` (instructors) runs in a virtualenv of its own, ``.nox/mutation``, holding only the
+mutation tool (``pyproject.toml``'s optional group ``mutation``, pinned by
+``constraints-mutation.txt``); the mutants are graded by the shared ``.nox/kata``'s Python, so
+``grade`` and ``verify`` never see the tool.
 """
 import hashlib
 import os
@@ -15,6 +20,11 @@ from pathlib import Path
 
 import nox
 import nox.virtualenv
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 if shutil.which(os.environ.get("UV", "uv")) is None:
     # Every session here runs with venv_backend="none": uv is never needed.  Telling nox so up
@@ -46,6 +56,25 @@ def kata_python(session) -> str:
     return str(python)
 
 
+def mutation_python(session) -> str:
+    """``.nox/mutation``'s python, holding the optional group ``mutation`` (cosmic-ray)."""
+    venv = ROOT / ".nox" / "mutation"
+    python = venv / ("Scripts" if os.name == "nt" else "bin") / "python"
+    digest = hashlib.sha256()
+    for name in ("pyproject.toml", "constraints-mutation.txt"):
+        digest.update((ROOT / name).read_bytes())
+    stamp = venv / ".kata-installed"
+    if python.exists() and stamp.exists() and stamp.read_text() == digest.hexdigest():
+        return str(python)
+    if not python.exists():
+        session.run(sys.executable, "-m", "venv", str(venv), external=True)
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["mutation"]
+    session.run(str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                "-c", str(ROOT / "constraints-mutation.txt"), *deps, external=True)
+    stamp.write_text(digest.hexdigest())
+    return str(python)
+
+
 @nox.session(venv_backend="none")
 def grade(session):
     """Grade your exercises: nox -s grade [-- EXERCISE ... --target DIR --json FILE --fail-under N]."""
@@ -58,6 +87,14 @@ def verify(session):
     python = kata_python(session)
     session.run(python, "-m", "pytest", "-q", "tests/selftest", *session.posargs, external=True)
     session.run(python, "-m", "grader.instructor.verify", external=True)
+
+
+@nox.session(venv_backend="none")
+def mutation(session):
+    """Instructors: mutation analysis of solutions/ with cosmic-ray: nox -s mutation [-- EXERCISE ... --jobs N --json FILE]."""
+    kata = kata_python(session)
+    session.run(mutation_python(session), "-m", "grader.instructor.mutation", "--python", kata,
+                *session.posargs, external=True)
 
 
 @nox.session(venv_backend="none")

@@ -37,12 +37,13 @@ TEMPLATES = Path(__file__).resolve().parent / "templates" / "release"
 MARKER = ".kata-release"
 
 # Never in any published copy: the project's own checks and this tool.
-PROJECT_ONLY = ["tests/bugs/", "tests/selftest/", ".ci/", ".github/", "grader/instructor/"]
+PROJECT_ONLY = ["tests/bugs/", "tests/selftest/", "tests/mutation/", "constraints-mutation.txt", ".ci/", ".github/",
+                "grader/instructor/"]
 # Also left out of the student copy.
 INSTRUCTOR_ONLY = ["solutions/"]
 # noxfile sessions that make no sense without the above (removed from the student copy;
 # so is any session that runs a grader module the copy does not have).
-INSTRUCTOR_SESSIONS = {"verify", "release", "bench"}
+INSTRUCTOR_SESSIONS = {"verify", "release", "bench", "mutation"}
 
 
 class ReleaseError(Exception):

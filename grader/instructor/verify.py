@@ -6,6 +6,11 @@ It fails unless
 - every known-bug variant in ``tests/bugs/<exercise>.toml`` loses points, and the first failure a
   student is shown judges the function the variant breaks (its ``judges``);
 - every alternative-style variant there keeps full marks.
+
+It also reads ``tests/mutation/results.json`` (written by ``nox -s mutation``) and warns when an
+exercise's mutation result is missing or was computed against another solution or suite; with
+``--strict-mutation`` that is a failure.  (A warning by default: suites change far more often
+than a full mutation run, which takes hours on 2 cores, can be repeated.)
 """
 from __future__ import annotations
 
@@ -160,6 +165,8 @@ def main(argv=None) -> int:
     settings.add_root_option(p)
     p.add_argument("--jobs", type=int, default=min(4, os.cpu_count() or 1), help="grading processes")
     p.add_argument("--skip-variants", action="store_true", help="do not grade the bug/alternative variants")
+    p.add_argument("--strict-mutation", action="store_true",
+                   help="fail (not just warn) when tests/mutation/results.json is stale or incomplete")
     p.add_argument("--write-stub-hashes", action="store_true",
                    help="record the stubs' sha256 in grader/stubs.json (after changing a stub)")
     args = p.parse_args(argv)
@@ -182,6 +189,11 @@ def main(argv=None) -> int:
         print(f"verify: error: unknown exercise(s) {unknown}; valid: {', '.join(names)}", file=sys.stderr)
         return 2
     exercises = [e for e in names if e in exercises and (root() / "solutions" / f"{e}.py").is_file()]
+    from grader.instructor.mutation import stale_results
+
+    mutation_problems = stale_results(exercises)
+    for line in mutation_problems:
+        print(f"verify: {'error' if args.strict_mutation else 'warning'}: {line}", flush=True)
     jobs = [{"kind": "solutions", "exercises": [e], "label": f"solutions/{e}"} for e in exercises]
     jobs += [{"kind": "stubs", "exercises": [e], "label": f"exercises/{e} (stub)"} for e in exercises]
     if not args.skip_variants:
@@ -192,7 +204,7 @@ def main(argv=None) -> int:
             for v in variants:
                 jobs.append({"kind": v["kind"], "variant": v, "label": f"{v['kind']} {e}/{v['name']}"})
     started = time.monotonic()
-    problems: list[str] = []
+    problems: list[str] = list(mutation_problems) if args.strict_mutation else []
     ctx = multiprocessing.get_context("spawn")
     print(f"verify: {len(jobs)} gradings of {len(exercises)} exercise(s) with {args.jobs} process(es)", flush=True)
     with cf.ProcessPoolExecutor(max_workers=max(1, args.jobs), mp_context=ctx, initializer=worker_init) as pool:
