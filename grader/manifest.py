@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from grader import settings
-from grader.settings import manifest_path, root  # noqa: F401  (re-exported)
+from grader.settings import manifest_path, root  # noqa: F401  (re-exported: grader.manifest.root)
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -40,9 +40,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from grader import manifest as manifest_mod
 from grader import settings
@@ -50,11 +48,12 @@ from grader.manifest import root
 from grader.grading.results import Report
 from grader.sandbox.controller import Sandbox
 from grader.sandbox.inprocess import import_by_path
+from grader.instructor.bench_report import _get, attribution, evaluate_targets, render
 
 INI = settings.PYTEST_INI
 ONE_EXERCISE = "attention_torch"
 BATCH_EXERCISES = ("attention_numpy", "attention_torch")
-PARTS = ("grade", "pytest", "startup", "watch", "batch", "builtins")
+PARTS = ("grade", "failing", "pytest", "startup", "watch", "batch", "builtins")
 SCHEMA = 1
 
 
@@ -350,6 +349,29 @@ def measure_feedback(exercise: str, device: str, tmp: Path, quick: bool) -> dict
 
 # ---------------------------------------------------------------------- batch
 
+def measure_failing(exercises, device: str, tmp: Path) -> dict:
+    """Per exercise: a grade of the reference (passing) and of its first known bug (failing), each
+    a fresh ``python -m grader EXERCISE --jobs 1``; the ratio failing / passing.  A failing
+    exercise also shrinks hypothesis' examples, bounded by ``grader.settings.SHRINK_SECONDS``."""
+    from grader.instructor.verify import apply_variant, load_variants
+
+    out = {}
+    for name in exercises:
+        bug = next((v for v in load_variants(name) if v["kind"] == "bug"), None)
+        if bug is None:
+            continue
+        folder = tmp / f"failing-{name}"
+        shutil.copytree(root() / "solutions", folder)
+        apply_variant(bug, folder)
+        passing = grade_once([name], root() / "solutions", device, tmp, jobs=1)
+        failing = grade_once([name], folder, device, tmp, jobs=1)
+        ratio = failing["wall_s"] / passing["wall_s"] if passing.get("wall_s") else None
+        out[name] = {"bug": bug["name"], "passing_s": passing["wall_s"], "failing_s": failing["wall_s"],
+                     "failing_score": failing.get("score"), "ratio": ratio}
+        shutil.rmtree(folder, ignore_errors=True)
+    return out
+
+
 def measure_batch(n: int, device: str, tmp: Path, workers_list) -> dict:
     subs = [_copy_modules(tmp / "batch" / f"submission-{i:03d}", BATCH_EXERCISES) for i in range(n)]
     # each submission graded by one process (--jobs 1): the batch's own parallelism is what is measured
@@ -446,244 +468,6 @@ def _rel(path: Path) -> str:
         return str(Path(path).resolve().relative_to(root()))
     except ValueError:
         return str(path)
-
-
-def _s(x) -> str:
-    return "-" if x is None else f"{x:.2f} s"
-
-
-def _get(d, *keys):
-    """``d[k1][k2]...``, or None where a key (or a list index) is missing."""
-    for k in keys:
-        if isinstance(d, dict) and k in d:
-            d = d[k]
-        elif isinstance(d, list) and isinstance(k, int) and -len(d) <= k < len(d):
-            d = d[k]
-        else:
-            return None
-    return d
-
-
-# ---------------------------------------------------------------------- targets
-
-def _ratio_to_pytest(res: dict):
-    full = _get(res, "grade", "full", "warm", "wall_s")
-    base, basis = _get(res, "pytest", "in_process", "warm", "wall_s"), "pytest in-process (unsandboxed)"
-    if base is None:
-        base, basis = _get(res, "pytest", "sandboxed", "warm", "wall_s"), "pytest (sandboxed)"
-    if full is None or not base:
-        return None, ""
-    return full / base, basis
-
-
-def _batch_trend(res: dict):
-    """s / submission with the most processes, and whether it fell at every step."""
-    runs = _get(res, "batch", "runs") or []
-    if len(runs) < 2:
-        return None, ("skipped" if not runs else "only one CPU")
-    per = [r["per_submission_s"] for r in runs]
-    falls = all(b < a for a, b in zip(per, per[1:]))
-    return (per[-1], falls), " -> ".join(f"{r['processes']}p {r['per_submission_s']:.2f}s" for r in runs)
-
-
-@dataclass(frozen=True)
-class Target:
-    """One speed target: ``measure(res)`` gives (value, basis) from the results (value None when
-    not measured); PASS when ``value <bound`` (``op`` "<" or "<="), or, for ``op`` "falls", when
-    the measure says the number fell as CPUs were added."""
-
-    name: str
-    what: str            # what it measures, in words (the report's label)
-    unit: str            # "s" or "x" (a ratio)
-    op: str              # "<", "<=" or "falls"
-    bound: float | None
-    measure: Callable[[dict], tuple]
-
-    def label(self) -> str:
-        if self.op == "falls":
-            return self.what
-        return f"{self.what} {self.op} {self.bound:g}{' s' if self.unit == 's' else ''}"
-
-    def judge(self, res: dict) -> dict:
-        value, basis = self.measure(res)
-        limit, ok = self.bound, False
-        if value is not None and self.op == "falls":
-            (value, ok), limit = value, _get(res, "batch", "runs", 0, "per_submission_s")
-        elif value is not None:
-            ok = value < self.bound if self.op == "<" else value <= self.bound
-        status = "n/a" if value is None else ("PASS" if ok else "MISS")
-        return {"target": self.label(), "name": self.name, "unit": self.unit, "value": value, "limit": limit,
-                "status": status, "basis": basis}
-
-
-# The grader's speed targets, for a 2-core machine: a student's warm `nox -s grade` must not
-# cost much more than the tests themselves, and one exercise must feel interactive.
-TARGETS = (
-    Target("ratio", "warm full grade / plain pytest", "x", "<=", 1.5, _ratio_to_pytest),
-    Target("full", "warm full grade", "s", "<", 60.0,
-           lambda res: (_get(res, "grade", "full", "warm", "wall_s"), "")),
-    Target("one", "warm one-exercise grade", "s", "<", 8.0,
-           lambda res: (_get(res, "grade", "one", "warm", "wall_s"), _get(res, "grade", "one", "exercises", 0) or "")),
-    Target("stubs", "warm grade of the stubs", "s", "<", 15.0,
-           lambda res: (_get(res, "grade", "stubs", "warm", "wall_s"), "")),
-    Target("batch", "batch: s / submission falls as CPUs are added", "s", "falls", None, _batch_trend),
-)
-
-
-def evaluate_targets(res: dict) -> list[dict]:
-    """PASS / MISS per target of ``TARGETS`` (``n/a`` when the number was not measured)."""
-    return [t.judge(res) for t in TARGETS]
-
-
-def attribution(res: dict) -> dict | None:
-    """Where a warm full grade's time goes."""
-    warm = _get(res, "grade", "full", "warm")
-    if not warm or "grade_s" not in warm:
-        return None
-    starts = _get(res, "startup", "sandbox_start_s")
-    out = {"total_s": warm["wall_s"], "process_start_and_imports_s": warm["startup_s"]}
-    if starts:
-        total_starts = sum(v["total_s"] for v in starts.values())
-        out["sandbox_starts_s"] = total_starts
-        out["tests_and_collection_s"] = max(0.0, warm["grade_s"] - total_starts)
-    else:
-        out["grading_s"] = warm["grade_s"]
-    inproc = _get(res, "pytest", "in_process", "warm")
-    if inproc and "session_s" in inproc:
-        out["in_process_pytest_session_s"] = inproc["session_s"]
-        out["isolation_overhead_s"] = warm["wall_s"] - inproc["wall_s"]
-    return out
-
-
-def render(res: dict) -> str:
-    """The results as a plain-text table."""
-    lines: list[str] = []
-
-    def head(title):
-        lines.append("")
-        lines.append(title)
-        lines.append("-" * len(title))
-
-    def row(label, *cells):
-        lines.append(f"  {label:<44}" + "".join(f"{c:>14}" for c in cells))
-
-    m = res.get("machine", {})
-    lines.append(f"grader bench  {res.get('started', '')}  {m.get('cpus')} CPU(s), python {m.get('python')}, "
-                 f"torch {m.get('torch')}, isolation {m.get('isolation')}, load {m.get('loadavg')}"
-                 + ("  [--quick]" if _get(res, "options", "quick") else ""))
-
-    grade = res.get("grade") or {}
-    if grade:
-        head("Grading (fresh `python -m grader` processes, --device " + str(_get(res, "options", "device")) + ")")
-        row("", "cold", "warm", "startup", "score")
-        for key, label in (("full", "solutions/, every exercise"), ("one", "solutions/, one exercise"),
-                           ("stubs", "exercises/ (untouched stubs)")):
-            g = grade.get(key)
-            if not g:
-                continue
-            if key == "one":
-                label = f"solutions/, {', '.join(g['exercises'])}"
-            w = g["warm"]
-            score = f"{w['score']:g}/{w['max_score']:g}" if "score" in w else "error"
-            row(label, _s(g["cold"].get("wall_s")), _s(w.get("wall_s")), _s(w.get("startup_s")), score)
-            for r in (g["cold"], w):
-                if "error" in r:
-                    lines.append(f"    error: {r['error'][-300:]}")
-
-    py = res.get("pytest") or {}
-    if py:
-        head("Plain pytest of the same suites against solutions/ (warm)")
-        row("", "wall", "session", "startup", "passed")
-        for key in ("sandboxed", "in_process"):
-            p = py.get(key)
-            if not p:
-                continue
-            w = p["warm"]
-            row(f"pytest, {p['mode']}", _s(w.get("wall_s")), _s(w.get("session_s")), _s(w.get("startup_s")),
-                f"{w.get('passed', '-')}/{w.get('tests', '-')}")
-            if "error" in w:
-                lines.append(f"    error: {w['error'][-300:]}")
-        for name, value in (res.get("ratios") or {}).items():
-            row(name, f"{value:.2f}x")
-
-    att = res.get("attribution") or {}
-    if att or res.get("startup"):
-        head("Where a warm full grade's time goes" if att else "Start-up costs")
-        labels = {"total_s": "total (wall)", "process_start_and_imports_s": "process start, imports, CLI",
-                  "sandbox_starts_s": "sandbox starts (sum over exercises)",
-                  "tests_and_collection_s": "collection and tests", "grading_s": "grading (pytest session)",
-                  "in_process_pytest_session_s": "same tests in-process (session)",
-                  "isolation_overhead_s": "grader wall - in-process pytest wall"}
-        for k, v in att.items():
-            row(labels.get(k, k), _s(v))
-        su = res.get("startup") or {}
-        if su.get("python_s") is not None:
-            row("  bare `python -c pass`", _s(su["python_s"]))
-            row("  python importing torch/transformers/pytest/grader", _s(su.get("python_with_imports_s")))
-        if su.get("sandbox_start_s"):
-            row("  sandbox start, per exercise", "total", "spawn", "import")
-        for name, v in (su.get("sandbox_start_s") or {}).items():
-            row(f"    {name}", _s(v["total_s"]), _s(v["spawn_s"]), _s(v["import_s"]))
-
-    fb = res.get("feedback")
-    if fb:
-        head("Time to first feedback after a save")
-        lines.append(f"  method: {fb.get('method')}")
-        if fb.get("note"):
-            lines.append(f"  note: {fb['note']}")
-        w = fb.get("watch")
-        if w:
-            row("watcher start to ready (first grade included)", _s(w.get("startup_s")))
-            lines.append(f"  saves {w['settle_s']:g} s apart: " + ", ".join(f"{x:.2f} s" for x in w["saves"]))
-        for key, label in (("cold", "first save"), ("warm", "later saves (median)")):
-            r = fb.get(key) or {}
-            row(f"{fb.get('exercise')}: {label}", _s(r.get("seconds")) if "seconds" in r else "error")
-            if "error" in r:
-                lines.append(f"    error: {r['error'][-300:]}")
-
-    slow = res.get("slowest_tests") or []
-    if slow:
-        head("Slowest tests (sandboxed pytest against solutions/; a module's first setup includes its sandbox start)")
-        for t in slow:
-            lines.append(f"  {t['seconds']:8.2f} s  {t['phase']:<8} {t['test']}")
-
-    batch = res.get("batch")
-    if batch:
-        head(f"Batch: {batch['submissions']} copies of the reference ({', '.join(batch['exercises'])})")
-        row("", "wall", "s/submission", "full marks")
-        for r in batch["runs"]:
-            row(f"{r['processes']} process(es)", _s(r["wall_s"]), _s(r["per_submission_s"]),
-                f"{r['full_marks']}/{batch['submissions']}")
-
-    builtins = res.get("builtins") or {}
-    for dev, b in builtins.items():
-        if "error" in b:
-            head(f"Reference vs torch built-ins on {dev}")
-            lines.append(f"  error: {b['error']}")
-            continue
-        sz = b["sizes"]
-        head(f"Reference vs torch built-ins on {b['device']} (B={sz['B']} L={sz['L']} d={sz['d']} h={sz['h']}, "
-             f"eval, no_grad, median of {b['repeats']})")
-        row("", "reference", "torch", "ratio", "max |diff|")
-        mha, sd = b["mha"], b["sdpa"]
-        row("MultiHeadAttention vs nn.MultiheadAttention", f"{mha['reference_ms']:.3f} ms",
-            f"{mha['torch_ms']:.3f} ms", f"{mha['ratio']:.2f}x", f"{mha['max_abs_diff']:.1e}")
-        row("  (torch also returning per-head weights)", "", f"{mha['torch_with_weights_ms']:.3f} ms",
-            f"{mha['ratio_with_weights']:.2f}x")
-        row("ScaledDotProductAttention vs F.sdpa", f"{sd['reference_ms']:.3f} ms", f"{sd['torch_ms']:.3f} ms",
-            f"{sd['ratio']:.2f}x", f"{sd['max_abs_diff']:.1e}")
-
-    targets = res.get("targets") or []
-    if targets:
-        head("Targets")
-        for t in targets:
-            v = t["value"]
-            shown = "-" if v is None else (f"{v:.2f}x" if t.get("unit") == "x" else f"{v:.2f} s")
-            lines.append(f"  {t['status']:<5} {t['target']:<50} {shown:>10}  {t['basis']}")
-
-    for err in res.get("errors") or []:
-        lines.append(f"error: {err}")
-    return "\n".join(lines).lstrip("\n") + "\n"
 
 
 def write_json(res: dict, path) -> None:
@@ -798,6 +582,9 @@ def main(argv=None) -> int:
                         lambda: grade_cold_warm(grade_args, (root() / "exercises"), args.device, tmp, warm_runs))
             if g:
                 res["grade"]["stubs"] = g
+        if "failing" in args.parts:
+            res["failing"] = attempt("a failing exercise (its first known bug) against a passing one",
+                                     lambda: measure_failing([one] if quick else exercises, args.device, tmp))
         if "pytest" in args.parts:
             res["pytest"] = {}
             p = attempt("plain pytest, sandboxed (with --durations)",

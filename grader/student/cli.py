@@ -13,7 +13,7 @@ from grader import settings
 from grader.settings import root
 from grader.grading import report as report_mod
 from grader.grading.report import clean
-from grader.grading.results import ExerciseResult, ExerciseStatus, Report, TestResult
+from grader.grading.results import ExerciseResult, ExerciseStatus, Report
 
 
 

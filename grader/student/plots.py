@@ -67,7 +67,7 @@ def open_student(target: Path, name: str, device: str = "cpu"):
     return sandbox, StudentModule(sandbox, device, name)
 
 
-def explain(exc: BaseException, t: dict, ex: str, func: str) -> str:
+def explain(exc: BaseException, lang: str, ex: str, func: str) -> str:
     if isinstance(exc, SandboxDied):
         return say("plots.died", lang, detail=exc.detail.rstrip("."), func=func, ex=ex)
     if isinstance(exc, RemoteError):
@@ -82,7 +82,7 @@ def _one_line(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[:limit] + " ..."
 
 
-def _check_started(sandbox: Sandbox, t: dict, ex: str, target: Path):
+def _check_started(sandbox: Sandbox, lang: str, ex: str, target: Path):
     if not (target / f"{ex}.py").is_file():
         raise Skipped(say("plots.missing", lang, target=target, ex=ex))
     try:
@@ -148,11 +148,11 @@ def draw_positional_encoding(target: Path, out: Path, lang: str, cjk: bool, open
     ex, func = "positional_encoding", "positional_encoding.sinusoidal_table"
     sandbox, student = opened or open_student(target, ex)
     try:
-        _check_started(sandbox, t, ex, target)
+        _check_started(sandbox, lang, ex, target)
         try:
             table = student.sinusoidal_table(*PE_SHAPE)
         except (RemoteError, SandboxDied) as exc:
-            raise Skipped(explain(exc, t, ex, func)) from None
+            raise Skipped(explain(exc, lang, ex, func)) from None
     finally:
         sandbox.close()
     want = f"a tensor of shape {PE_SHAPE}"
@@ -193,13 +193,13 @@ def draw_attention(target: Path, out: Path, lang: str, cjk: bool, layer: int,
     notes = []
     sandbox, student = opened or open_student(target, ex)
     try:
-        _check_started(sandbox, t, ex, target)
+        _check_started(sandbox, lang, ex, target)
         func = "attention_torch.MultiHeadAttention(384, 12)"
         try:
             mha = student.MultiHeadAttention(D_MODEL, HEADS)
             sd = mha.state_dict()
         except (RemoteError, SandboxDied) as exc:
-            raise Skipped(explain(exc, t, ex, func)) from None
+            raise Skipped(explain(exc, lang, ex, func)) from None
         names = ("W_Q", "W_K", "W_V", "W_O")
         wanted = [f"{n}.{p}" for n in names for p in ("weight", "bias")]
         if not isinstance(sd, dict) or any(k not in sd for k in wanted):
@@ -218,7 +218,7 @@ def draw_attention(target: Path, out: Path, lang: str, cjk: bool, layer: int,
             mha.eval()
             result = mha(hidden, hidden, hidden, mask[:, None, None, :])
         except (RemoteError, SandboxDied) as exc:
-            raise Skipped(explain(exc, t, ex, func)) from None
+            raise Skipped(explain(exc, lang, ex, func)) from None
     finally:
         sandbox.close()
 
@@ -320,7 +320,7 @@ def draw_encoder_attention(target: Path, out: Path, lang: str, cjk: bool, layer:
         notes.append(say("plots.truncated", lang, n=MAX_TOKENS))
     sandbox, student = opened or open_student(target, ex)
     try:
-        _check_started(sandbox, t, ex, target)
+        _check_started(sandbox, lang, ex, target)
         func = "encoder.BertEncoder.from_hf"
         try:
             remote = student.build("transformers.BertModel.from_pretrained", str(minilm_dir()))
@@ -329,7 +329,7 @@ def draw_encoder_attention(target: Path, out: Path, lang: str, cjk: bool, layer:
             func = "BertEncoder.forward(..., output_attentions=True)"
             result = enc(ids, mask.long(), torch.zeros_like(ids), output_attentions=True)
         except (RemoteError, SandboxDied) as exc:
-            raise Skipped(explain(exc, t, ex, func)) from None
+            raise Skipped(explain(exc, lang, ex, func)) from None
     finally:
         sandbox.close()
     L = len(tokens)
@@ -393,7 +393,7 @@ def draw_decoder_attention(target: Path, out: Path, lang: str, cjk: bool, layer:
     L = len(tokens)
     sandbox, student = opened or open_student(target, ex)
     try:
-        _check_started(sandbox, t, ex, target)
+        _check_started(sandbox, lang, ex, target)
         func = f"decoder.DecoderLayer({D_MODEL}, {HEADS}, {4 * D_MODEL})"
         try:
             dec = student.DecoderLayer(D_MODEL, HEADS, 4 * D_MODEL)
@@ -411,7 +411,7 @@ def draw_decoder_attention(target: Path, out: Path, lang: str, cjk: bool, layer:
             func = "DecoderLayer.self_attn(x, x, x, causal_mask(L))"
             result = attn(hidden, hidden, hidden, mask)
         except (RemoteError, SandboxDied) as exc:
-            raise Skipped(explain(exc, t, ex, func)) from None
+            raise Skipped(explain(exc, lang, ex, func)) from None
     finally:
         sandbox.close()
     want = f"(output, weights) with weights of shape (1, {HEADS}, {L}, {L})"

@@ -43,16 +43,20 @@ def test_report_renders_and_targets_are_judged(tmp_path):
         "batch": {"submissions": 4, "exercises": ["attention_numpy"],
                   "runs": [{"processes": 1, "wall_s": 8.0, "per_submission_s": 2.0, "full_marks": 4},
                            {"processes": 2, "wall_s": 6.0, "per_submission_s": 1.5, "full_marks": 4}]},
+        "failing": {"attention_numpy": {"bug": "no_scaling", "passing_s": 10.0, "failing_s": 12.0, "ratio": 1.2},
+                    "encoder": {"bug": "wrong_eps", "passing_s": 20.0, "failing_s": 40.0, "ratio": 2.0}},
         "errors": [],
     }
     res["attribution"] = bench.attribution(res)
     assert res["attribution"]["sandbox_starts_s"] == 5.0
     assert res["attribution"]["tests_and_collection_s"] == 20.0
     res["targets"] = bench.evaluate_targets(res)
-    # ratio 30/25 = 1.2 <= 1.5, full 30 s < 60, one 7 s < 8, stubs 16 s >= 15: MISS, batch 2.0 -> 1.5 falls
-    assert [t["status"] for t in res["targets"]] == ["PASS", "PASS", "PASS", "MISS", "PASS"], res["targets"]
+    # ratio 30/25 = 1.2 <= 1.5, full 30 s < 60, one 7 s < 8, stubs 16 s >= 15: MISS, batch 2.0 -> 1.5 falls,
+    # failing/passing: the worst exercise (encoder, 2.0x) > 1.5: MISS
+    assert [t["status"] for t in res["targets"]] == ["PASS", "PASS", "PASS", "MISS", "PASS", "MISS"], res["targets"]
+    assert res["targets"][5]["basis"] == "encoder"
     text = bench.render(res)
-    assert "Targets" in text and "MISS" in text and "attention_torch" in text
+    assert "Targets" in text and "MISS" in text and "attention_torch" in text and "wrong_eps" in text
     out = tmp_path / "b.json"
     bench.write_json(res, out)
     assert json.loads(out.read_text())["targets"][3]["status"] == "MISS"

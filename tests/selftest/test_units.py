@@ -21,7 +21,7 @@ from grader.grading.plugin import NotStarted, failure_message, reproduction
 from grader.grading.results import ExerciseResult, ExerciseStatus, Report, TestResult, TestStatus
 from grader.grading.run import CollectedTest, Outcome, score_exercise
 from grader.i18n import say, set_lang
-from grader.sandbox.controller import RemoteError, Sandbox, SandboxDied, make_remote_error
+from grader.sandbox.controller import Sandbox, SandboxDied, make_remote_error
 from grader.student.cli import print_exercise
 
 ROOT = Path(__file__).resolve().parents[2]
