@@ -61,3 +61,14 @@ def load(path=None) -> list[Exercise]:
 
 def by_name(path=None) -> dict[str, Exercise]:
     return {e.name: e for e in load(path)}
+
+
+def names_for_command(argv, prog: str) -> list[str] | None:
+    """The exercise names, in order, for a command line: ``--root`` applied first.  None (after one
+    line on stderr) when there is no kata there."""
+    try:
+        settings.root_option(argv)
+        return [e.name for e in load()]
+    except settings.RootNotFound as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return None

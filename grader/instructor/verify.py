@@ -153,11 +153,8 @@ def check_first_failure(variant: dict, ex, label: str) -> list[str]:
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    try:
-        settings.root_option(argv)
-        names = [e.name for e in manifest_mod.load()]
-    except settings.RootNotFound as exc:
-        print(f"verify: error: {exc}", file=sys.stderr)
+    names = manifest_mod.names_for_command(argv, "verify")
+    if names is None:
         return 2
     p = argparse.ArgumentParser(prog="python -m grader.instructor.verify", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)

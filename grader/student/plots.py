@@ -96,6 +96,23 @@ def _check_started(sandbox: Sandbox, lang: str, ex: str, target: Path):
         raise Skipped(say("plots.import", lang, ex=ex, err=_one_line(err.describe())))
 
 
+def _attention_weights(result, L: int, lang: str, func: str, ex: str):
+    """The weights of an ``(output, weights)`` pair, (1, HEADS, L, L) and finite, as float64 on the CPU;
+    anything else is a picture that cannot be drawn (``Skipped``)."""
+    import torch
+
+    want = f"(output, weights) with weights of shape (1, {HEADS}, {L}, {L})"
+    weights = result[1] if isinstance(result, (tuple, list)) and len(result) == 2 else None
+    if not isinstance(weights, torch.Tensor) or tuple(weights.shape) != (1, HEADS, L, L):
+        got = (f"a pair whose weights are {_describe_value(weights)}" if weights is not None
+               else _describe_value(result))
+        raise Skipped(say("plots.bad", lang, func=func, got=got, want=want, ex=ex))
+    weights = weights.detach().cpu().double()
+    if not torch.isfinite(weights).all():
+        raise Skipped(say("plots.bad", lang, func=func, got="weights holding NaN or inf", want=want, ex=ex))
+    return weights
+
+
 def _describe_value(value) -> str:
     import numpy as np
     import torch
@@ -187,8 +204,6 @@ def draw_positional_encoding(target: Path, out: Path, lang: str, cjk: bool, open
 
 def draw_attention(target: Path, out: Path, lang: str, cjk: bool, layer: int,
                    sentence: str, opened=None) -> tuple[Path, list[str]]:
-    import torch
-
     ex = "attention_torch"
     notes = []
     sandbox, student = opened or open_student(target, ex)
@@ -223,15 +238,7 @@ def draw_attention(target: Path, out: Path, lang: str, cjk: bool, layer: int,
         sandbox.close()
 
     L = len(tokens)
-    want = f"(output, weights) with weights of shape (1, {HEADS}, {L}, {L})"
-    weights = result[1] if isinstance(result, (tuple, list)) and len(result) == 2 else None
-    if not isinstance(weights, torch.Tensor) or tuple(weights.shape) != (1, HEADS, L, L):
-        got = (f"a pair whose weights are {_describe_value(weights)}" if weights is not None
-               else _describe_value(result))
-        raise Skipped(say("plots.bad", lang, func=func, got=got, want=want, ex=ex))
-    weights = weights.detach().cpu().double()
-    if not torch.isfinite(weights).all():
-        raise Skipped(say("plots.bad", lang, func=func, got="weights holding NaN or inf", want=want, ex=ex))
+    weights = _attention_weights(result, L, lang, func, ex)
     diff = float((weights - hf_weights.double()).abs().max())
     notes.append(say("plots.att_diff", lang, diff=diff) if diff > 1e-4 else say("plots.att_ok", lang, diff=max(diff, 1e-7)))
     if not cjk and safe_label(sentence, False) != sentence:
@@ -414,15 +421,7 @@ def draw_decoder_attention(target: Path, out: Path, lang: str, cjk: bool, layer:
             raise Skipped(explain(exc, lang, ex, func)) from None
     finally:
         sandbox.close()
-    want = f"(output, weights) with weights of shape (1, {HEADS}, {L}, {L})"
-    weights = result[1] if isinstance(result, (tuple, list)) and len(result) == 2 else None
-    if not isinstance(weights, torch.Tensor) or tuple(weights.shape) != (1, HEADS, L, L):
-        got = (f"a pair whose weights are {_describe_value(weights)}" if weights is not None
-               else _describe_value(result))
-        raise Skipped(say("plots.bad", lang, func=func, got=got, want=want, ex=ex))
-    weights = weights.detach().cpu().double()
-    if not torch.isfinite(weights).all():
-        raise Skipped(say("plots.bad", lang, func=func, got="weights holding NaN or inf", want=want, ex=ex))
+    weights = _attention_weights(result, L, lang, func, ex)
     above = torch.ones(L, L, dtype=torch.bool).triu(1)
     leak = float((weights * above).sum(-1).max())
     if leak > 1e-6:

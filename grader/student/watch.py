@@ -166,11 +166,8 @@ def grade_one(grader: FreshGrader, name: str, lang: str, verbose: bool, out=sys.
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    try:
-        settings.root_option(argv)
-        names = [e.name for e in manifest_mod.load()]
-    except settings.RootNotFound as exc:
-        print(f"watch: error: {exc}", file=sys.stderr)
+    names = manifest_mod.names_for_command(argv, "watch")
+    if names is None:
         return 2
     p = argparse.ArgumentParser(prog="nox -s watch --", description=__doc__.splitlines()[0])
     p.add_argument("exercise", nargs="?", help="grade this exercise now, then on every save of any exercise")
