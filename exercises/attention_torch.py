@@ -4,6 +4,7 @@
 （nn.Linear の ``W_Q``、``W_K``、``W_V``、``W_O``。出力 (B, L_q, d_model) と重み (B, h, L_q, L_k)。
 自己注意と交差注意（L_q != L_k）の両方）。d_model が num_heads で割り切れなければ ValueError。
 章との違い：mask は True / 1 が「注意してよい」（HuggingFace と同じ）。
+スコアの形 (..., L_q, L_k) に合わない mask（ブロードキャストできない、またはスコアを大きくしてしまうもの）は mask を名指しする ValueError。
 
 Exercise: scaled dot-product and multi-head attention (マルチヘッド注意) in PyTorch.
 
@@ -41,7 +42,10 @@ class ScaledDotProductAttention(nn.Module):
     listing uses the opposite (1 = blocked).  Blocked keys get zero weight, and a
     query whose keys are all blocked must still give finite numbers (no NaN):
     fill blocked scores with a very negative *finite* value such as
-    ``torch.finfo(scores.dtype).min``, not ``-inf``.
+    ``torch.finfo(scores.dtype).min``, not ``-inf``.  A mask that does not broadcast
+    to the scores' shape (one that cannot broadcast at all, or one that would make
+    the scores bigger, e.g. an extra leading dimension) raises ``ValueError`` naming
+    ``mask``: ``masked_fill`` would broadcast it silently.
 
     Keep the input's dtype and device (float64 in, float64 out; CUDA in, CUDA out).
 
@@ -77,12 +81,15 @@ class MultiHeadAttention(nn.Module):
         mask: True/1 = may attend, of shape (B, 1, 1, L_k) (padding mask),
         (L_q, L_k) (one mask for every sequence, e.g. causal) or (B, 1, L_q, L_k)
         output: (B, L_q, d_model); weights: (B, num_heads, L_q, L_k)
+        A mask that does not fit the scores (B, num_heads, L_q, L_k) raises
+        ``ValueError`` naming ``mask``, as in ``ScaledDotProductAttention``.
 
     The chapter's example: ``MultiHeadAttention(512, 8)`` on ``x`` of shape
     ``(2, 10, 512)`` gives weights of shape ``torch.Size([2, 8, 10, 10])``.
 
-    Where dropout goes is up to you (it is off in eval mode and the grader compares
-    in eval mode or with ``dropout=0``).
+    Where dropout goes is up to you (on the attention weights, as HuggingFace does, or
+    on the merged heads); it acts only in train mode.  The grader compares in eval
+    mode, and checks with ``dropout=0.5`` that train mode drops and eval mode does not.
 
     Hint: project, split heads, attend (reuse your ``ScaledDotProductAttention``),
     merge the heads back with ``transpose`` + ``contiguous`` + ``view``, project

@@ -11,10 +11,12 @@ def _check_mask(mask, scores):
     if not isinstance(mask, torch.Tensor):
         raise TypeError(f"mask must be a torch.Tensor or None, got {type(mask).__name__}")
     try:
-        torch.broadcast_shapes(mask.shape, scores.shape)
+        fits = torch.broadcast_shapes(mask.shape, scores.shape) == scores.shape
     except RuntimeError:
+        fits = False
+    if not fits:   # masked_fill would broadcast the scores up to the mask's shape: never silently
         raise ValueError(f"mask of shape {tuple(mask.shape)} cannot broadcast to the scores' shape "
-                         f"{tuple(scores.shape)}") from None
+                         f"{tuple(scores.shape)}")
     return mask.to(torch.bool)
 
 

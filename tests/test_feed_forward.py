@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from grader.grading import hf
 from grader.grading.checks import assert_close, assert_dtype, assert_not_mutated, assert_shape, graded
+from grader.grading.testing import raises_naming, twin
 from grader.i18n import msg
 
 FLOAT32_ATOL = 2e-5
@@ -26,15 +27,13 @@ def reference_ffn(reference, d_model, d_ff, activation, seed, dropout=0.0):
     return ffn.eval()
 
 
-def student_ffn(student, device, ref, d_model, d_ff, activation, dropout=0.0, dtype=torch.float32):
+def student_ffn(student, device, ref, d_model, d_ff, activation, dropout=0.0, dtype=None):
     """The student's module with the reference's weights, in eval mode, on ``device``."""
-    ffn = student.PositionwiseFeedForward(d_model, d_ff, dropout=dropout, activation=activation)
-    ffn.load_state_dict({k: v.to(dtype) for k, v in ref.state_dict().items()})
-    ffn.to(device=device, dtype=dtype)
-    ffn.eval()
-    return ffn
+    return twin(student, "PositionwiseFeedForward", ref, d_model, d_ff, dropout=dropout, activation=activation,
+                device=device, dtype=dtype)
 
 
+@pytest.mark.judges("PositionwiseFeedForward", stage=3)
 @graded(max_examples=25)
 @given(d_model=st.integers(1, 48), d_ff=st.integers(1, 96), batch=st.integers(1, 3),
        seq_len=st.integers(1, 10), activation=st.sampled_from(["relu", "gelu"]),
@@ -51,6 +50,7 @@ def test_matches_reference(student, reference, device, d_model, d_ff, batch, seq
                  name=f"PositionwiseFeedForward({d_model}, {d_ff}, activation={activation!r})(x)")
 
 
+@pytest.mark.judges("PositionwiseFeedForward", stage=1)
 @pytest.mark.parametrize("activation", ["relu", "gelu"])
 def test_float64_in_float64_out(student, reference, device, activation):
     ref = reference_ffn(reference, 12, 40, activation, seed=5).double()
@@ -63,6 +63,7 @@ def test_float64_in_float64_out(student, reference, device, activation):
     assert_close(got, want, atol=FLOAT64_ATOL, name=msg("feed_forward.float64_output", activation=activation))
 
 
+@pytest.mark.judges("PositionwiseFeedForward.__init__", stage=1)
 def test_layers_have_the_chapter_shapes(student):
     ffn = student.PositionwiseFeedForward(24, 80, dropout=0.25)
     assert_shape(ffn.linear1.weight, (80, 24), "linear1.weight (nn.Linear(d_model, d_ff))")
@@ -82,6 +83,7 @@ def hf_bert_ffn(seed, hidden_size=32, intermediate_size=128):
     return inter, out
 
 
+@pytest.mark.judges("PositionwiseFeedForward", stage=3)
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_matches_hf_bert_intermediate_and_output_dense(student, device, seed):
     # BERT's feed-forward: BertIntermediate (dense + exact GELU) then BertOutput.dense
@@ -101,12 +103,13 @@ def test_matches_hf_bert_intermediate_and_output_dense(student, device, seed):
                  name=msg("feed_forward.output_huggingface_bertintermediate_bertoutput"))
 
 
+@pytest.mark.judges("PositionwiseFeedForward", stage=2)
 def test_relu_is_the_chapters_formula(student, device):
     # chapter 3.5: FFN(x) = max(0, x W1 + b1) W2 + b2
     gen = torch.Generator().manual_seed(11)
     w1, b1 = torch.randn(50, 16, generator=gen) / 4, torch.randn(50, generator=gen)
     w2, b2 = torch.randn(16, 50, generator=gen) / 7, torch.randn(16, generator=gen)
-    ffn = student.PositionwiseFeedForward(16, 50, dropout=0.1)            # activation defaults to relu
+    ffn = student.PositionwiseFeedForward(16, 50)            # no keywords: activation defaults to relu
     ffn.load_state_dict({"linear1.weight": w1, "linear1.bias": b1, "linear2.weight": w2, "linear2.bias": b2})
     ffn.to(device)
     ffn.eval()
@@ -116,6 +119,7 @@ def test_relu_is_the_chapters_formula(student, device):
     assert_close(got, want, atol=FLOAT32_ATOL, name=msg("feed_forward.ffn_default_activation"))
 
 
+@pytest.mark.judges("PositionwiseFeedForward", stage=2)
 @graded(max_examples=10)
 @given(d_model=st.integers(1, 24), d_ff=st.integers(1, 48), batch=st.integers(1, 3),
        seq_len=st.integers(2, 9), activation=st.sampled_from(["relu", "gelu"]),
@@ -139,6 +143,7 @@ def test_each_position_alone(student, reference, device, d_model, d_ff, batch, s
                  name=msg("feed_forward.output_permuted_positions_permuted"))
 
 
+@pytest.mark.judges("PositionwiseFeedForward", stage=2)
 @pytest.mark.parametrize("activation", ["relu", "gelu"])
 def test_dropout_only_in_train_mode(student, reference, device, activation):
     ref = reference_ffn(reference, 16, 64, activation, seed=3, dropout=0.5)
@@ -163,10 +168,23 @@ def test_dropout_only_in_train_mode(student, reference, device, activation):
     assert_close(drop2, drop1, atol=0.0, name=msg("feed_forward.train_mode_output_after"))
 
 
-@pytest.mark.parametrize("activation", ["tanh", "swish", "sigmoid"])
+@pytest.mark.judges("PositionwiseFeedForward.__init__", stage=0)
+@pytest.mark.parametrize("activation", ["tanh", "swish", "sigmoid", "gelu_new"])
 def test_unknown_activation_raises(student, activation):
-    with pytest.raises(ValueError) as info:
+    # the docstring: ValueError "naming activation and the value"
+    with raises_naming(ValueError, rf"(?s)(?=.*activation)(?=.*{activation})", f"activation / {activation!r}"):
         student.PositionwiseFeedForward(8, 16, activation=activation)
-    message = str(info.value)
-    assert "activation" in message and activation in message, msg("feed_forward.valueerror_name_argument_activation",
-                                                                  activation=activation, message=message)
+
+
+@pytest.mark.judges("PositionwiseFeedForward.__init__", stage=0)
+def test_activation_that_is_not_a_string_raises(student):
+    # "anything else raises ValueError"; a TypeError for a non-string is the contract's other choice
+    with raises_naming((ValueError, TypeError), "activation", "activation"):
+        student.PositionwiseFeedForward(8, 16, activation=None)
+
+
+@pytest.mark.judges("PositionwiseFeedForward.__init__", stage=0)
+def test_default_dropout_is_0_1(student):
+    # no keywords: dropout=0.1 (the chapter's default)
+    p = student.PositionwiseFeedForward(8, 16).dropout.p
+    assert p == 0.1, msg("feed_forward.default_dropout", p=p)

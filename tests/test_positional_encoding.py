@@ -16,6 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from grader.grading.checks import assert_close, assert_dtype, assert_not_mutated, assert_shape, graded
+from grader.grading.testing import raises_naming
 from grader.i18n import msg
 
 TABLE_ATOL = 1e-3   # SPEC; see the module docstring
@@ -42,6 +43,26 @@ def check_table(got, max_len, d_model, name):
 
 # ------------------------------------------------------------------ sinusoidal_table
 
+@pytest.mark.judges("sinusoidal_table", stage=0)
+@pytest.mark.parametrize("max_len, d_model, name", [(0, 8, "max_len"), (-3, 8, "max_len"), (8, 0, "d_model"),
+                                                    (8, -2, "d_model")])
+def test_table_rejects_sizes_that_are_not_positive(student, max_len, d_model, name):
+    # "a positive int": an empty table for max_len=0 would be a silent mistake
+    with raises_naming((ValueError, TypeError), name, name):
+        student.sinusoidal_table(max_len, d_model)
+
+
+@pytest.mark.judges("sinusoidal_table", stage=1)
+@pytest.mark.parametrize("d_model", [8, 7])
+def test_table_shape_and_dtype(student, d_model):
+    # an odd d_model has one more sine column than cosine columns
+    got = student.sinusoidal_table(5, d_model)
+    assert_shape(got, (5, d_model), f"sinusoidal_table(5, {d_model})")
+    assert got.is_floating_point(), msg("positional_encoding.expected_floating_point_tensor",
+                                        name=f"sinusoidal_table(5, {d_model})", got_dtype=got.dtype)
+
+
+@pytest.mark.judges("sinusoidal_table", stage=3)
 @graded(max_examples=25)
 @given(max_len=st.integers(1, 120), d_model=st.integers(1, 64))
 def test_table_matches_distilbert(student, max_len, d_model):
@@ -49,6 +70,7 @@ def test_table_matches_distilbert(student, max_len, d_model):
     check_table(got, max_len, d_model, f"sinusoidal_table({max_len}, {d_model})")
 
 
+@pytest.mark.judges("sinusoidal_table", stage=3)
 @pytest.mark.parametrize("d_model", [64, 63])
 def test_table_matches_distilbert_up_to_position_5000(student, d_model):
     # the chapter's default max_len; odd d_model too (one more sin column than cos columns)
@@ -56,12 +78,15 @@ def test_table_matches_distilbert_up_to_position_5000(student, d_model):
     check_table(got, 5000, d_model, f"sinusoidal_table(5000, {d_model})")
 
 
-def test_table_first_rows(student):
-    # position 0 is (sin 0, cos 0, sin 0, ...) = (0, 1, 0, 1, ...); the first column is sin(pos)
-    got = student.sinusoidal_table(4, 6)
-    assert_shape(got, (4, 6), "sinusoidal_table(4, 6)")
+@pytest.mark.judges("sinusoidal_table", stage=2)
+@pytest.mark.parametrize("d_model", [6, 5])
+def test_table_first_rows(student, d_model):
+    # position 0 is (sin 0, cos 0, sin 0, ...) = (0, 1, 0, 1, ...); the first column is sin(pos);
+    # an odd d_model ends with a sine column
+    got = student.sinusoidal_table(4, d_model)
+    assert_shape(got, (4, d_model), f"sinusoidal_table(4, {d_model})")
     row0 = got[0].to(torch.float64)
-    assert_close(row0, torch.tensor([0.0, 1.0] * 3, dtype=torch.float64), atol=1e-6,
+    assert_close(row0, torch.tensor([0.0, 1.0] * 3, dtype=torch.float64)[:d_model], atol=1e-6,
                  name=msg("positional_encoding.row_0_position_0"),
                  check_dtype=False)
     col0 = got[:, 0].to(torch.float64)
@@ -69,6 +94,7 @@ def test_table_first_rows(student):
                  name=msg("positional_encoding.column_0_sinusoidal_table"), check_dtype=False)
 
 
+@pytest.mark.judges("sinusoidal_table", stage=2)
 @graded(max_examples=10)
 @given(max_len=st.integers(1, 600), d_model=st.integers(1, 96))
 def test_table_values_in_unit_interval(student, max_len, d_model):
@@ -80,6 +106,7 @@ def test_table_values_in_unit_interval(student, max_len, d_model):
                                     d_model=d_model, worst=worst)
 
 
+@pytest.mark.judges("sinusoidal_table", stage=2)
 @graded(max_examples=20)
 @given(d_model=st.integers(2, 64), k=st.integers(1, 60), data=st.data())
 def test_shift_by_k_is_a_fixed_rotation(student, d_model, k, data):
@@ -108,21 +135,87 @@ def module_buffers(student, module):
     return student.build("builtins.dict", module.named_buffers())
 
 
+@pytest.mark.judges("PositionalEncoding.__init__", stage=0)
 def test_module_registers_pe_buffer(student):
     pe_mod = student.PositionalEncoding(16, max_len=50)
     buffers = module_buffers(student, pe_mod)
     names = sorted(buffers) if isinstance(buffers, dict) else buffers
     assert isinstance(buffers, dict) and "pe" in buffers, msg("positional_encoding.register_buffer_pe", names=names)
-    pe = buffers["pe"]
-    assert_shape(pe, (1, 50, 16), msg("positional_encoding.buffer_pe"))
-    assert_close(pe[0], distilbert_table(50, 16), atol=TABLE_ATOL, name="pe[0]", check_dtype=False)
+    assert_shape(buffers["pe"], (1, 50, 16), msg("positional_encoding.buffer_pe"))
 
 
+@pytest.mark.judges("PositionalEncoding.__init__", stage=0)
+def test_pe_is_not_a_parameter(student):
+    # a buffer, not an nn.Parameter (not even one with requires_grad=False): an optimizer
+    # given model.parameters() must not see it
+    pe_mod = student.PositionalEncoding(8, max_len=20)
+    params = sorted(student.build("builtins.dict", pe_mod.named_parameters()))
+    assert not params, msg("positional_encoding.pe_is_a_parameter", names=params)
+
+
+@pytest.mark.judges("PositionalEncoding.__init__", stage=0)
+@pytest.mark.parametrize("max_len", [0, -5])
+def test_module_rejects_max_len_that_is_not_positive(student, max_len):
+    with raises_naming((ValueError, TypeError), "max_len", "max_len"):
+        student.PositionalEncoding(8, max_len=max_len)
+
+
+@pytest.mark.judges("PositionalEncoding.forward", stage=0)
+@pytest.mark.parametrize("seq_len", [11, 30])
+def test_sequence_longer_than_max_len_raises(student, device, seq_len):
+    # the docstring: ValueError "naming max_len and the length"
+    pe_mod = student.PositionalEncoding(8, max_len=10)
+    pe_mod.to(device)
+    x = torch.zeros(1, seq_len, 8, device=device)
+    with raises_naming(ValueError, rf"(?s)(?=.*max_len)(?=.*\b{seq_len}\b)", f"max_len / {seq_len}"):
+        pe_mod(x)
+
+
+@pytest.mark.judges("PositionalEncoding.__init__", stage=1)
 def test_module_default_max_len_is_5000(student):
     pe_mod = student.PositionalEncoding(8)
     assert_shape(pe_mod.pe, (1, 5000, 8), "PositionalEncoding(8).pe")
 
 
+@pytest.mark.judges("PositionalEncoding.forward", stage=1)
+@pytest.mark.parametrize("d_model", [10, 7])
+def test_forward_keeps_shape_dtype_and_device(student, device, d_model):
+    # x + pe: the same shape as x (concatenating the table would add columns)
+    pe_mod = student.PositionalEncoding(d_model, max_len=20)
+    pe_mod.to(device)
+    for dtype in (torch.float32, torch.float64):
+        x = torch.ones(2, 5, d_model, dtype=dtype, device=device)
+        out = pe_mod(x)
+        assert_shape(out, (2, 5, d_model), msg("positional_encoding.positionalencoding_output_shape",
+                                               d_model=d_model))
+        assert_dtype(out, dtype, msg("positional_encoding.positionalencoding_output_dtype", dtype=dtype))
+        assert out.device.type == device.type, msg("positional_encoding.positionalencoding_output_input",
+                                                   out_device=out.device, device=device)
+
+
+@pytest.mark.judges("PositionalEncoding.__init__", stage=2)
+def test_module_buffer_holds_the_table(student):
+    pe = module_buffers(student, student.PositionalEncoding(16, max_len=50))["pe"]
+    assert_close(pe[0], distilbert_table(50, 16), atol=TABLE_ATOL, name=msg("positional_encoding.buffer_pe"),
+                 check_dtype=False)
+
+
+@pytest.mark.judges("PositionalEncoding.forward", stage=2)
+@pytest.mark.parametrize("d_model", [6, 7])
+def test_forward_at_exactly_max_len(student, device, d_model):
+    # x of size O(1), not zeros: x * sqrt(d_model) + pe (the original Transformer's embedding
+    # scale, not this module's job) must show
+    x = torch.linspace(-1.0, 1.0, 2 * 12 * d_model).reshape(2, 12, d_model).to(device)
+    pe_mod = student.PositionalEncoding(d_model, max_len=12)
+    pe_mod.to(device)
+    out = pe_mod(x)
+    assert_not_mutated(student, "x")
+    want = x + distilbert_table(12, d_model).to(device)
+    assert_close(out, want, atol=TABLE_ATOL, name=msg("positional_encoding.positionalencoding_6_max_len",
+                                                      d_model=d_model))
+
+
+@pytest.mark.judges("PositionalEncoding.forward", stage=3)
 @graded(max_examples=20)
 @given(batch=st.integers(1, 3), seq_len=st.integers(1, 40), d_model=st.integers(1, 24),
        dtype=st.sampled_from([torch.float32, torch.float64]), seed=st.integers(0, 2**31 - 1))
@@ -136,32 +229,3 @@ def test_forward_adds_the_table(student, device, batch, seq_len, d_model, dtype,
     want = x + distilbert_table(40, d_model)[:seq_len].to(device, dtype)
     assert_close(out, want, atol=TABLE_ATOL, name=msg("positional_encoding.positionalencoding_max_len_40",
                                                       d_model=d_model, dtype=dtype))
-
-
-def test_forward_at_exactly_max_len(student, device):
-    x = torch.zeros(2, 12, 6, device=device)
-    pe_mod = student.PositionalEncoding(6, max_len=12)
-    pe_mod.to(device)
-    out = pe_mod(x)
-    want = distilbert_table(12, 6).to(device).expand(2, 12, 6)
-    assert_close(out, want, atol=TABLE_ATOL, name=msg("positional_encoding.positionalencoding_6_max_len"))
-
-
-@pytest.mark.parametrize("seq_len", [11, 30])
-def test_sequence_longer_than_max_len_raises(student, device, seq_len):
-    pe_mod = student.PositionalEncoding(8, max_len=10)
-    pe_mod.to(device)
-    x = torch.zeros(1, seq_len, 8, device=device)
-    with pytest.raises(ValueError, match=rf"max_len|{seq_len}|\b10\b"):
-        pe_mod(x)
-
-
-def test_forward_keeps_dtype_and_device(student, device):
-    pe_mod = student.PositionalEncoding(10, max_len=20)
-    pe_mod.to(device)
-    for dtype in (torch.float32, torch.float64):
-        x = torch.ones(1, 5, 10, dtype=dtype, device=device)
-        out = pe_mod(x)
-        assert_dtype(out, dtype, msg("positional_encoding.positionalencoding_output_dtype", dtype=dtype))
-        assert out.device.type == device.type, msg("positional_encoding.positionalencoding_output_input",
-                                                   out_device=out.device, device=device)

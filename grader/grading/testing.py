@@ -8,13 +8,18 @@
 * value checkers with one wording everywhere: ``as_float``, ``as_int``, ``as_int_list``,
   ``as_record``; each returns the plain value or fails with a message that names the value;
 * ``call_catching``: the student's exception as a value (a stub's NotImplementedError still
-  propagates, so an untouched stub is "not started").
+  propagates, so an untouched stub is "not started");
+* ``raises_naming``: ``pytest.raises(..., match=...)`` on the student's own message only, and
+  ``message_of`` (a ``RemoteError``'s ``str`` also quotes the source line that raised, so
+  ``match="mask"`` would pass on NumPy's broadcast error raised from ``np.where(mask, ...)``).
 
 Suites import from here instead of writing their own builders.
 """
 from __future__ import annotations
 
+import contextlib
 import math
+import re
 
 import numpy as np
 
@@ -151,3 +156,24 @@ def call_catching(fn, *args, **kwargs):
         if exc.type_name == "NotImplementedError":
             raise
         return None, exc
+
+
+def message_of(exc) -> str:
+    """The exception's own message: for the student's exceptions without the quoted source line
+    that ``str(RemoteError)`` appends."""
+    return exc.remote_message if isinstance(exc, RemoteError) else str(exc)
+
+
+@contextlib.contextmanager
+def raises_naming(expected, pattern: str, what: str = "the argument"):
+    """``pytest.raises(expected)`` whose message (``message_of``) must match ``pattern``
+    (``re.search``); ``what`` says in the failure what the message should name."""
+    import pytest
+
+    with pytest.raises(expected) as info:
+        yield info
+    text = message_of(info.value)
+    if not re.search(pattern, text):
+        raise AssertionError(say("testing.message_does_not_name", type=type(info.value).__name__
+                                 if not isinstance(info.value, RemoteError) else info.value.type_name,
+                                 what=what, message=_short(text, 300)))
