@@ -58,7 +58,9 @@ class RemoteError(Exception):
         self.mro = list(mro)
         self.remote_message = message
         self.frames = frames
-        super().__init__(self.describe())
+        # str(exc) is the student's own message only (what ``pytest.raises(match=...)`` searches): the
+        # source line that raised is in ``describe()``, so a pattern cannot match the student's code
+        super().__init__(f"{self.type_name}: {message}")
 
     @property
     def type_name(self):
