@@ -113,7 +113,7 @@ def run_torch(layer, x, memory, tgt_mask=None, memory_mask=None):
 # ------------------------------------------------------------------ causal_mask
 
 @pytest.mark.judges("causal_mask", stage=2)
-@pytest.mark.parametrize("length", [1, 2, 5, 9])
+@pytest.mark.parametrize("length", [0, 1, 2, 5, 9])
 def test_causal_mask_values(student, device, length):
     got = student.causal_mask(length, device=device)
     name = msg("decoder.causal_mask", length=length)
