@@ -128,7 +128,8 @@ class BertEncoder(nn.Module):
     ``BertEncoder.from_hf(hf_bert_model)`` (a ``@classmethod``): read the sizes from
     ``hf_bert_model.config`` (``vocab_size``, ``hidden_size``, ``num_hidden_layers``,
     ``num_attention_heads``, ``intermediate_size``, ``max_position_embeddings``,
-    ``type_vocab_size``, ``layer_norm_eps``), build a ``BertEncoder``, copy the
+    ``type_vocab_size``, ``layer_norm_eps``) and its dropout probability
+    (``hidden_dropout_prob``), build a ``BertEncoder``, copy the
     embeddings (``hf_bert_model.embeddings.word_embeddings``, ``.position_embeddings``,
     ``.token_type_embeddings``, ``.LayerNorm``), every layer
     (``hf_bert_model.encoder.layer[i]``, with ``load_bert_layer``) and the pooler
@@ -158,6 +159,10 @@ class BertEncoder(nn.Module):
     ``pooled(input_ids, attention_mask=None, token_type_ids=None)``: the same arguments;
     returns ``pooler_output`` ``(batch, hidden_size)``, your ``pooler`` applied to
     ``last_hidden_state``.
+
+    Dropout, as in BERT: in train mode the encoder drops (with ``hidden_dropout_prob``;
+    where the dropout sits is yours to choose), in eval mode it never does, so eval-mode
+    outputs equal ``hf_bert_model``'s in eval mode.
     """
 
     def __init__(self, *args, **kwargs):

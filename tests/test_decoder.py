@@ -15,6 +15,9 @@ Tolerances (float32), measured with the reference solution on 300 cases drawn li
   >= 3.8e-4 (median 1.8e-3); ReLU instead of GELU median 0.24; swapped norms >= 0.2; every
   other mapping or wiring bug >= 0.1 in nearly every case (the 20 examples always hit).
 So TORCH_ATOL = 5e-5: 6x above the rounding, 7x below the smallest eps effect.
+Everywhere the source and the target differ in length (L_s != L_t) and memory is not x (another
+scale and offset), so keys/values taken from x, queries taken from memory, or a mask meant for
+the other attention fail (most of them with a shape error) instead of passing by chance.
 Causality and memory padding compare a layer with itself: a blocked key gets exactly 0 weight,
 so on the CPU the outputs are bit-identical (atol 0; the mask-without-diagonal bug moves them by
 ~1e-7, which atol 0 catches).
@@ -27,8 +30,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from grader.grading.checks import assert_close, assert_dtype, assert_shape, graded
+from grader.grading.testing import is_handle
 from grader.i18n import msg
-from grader.sandbox.wire import Handle
 
 TORCH_ATOL = 5e-5
 
@@ -74,8 +77,7 @@ def loaded_student_layer(student, device, layer, d_model, heads, d_ff, activatio
     remote.eval()
     mine = student.DecoderLayer(d_model, heads, d_ff, dropout=dropout, activation=activation, layer_norm_eps=eps)
     returned = student.load_torch_decoder_layer(mine, remote)
-    assert isinstance(returned, Handle) and returned.id == mine.id, msg("decoder.load_torch_decoder_layer",
-                                                                        returned=returned)
+    assert is_handle(returned, of=mine), msg("decoder.load_torch_decoder_layer", returned=returned)
     mine.eval()
     mine.to(device)
     return mine
@@ -92,6 +94,7 @@ def torch_masks(tgt_mask, memory_mask, heads):
                                  (memory_mask, "memory_mask", "memory_key_padding_mask")):
         if kata is None:
             continue
+        kata = kata.bool()                                    # a 0/1 mask means the same
         if kata.dim() == 2:                                   # (L_q, L_k)
             kw[name] = ~kata
         elif kata.shape[1:3] == (1, 1):                       # (B, 1, 1, L_k): key padding
@@ -109,7 +112,8 @@ def run_torch(layer, x, memory, tgt_mask=None, memory_mask=None):
 
 # ------------------------------------------------------------------ causal_mask
 
-@pytest.mark.parametrize("length", [1, 2, 5, 9])
+@pytest.mark.judges("causal_mask", stage=2)
+@pytest.mark.parametrize("length", [0, 1, 2, 5, 9])
 def test_causal_mask_values(student, device, length):
     got = student.causal_mask(length, device=device)
     name = msg("decoder.causal_mask", length=length)
@@ -124,12 +128,14 @@ def test_causal_mask_values(student, device, length):
                                  name=name, i=i, j=j, value=bool(got[i, j])))
 
 
+@pytest.mark.judges("causal_mask", stage=1)
 def test_causal_mask_default_device(student):
     got = student.causal_mask(3)
     assert isinstance(got, torch.Tensor) and got.device.type == "cpu", msg("decoder.causal_mask_3_without",
                                                                            got=got)
 
 
+@pytest.mark.judges("causal_mask", stage=0)
 def test_causal_mask_bad_length(student):
     with pytest.raises(ValueError, match="length"):
         student.causal_mask(-1)
@@ -143,15 +149,22 @@ def test_causal_mask_bad_length(student):
 def layer_cases(draw):
     heads = draw(st.sampled_from([1, 2, 4]), label="num_heads")
     head_dim = draw(st.sampled_from([2, 4, 8]), label="head_dim")
+    L_t = draw(st.integers(1, 9), label="L_t")
     return dict(
         heads=heads, d_model=heads * head_dim, d_ff=draw(st.integers(4, 48), label="d_ff"),
         activation=draw(st.sampled_from(["relu", "gelu"]), label="activation"),
         eps=draw(st.sampled_from([1e-5, 1e-3]), label="layer_norm_eps"),
         batch=draw(st.integers(1, 3), label="batch"),
-        L_t=draw(st.integers(1, 9), label="L_t"), L_s=draw(st.integers(1, 9), label="L_s"),
-        tgt_mask=draw(st.sampled_from(["none", "causal", "random"]), label="tgt_mask"),
-        memory_mask=draw(st.sampled_from(["none", "padding", "random_2d"]), label="memory_mask"),
+        L_t=L_t, L_s=other_length(draw, L_t, 9),
+        tgt_mask=draw(st.sampled_from(["none", "causal", "random", "padding", "causal_padding"]), label="tgt_mask"),
+        memory_mask=draw(st.sampled_from(["none", "padding", "padding_long", "random_2d"]), label="memory_mask"),
         seed=draw(st.integers(0, 2**31 - 1), label="seed"))
+
+
+def other_length(draw, L_t, most):
+    """L_s in 1..most, never L_t (so a mix-up of source and target fails on the shapes)."""
+    L_s = draw(st.integers(1, most - 1), label="L_s")
+    return L_s + 1 if L_s >= L_t else L_s
 
 
 def case_inputs(c):
@@ -164,10 +177,17 @@ def case_inputs(c):
         tgt = tril(Lt)
     elif c["tgt_mask"] == "random":
         tgt = (torch.rand(B, 1, Lt, Lt, generator=gen) < 0.6) | torch.eye(Lt, dtype=torch.bool)
+    elif c["tgt_mask"] in ("padding", "causal_padding"):                # key 0 is always real: no empty row
+        lengths = torch.randint(1, Lt + 1, (B,), generator=gen)
+        tgt = (torch.arange(Lt)[None, :] < lengths[:, None])[:, None, None, :]            # (B, 1, 1, L_t)
+        if c["tgt_mask"] == "causal_padding":
+            tgt = tgt & tril(Lt)                                                          # (B, 1, L_t, L_t)
     mem = None
-    if c["memory_mask"] == "padding":
+    if c["memory_mask"] in ("padding", "padding_long"):
         lengths = torch.randint(1, Ls + 1, (B,), generator=gen)
         mem = (torch.arange(Ls)[None, :] < lengths[:, None])[:, None, None, :]
+        if c["memory_mask"] == "padding_long":
+            mem = mem.long()                                                              # 1 = may attend
     elif c["memory_mask"] == "random_2d":
         mem = torch.rand(Lt, Ls, generator=gen) < 0.6
         mem[:, 0] = True                                            # every query may attend somewhere
@@ -178,6 +198,7 @@ def on(device, t):
     return None if t is None else t.to(device)
 
 
+@pytest.mark.judges("DecoderLayer", "load_torch_decoder_layer", stage=3)
 @graded(max_examples=20)
 @given(case=layer_cases())
 def test_decoder_layer_matches_torch_decoder_layer(student, device, case):
@@ -193,6 +214,7 @@ def test_decoder_layer_matches_torch_decoder_layer(student, device, case):
                           case_memory_mask=case['memory_mask']))
 
 
+@pytest.mark.judges("load_torch_decoder_layer", stage=2)
 def test_load_torch_decoder_layer_maps_each_weight(student):
     d, h, d_ff = 12, 3, 12                                           # square feed-forward weights too
     layer = torch_layer(d, h, d_ff, seed=31)
@@ -240,11 +262,12 @@ def causal_cases(draw):
     L_t = draw(st.integers(2, 10), label="L_t")
     return dict(heads=heads, d_model=heads * draw(st.sampled_from([2, 4, 8]), label="head_dim"),
                 d_ff=draw(st.integers(4, 32), label="d_ff"), batch=draw(st.integers(1, 3), label="batch"),
-                L_t=L_t, L_s=draw(st.integers(1, 10), label="L_s"), i=draw(st.integers(0, L_t - 2), label="i"),
+                L_t=L_t, L_s=other_length(draw, L_t, 10), i=draw(st.integers(0, L_t - 2), label="i"),
                 own_mask=draw(st.booleans(), label="your causal_mask"),
                 seed=draw(st.integers(0, 2**31 - 1), label="seed"))
 
 
+@pytest.mark.judges("DecoderLayer", "causal_mask", stage=2)
 @graded(max_examples=15)
 @given(case=causal_cases())
 def test_decoder_is_causal(student, device, case):
@@ -266,6 +289,7 @@ def test_decoder_is_causal(student, device, case):
                  name=msg("decoder.outputs_positions_0_after", i=i, which=which))
 
 
+@pytest.mark.judges("DecoderLayer", stage=2)
 def test_later_tokens_do_matter_without_the_mask(student, device):
     # the other half of causality: the same layer without a mask does look ahead (the property above
     # is not passed by a layer that ignores x's later tokens for another reason)
@@ -282,6 +306,7 @@ def test_later_tokens_do_matter_without_the_mask(student, device):
 
 # ------------------------------------------------------------------ memory padding, dropout
 
+@pytest.mark.judges("DecoderLayer", "load_torch_decoder_layer", stage=2)
 def test_memory_padding_mask(student, device):
     d, h, d_ff = 16, 4, 24
     layer = torch_layer(d, h, d_ff, activation="gelu", seed=51)
@@ -300,6 +325,7 @@ def test_memory_padding_mask(student, device):
                  name=msg("decoder.decoderlayer_output_after_changing"))
 
 
+@pytest.mark.judges("DecoderLayer", "load_torch_decoder_layer", stage=2)
 def test_dropout_only_in_train_mode(student, device):
     d, h, d_ff = 16, 2, 32
     layer = torch_layer(d, h, d_ff, dropout=0.3, seed=61)
@@ -324,6 +350,7 @@ def test_dropout_only_in_train_mode(student, device):
 
 # ------------------------------------------------------------------ shapes, dtypes, bad arguments
 
+@pytest.mark.judges("DecoderLayer", stage=1)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_decoder_layer_shape_and_dtype(student, device, dtype):
     mine = student.DecoderLayer(16, 4, 20)
@@ -340,6 +367,7 @@ def test_decoder_layer_shape_and_dtype(student, device, dtype):
                                                device=device)
 
 
+@pytest.mark.judges("DecoderLayer", stage=0)
 def test_decoder_layer_attributes(student):
     mine = student.DecoderLayer(8, 2, 12, dropout=0.0, activation="gelu", layer_norm_eps=1e-6)
     names = set(mine.state_dict())
@@ -350,6 +378,7 @@ def test_decoder_layer_attributes(student):
     assert not torch.equal(sd["self_attn.W_Q.weight"], sd["cross_attn.W_Q.weight"]), msg("decoder.self_attn_cross_attn")
 
 
+@pytest.mark.judges("DecoderLayer", stage=0)
 def test_decoder_layer_bad_arguments(student):
     with pytest.raises(ValueError, match="d_model|num_heads"):
         student.DecoderLayer(10, 3, 16)
@@ -361,3 +390,18 @@ def test_decoder_layer_bad_arguments(student):
         mine(x, torch.randn(2, 4, 6))
     with pytest.raises(ValueError, match=r"\bx\b"):
         mine(torch.randn(3, 8), memory)
+
+
+@pytest.mark.judges("DecoderLayer", stage=0)
+@pytest.mark.parametrize("which", ["tgt_mask", "memory_mask"])
+def test_decoder_layer_mask_of_the_wrong_length(student, which):
+    # L_t = 3, L_s = 4: the target's padding mask (B, 1, 1, 3) passed as memory_mask, or the
+    # source's (B, 1, 1, 4) as tgt_mask, cannot broadcast to those scores; a ValueError naming the
+    # mask, never a silent broadcast (the error may come from your MultiHeadAttention)
+    mine = student.DecoderLayer(8, 2, 16)
+    mine.eval()
+    gen = torch.Generator().manual_seed(81)
+    x, memory = torch.randn(2, 3, 8, generator=gen), torch.randn(2, 4, 8, generator=gen)
+    wrong = torch.ones(2, 1, 1, 4 if which == "tgt_mask" else 3, dtype=torch.bool)
+    with pytest.raises(ValueError, match="mask"):
+        mine(x, memory, **{which: wrong})
