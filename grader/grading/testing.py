@@ -8,12 +8,16 @@
 * value checkers with one wording everywhere: ``as_float``, ``as_int``, ``as_int_list``,
   ``as_record``; each returns the plain value or fails with a message that names the value;
 * ``call_catching``: the student's exception as a value (a stub's NotImplementedError still
-  propagates, so an untouched stub is "not started").
+  propagates, so an untouched stub is "not started");
+* sandbox probes: ``in_sandbox_code`` (objects defined in the sandbox from trusted source text) and
+  ``forward_probe`` (a forward hook noting, per call, train/eval mode and autograd state: how a suite
+  checks that an inference function runs in eval mode without building a graph).
 
 Suites import from here instead of writing their own builders.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -151,3 +155,60 @@ def call_catching(fn, *args, **kwargs):
         if exc.type_name == "NotImplementedError":
             raise
         return None, exc
+
+
+# ------------------------------------------------------------------ sandbox probes
+
+def in_sandbox_code(student, source: str, names):
+    """Run trusted ``source`` in a fresh namespace inside the student's sandbox and return handles
+    to its objects ``names`` (a tuple, in that order): small observers a suite hands to the
+    student's code (a forward hook, a collate function, a tokenizer with another interface)."""
+    expr = "(lambda ns: exec(SRC, ns) or tuple(ns[n] for n in NAMES))({'__name__': 'kata_probes'})"
+    return tuple(student.build("builtins.eval", expr, {"SRC": source, "NAMES": list(names)}))
+
+
+FORWARD_PROBE_SOURCE = r'''
+import torch
+
+
+class ForwardProbe:
+    """A forward hook (register with with_kwargs=True) noting, for every call of the module:
+    training: whether any of its submodules was in train mode (dropout on);
+    grad_enabled: torch.is_grad_enabled() during the call (False under no_grad / inference_mode);
+    graph: whether an output tensor carries an autograd graph (requires_grad);
+    device: the device of the first tensor argument ("" when there is none)."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, module, args, kwargs, output):
+        if isinstance(output, torch.Tensor):
+            outs = [output]
+        elif isinstance(output, dict):
+            outs = list(output.values())
+        elif isinstance(output, (tuple, list)):
+            outs = list(output)
+        else:
+            outs = []
+        first = next((a for a in list(args) + list(kwargs.values()) if isinstance(a, torch.Tensor)), None)
+        self.calls.append({
+            "training": any(m.training for m in module.modules()),
+            "grad_enabled": bool(torch.is_grad_enabled()),
+            "graph": any(isinstance(t, torch.Tensor) and t.requires_grad for t in outs),
+            "device": str(first.device) if first is not None else "",
+        })
+'''
+
+
+@contextlib.contextmanager
+def forward_probe(student, model):
+    """``with forward_probe(student, model) as probe:`` call the student's function; then
+    ``probe.calls`` is a list of dicts (``training``, ``grad_enabled``, ``graph``, ``device``), one
+    per forward pass of ``model`` (a handle to a module in the sandbox).  The hook is removed on exit."""
+    (cls,) = in_sandbox_code(student, FORWARD_PROBE_SOURCE, ("ForwardProbe",))
+    probe = cls()
+    hook = model.register_forward_hook(probe, with_kwargs=True)
+    try:
+        yield probe
+    finally:
+        hook.remove()
