@@ -518,18 +518,19 @@ def test_sentence_embedding_runs_in_eval_mode_without_autograd(student, device, 
 
 
 @pytest.mark.judges("sentence_embedding", stage=2)
-def test_sentence_embedding_truncates_a_text_longer_than_the_model(student, remote_minilm, st_model):
-    # ~1000 tokens: more than MiniLM's 512 positions, so an untruncated batch cannot run at all;
-    # the short text next to it keeps its sentence-transformers embedding
+def test_sentence_embedding_truncates_a_text_longer_than_the_model(student, remote_minilm):
+    # ~1000 tokens: more than MiniLM's 512 positions, so an untruncated batch cannot run at all.
+    # Where to cut is left free (the tokenizer's 512, or sentence-transformers' 256); the short text
+    # next to it (padded to the long one's length) keeps the vector it gets alone
     model, tok = remote_minilm
     texts = [" ".join(WORDS * 20), SIMILARITY_SENTENCES[0]]
     got, err = call_catching(student.sentence_embedding, texts, model, tok, normalize=True)
     assert err is None, msg("applications.long_text_failed", err=err.describe() if err is not None else "")
     assert_shape(got, (2, 384), msg("applications.long_text_embedding"))
     assert_finite(got, msg("applications.long_text_embedding"))
-    want = st_model.encode(texts[1:], convert_to_tensor=True, normalize_embeddings=True).cpu()
-    assert_close(got[1:].cpu() if torch.is_tensor(got) else got[1:], want, atol=EMB_ATOL,
-                 name=msg("applications.sentence_embedding_vs_st", texts=texts[1:]))
+    alone = student.sentence_embedding(texts[1:], model, tok, normalize=True)
+    # unit vectors through 6 float32 layers, padded or not: ~1e-7 apart; attending to padding: >1e-2
+    assert_close(got[1:], alone, atol=EMB_ATOL, name=msg("applications.short_text_next_to_long"))
 
 
 # ------------------------------------------------------------------ NER grouping
