@@ -138,6 +138,10 @@ def sentence_embedding(texts, model, tokenizer, pooling="mean", normalize=False)
     download; the numbers differ from the chapter's, the method is the same.  Among the suite's
     five sentences "The cat sits on the mat." is closest to "A feline rests on a rug.".
 
+    The model may arrive in training mode (dropout on): run it in evaluation mode and without
+    gradients, or the same text gets a different vector on every call.  Afterwards the model may
+    stay in evaluation mode or get its previous mode back: either is fine.
+
     Hint: tokenise the whole batch at once with padding (and truncation), put the tensors on
     the model's device, run the model in eval mode without gradients, pool
     ``last_hidden_state`` with the tokenizer's ``attention_mask``.
@@ -183,6 +187,9 @@ def group_entities(tokens, label_ids, scores, offsets, id2label):
     BERT: the first token as it is; after it, a ``##`` piece is glued on without its ``##``,
     one of ``. , ? !`` is glued on as it is, and any other token follows one space.
     ``["new", "york", "city", "."]`` → ``"new york city."``, ``["dev", "##lin"]`` → ``"devlin"``.
+
+    Raises ``ValueError`` naming ``label_ids``, ``scores`` or ``offsets`` when its length differs
+    from ``len(tokens)``.
     """
     raise NotImplementedError("group_entities")
 
@@ -276,7 +283,8 @@ def answer_question(question, context, model, tokenizer, max_length=384, stride=
         ``best_span`` score), with ``context[start:end] == answer``.
 
     Run the model once on all windows (in eval mode, without gradients, tensors on the model's
-    device), then ``best_span`` on every window.
+    device), then ``best_span`` on every window.  The model may arrive in training mode;
+    afterwards it may stay in evaluation mode or get its previous mode back: either is fine.
 
     The chapter's QA example goes from a question and a context to an answer.  transformers 5
     removed ``pipeline("question-answering")``, which did that in one call; this function,

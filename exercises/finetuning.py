@@ -91,7 +91,7 @@ def train_model(model, train_loader, optimizer, device, epochs=3):
        ``optimizer.step()``.
 
     Put the model in training mode (``model.train()``) before the loop: it switches dropout on,
-    and the model may arrive in evaluation mode (``evaluate_model`` leaves it so).
+    and the model may arrive in evaluation mode (the chapter's ``evaluate_model`` leaves it so).
 
     Args:
         model: the classifier to train (changed in place).
@@ -117,7 +117,9 @@ def evaluate_model(model, test_loader, device):
     Put the model in evaluation mode (``model.eval()``: dropout off, so two evaluations agree)
     and run the forward passes inside ``with torch.no_grad():`` (no autograd graph: less memory,
     faster).  Move ``input_ids`` and ``attention_mask`` to ``device`` as in ``train_model``; the
-    prediction for an example is the argmax of its logits.
+    prediction for an example is the argmax of its logits.  The model may arrive in training mode;
+    afterwards it may stay in evaluation mode (as in the chapter) or get its previous mode back:
+    either is fine.
 
     Returns:
         ``{"accuracy": float, "f1": float, "predictions": list of int}`` where ``accuracy`` is
@@ -164,7 +166,8 @@ def predict_sentiment(texts, model, tokenizer, labels=("ネガティブ", "ポ�
     Returns:
         A list with one ``(label, confidence)`` tuple per text: the name of the predicted class
         and its softmax probability (a Python float; ``.item()``).  Predictions must not depend on
-        dropout: evaluation mode, no gradients.
+        dropout: evaluation mode, no gradients (the model may arrive in training mode).  Afterwards
+        the model may stay in evaluation mode or get its previous mode back: either is fine.
 
     Example (the numbers depend on the model: the chapter's classifier head is freshly
     initialised, not trained, so its confidences are near 0.5; after fine-tuning they grow):

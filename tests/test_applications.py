@@ -7,7 +7,7 @@ Three kinds of check:
   cosine similarity, and a brute-force search over every valid answer span;
 - properties: padding never counts, special tokens are skipped, spans stay in the context.
 """
-import math
+import re
 
 import numpy as np
 import pytest
@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 
 from grader.grading.checks import (as_float64, assert_close, assert_finite, assert_not_mutated, assert_shape,
                            graded)
-from grader.grading.hf import minilm_dir, seeded, vocab_path
+from grader.grading.hf import minilm_dir, seeded, small_config, vocab_path
+from grader.grading.testing import as_float, as_int, call_catching, forward_probe, hf_twin
 from grader.i18n import msg
 
 POOLINGS = ("mean_pool", "max_pool", "cls_pool")
@@ -65,23 +66,15 @@ def _is_special(offset):
     return offset is None or tuple(offset) == (0, 0)
 
 
-def _number(x, name):
-    """A real number from a plain float/int, a NumPy scalar, or a one-element tensor/array."""
-    if isinstance(x, bool) or not (isinstance(x, (int, float, np.number, np.ndarray)) or torch.is_tensor(x)):
-        raise AssertionError(msg("applications.expected_number_got", name=name, x_type=type(x).__name__))
-    v = as_float64(x)
-    if v.size != 1:
-        raise AssertionError(msg("applications.expected_one_number_got", name=name, v_shape=v.shape))
-    v = float(v.reshape(()))
-    if not math.isfinite(v):
-        raise AssertionError(msg("applications.expected_finite_number_got", name=name, v=v))
-    return v
-
-
-def _integer(x, name):
-    if isinstance(x, bool) or not isinstance(x, (int, np.integer)):
-        raise AssertionError(msg("applications.expected_int_got", name=name, x_type=type(x).__name__, x=x))
-    return int(x)
+def _check_inference_calls(calls, fn_name):
+    """Every forward pass of an inference function ran in eval mode (dropout off) with autograd off."""
+    assert calls, msg("applications.never_called_model", fn_name=fn_name)
+    training = sum(1 for c in calls if c["training"])
+    assert training == 0, msg("applications.inference_in_train_mode", fn_name=fn_name, training=training,
+                              n_calls=len(calls))
+    graph = sum(1 for c in calls if c["grad_enabled"] or c["graph"])
+    assert graph == 0, msg("applications.inference_builds_graph", fn_name=fn_name, graph=graph,
+                           n_calls=len(calls))
 
 
 def _check_entities(got, want, what):
@@ -105,13 +98,13 @@ def _check_entities(got, want, what):
                                      g_entity_group=g['entity_group'], w_entity_group=w['entity_group'],
                                      summary=summary))
         for key in ("start", "end"):
-            if _integer(g[key], msg("applications.entity_field", what=what, k=k, key_name=key)) != int(w[key]):
+            if as_int(g[key], msg("applications.entity_field", what=what, k=k, key_name=key)) != int(w[key]):
                 raise AssertionError(msg("applications.entity_has_expected_all", what=what, k=k,
                                          w_entity_group=w['entity_group'], key_name=key, g_key=g[key],
                                          w_key=int(w[key]), summary=summary))
         # the pipeline averages float32 probabilities; 1e-6 is float32 rounding, a wrong rule
         # (first token's score, max, a product) is off by far more
-        score = _number(g["score"], msg("applications.entity_score", what=what, k=k))
+        score = as_float(g["score"], msg("applications.entity_score", what=what, k=k))
         if not abs(score - float(w["score"])) <= 1e-6:
             raise AssertionError(msg("applications.entity_has_score_expected", what=what, k=k,
                                      w_entity_group=w['entity_group'], w_start=w['start'], w_end=w['end'],
@@ -238,26 +231,28 @@ def _check_pool(student, reference, name, x, mask, device):
                                                            x_shape=tuple(x.shape), mask=mask.long().tolist()))
 
 
+@pytest.mark.judges("mean_pool", stage=3)
 @graded(max_examples=20, report_multiple_bugs=False)
 @given(pool_inputs())
 def test_mean_pool_matches_reference(student, reference, device, inputs):
     _check_pool(student, reference, "mean_pool", *inputs, device)
 
 
+@pytest.mark.judges("max_pool", stage=3)
 @graded(max_examples=20, report_multiple_bugs=False)
 @given(pool_inputs())
 def test_max_pool_matches_reference(student, reference, device, inputs):
     _check_pool(student, reference, "max_pool", *inputs, device)
 
 
+@pytest.mark.judges("cls_pool", stage=3)
 @graded(max_examples=20, report_multiple_bugs=False)
 @given(pool_inputs())
 def test_cls_pool_matches_reference(student, reference, device, inputs):
     _check_pool(student, reference, "cls_pool", *inputs, device)
 
 
-@pytest.mark.parametrize("name", POOLINGS)
-def test_pooling_alone_equals_padded_in_batch(student, device, name):
+def _check_padding_never_counts(student, device, name):
     """A sentence alone and the same sentence padded in a batch pool to the same vector."""
     g = torch.Generator().manual_seed(3)
     H = 5
@@ -286,49 +281,113 @@ def test_pooling_alone_equals_padded_in_batch(student, device, name):
                          name=msg("applications.token_sentence_batch_alone", name=name, n=n, label=label))
 
 
-@pytest.mark.parametrize("name", POOLINGS)
-def test_all_padding_row_pools_to_zeros(student, device, name):
+@pytest.mark.judges("mean_pool", stage=2)
+def test_mean_pool_padding_never_counts(student, device):
+    _check_padding_never_counts(student, device, "mean_pool")
+
+
+@pytest.mark.judges("max_pool", stage=2)
+def test_max_pool_padding_never_counts(student, device):
+    _check_padding_never_counts(student, device, "max_pool")
+
+
+@pytest.mark.judges("cls_pool", stage=2)
+def test_cls_pool_padding_never_counts(student, device):
+    _check_padding_never_counts(student, device, "cls_pool")
+
+
+def _check_all_padding_row(student, device, name):
     g = torch.Generator().manual_seed(4)
     x = torch.randn(3, 4, 6, generator=g) - 5.0
     mask = torch.tensor([[1, 1, 0, 0], [0, 0, 0, 0], [1, 1, 1, 1]])
-    got = getattr(student, name)(x.to(device), mask.to(device))
-    assert_shape(got, (3, 6), name)
-    assert_finite(got, msg("applications.output_of", name=name))
-    assert_close(got[1], torch.zeros(6, device=device), atol=0.0,
-                 name=msg("applications.row_whose_attention_mask", name=name))
+    for m in (mask, mask.bool()):
+        got = getattr(student, name)(x.to(device), m.to(device))
+        assert_shape(got, (3, 6), name)
+        assert_finite(got, msg("applications.output_of", name=name))
+        assert_close(got[1], torch.zeros(6, device=device), atol=0.0,
+                     name=msg("applications.row_whose_attention_mask", name=name))
 
 
+@pytest.mark.judges("mean_pool", stage=2)
+def test_mean_pool_all_padding_row_pools_to_zeros(student, device):
+    _check_all_padding_row(student, device, "mean_pool")
+
+
+@pytest.mark.judges("max_pool", stage=2)
+def test_max_pool_all_padding_row_pools_to_zeros(student, device):
+    _check_all_padding_row(student, device, "max_pool")
+
+
+@pytest.mark.judges("cls_pool", stage=2)
+def test_cls_pool_all_padding_row_pools_to_zeros(student, device):
+    _check_all_padding_row(student, device, "cls_pool")
+
+
+@pytest.mark.judges("cls_pool", stage=2)
 def test_cls_pool_takes_first_real_position(student, device):
-    x = torch.arange(2 * 4 * 3, dtype=torch.float32).reshape(2, 4, 3)
-    mask = torch.tensor([[1, 1, 1, 0], [0, 0, 1, 1]])          # second row is left-padded
+    # row 1 is left-padded, row 2 has a hole after its first real token, row 3 starts real
+    x = torch.arange(3 * 4 * 3, dtype=torch.float32).reshape(3, 4, 3)
+    mask = torch.tensor([[1, 1, 1, 0], [0, 0, 1, 1], [0, 1, 0, 1]])
     got = student.cls_pool(x.to(device), mask.to(device))
-    assert_close(got, torch.stack([x[0, 0], x[1, 2]]).to(device), atol=0.0,
+    assert_close(got, torch.stack([x[0, 0], x[1, 2], x[2, 1]]).to(device), atol=0.0,
                  name=msg("applications.cls_pool_row_1"))
 
 
-def test_mean_and_max_pool_match_sentence_transformers_pooling(student, device):
+def _check_sentence_transformers_pooling(student, device, mode, name):
     from sentence_transformers.models import Pooling
 
     g = torch.Generator().manual_seed(5)
     x = torch.randn(4, 7, 16, generator=g)
     mask = torch.tensor([[1] * 7, [1] * 3 + [0] * 4, [1] + [0] * 6, [1] * 5 + [0] * 2])
-    for mode, name in (("mean", "mean_pool"), ("max", "max_pool")):
-        want = Pooling(16, pooling_mode=mode)({"token_embeddings": x, "attention_mask": mask})["sentence_embedding"]
-        got = getattr(student, name)(x.to(device), mask.to(device))
-        assert_close(got, want.to(device), atol=1e-6, rtol=1e-5,
-                     name=msg("applications.sentence_transformers_pooling_pooling", name=name, mode=mode))
+    want = Pooling(16, pooling_mode=mode)({"token_embeddings": x, "attention_mask": mask})["sentence_embedding"]
+    got = getattr(student, name)(x.to(device), mask.to(device))
+    assert_close(got, want.to(device), atol=1e-6, rtol=1e-5,
+                 name=msg("applications.sentence_transformers_pooling_pooling", name=name, mode=mode))
 
 
-@pytest.mark.parametrize("name", POOLINGS)
-def test_pooling_rejects_mask_of_wrong_shape(student, device, name):
+@pytest.mark.judges("mean_pool", stage=3)
+def test_mean_pool_matches_sentence_transformers_pooling(student, device):
+    _check_sentence_transformers_pooling(student, device, "mean", "mean_pool")
+
+
+@pytest.mark.judges("max_pool", stage=3)
+def test_max_pool_matches_sentence_transformers_pooling(student, device):
+    _check_sentence_transformers_pooling(student, device, "max", "max_pool")
+
+
+# attention_mask shapes that are not (B, L) = (2, 5): too long, too many rows, one row, and two
+# that would broadcast silently against (B, L, 1) (a column, a single row)
+BAD_MASK_SHAPES = [(2, 6), (3, 5), (5,), (2, 1), (1, 5), (2, 5, 1)]
+
+
+def _check_rejects_bad_mask(student, device, name):
     x = torch.zeros(2, 5, 3, device=device)
-    mask = torch.ones(2, 6, dtype=torch.long, device=device)
-    with pytest.raises(ValueError, match="attention_mask"):
-        getattr(student, name)(x, mask)
+    for shape in BAD_MASK_SHAPES:
+        mask = torch.ones(shape, dtype=torch.long, device=device)
+        _, err = call_catching(getattr(student, name), x, mask)
+        assert isinstance(err, ValueError) and "attention_mask" in err.remote_message, \
+            msg("applications.bad_mask_not_rejected", name=name, shape=shape,
+                err=err.describe() if err is not None else msg("applications.no_error"))
+
+
+@pytest.mark.judges("mean_pool", stage=0)
+def test_mean_pool_rejects_mask_of_wrong_shape(student, device):
+    _check_rejects_bad_mask(student, device, "mean_pool")
+
+
+@pytest.mark.judges("max_pool", stage=0)
+def test_max_pool_rejects_mask_of_wrong_shape(student, device):
+    _check_rejects_bad_mask(student, device, "max_pool")
+
+
+@pytest.mark.judges("cls_pool", stage=0)
+def test_cls_pool_rejects_mask_of_wrong_shape(student, device):
+    _check_rejects_bad_mask(student, device, "cls_pool")
 
 
 # ------------------------------------------------------------------ cosine similarity
 
+@pytest.mark.judges("cosine_similarity_matrix", stage=3)
 @graded(max_examples=20, report_multiple_bugs=False)
 @given(st.integers(1, 6), st.integers(1, 8), st.sampled_from([torch.float32, torch.float64]),
        st.integers(0, 2**32 - 1))
@@ -354,6 +413,7 @@ def test_cosine_similarity_matrix_matches_torch(student, device, n, h, dtype, se
 EMB_ATOL = 1e-5
 
 
+@pytest.mark.judges("sentence_embedding", "mean_pool", stage=3)
 def test_sentence_embedding_equals_sentence_transformers_on_example_sentences(student, remote_minilm, st_model):
     model, tok = remote_minilm
     got = student.sentence_embedding(SIMILARITY_SENTENCES, model, tok, pooling="mean", normalize=True)
@@ -363,6 +423,7 @@ def test_sentence_embedding_equals_sentence_transformers_on_example_sentences(st
                  name=msg("applications.sentence_embedding_sentence_transformers"))
 
 
+@pytest.mark.judges("sentence_embedding", "cosine_similarity_matrix", "mean_pool", stage=3)
 def test_similarity_ranks_cat_and_feline_closest(student, remote_minilm, st_model):
     model, tok = remote_minilm
     emb = student.sentence_embedding(SIMILARITY_SENTENCES, model, tok, pooling="mean", normalize=True)
@@ -386,6 +447,7 @@ texts_strategy = st.lists(
     min_size=1, max_size=4)
 
 
+@pytest.mark.judges("sentence_embedding", "mean_pool", stage=3)
 @graded(max_examples=8, report_multiple_bugs=False)
 @given(texts_strategy)
 def test_sentence_embedding_equals_sentence_transformers_on_drawn_text(student, remote_minilm, st_model, texts):
@@ -396,6 +458,7 @@ def test_sentence_embedding_equals_sentence_transformers_on_drawn_text(student, 
                  name=msg("applications.sentence_embedding_vs_st", texts=texts))
 
 
+@pytest.mark.judges("sentence_embedding", "mean_pool", "max_pool", "cls_pool", stage=3)
 @pytest.mark.parametrize("pooling", ["mean", "max", "cls"])
 def test_sentence_embedding_pooling_options(student, reference, remote_minilm, hf_minilm, hf_tokenizer, pooling):
     model, tok = remote_minilm
@@ -409,14 +472,70 @@ def test_sentence_embedding_pooling_options(student, reference, remote_minilm, h
                  name=f"sentence_embedding(pooling={pooling!r}, normalize=False)")
 
 
+@pytest.mark.judges("sentence_embedding", stage=0)
 def test_sentence_embedding_rejects_unknown_pooling(student, remote_minilm):
     model, tok = remote_minilm
-    with pytest.raises(ValueError, match="pooling"):
-        student.sentence_embedding(["a"], model, tok, pooling="median")
+    for pooling in ("median", "MEAN", "pooler"):
+        _, err = call_catching(student.sentence_embedding, ["a"], model, tok, pooling=pooling)
+        assert isinstance(err, ValueError) and "pooling" in err.remote_message, \
+            msg("applications.unknown_pooling_not_rejected", pooling=pooling,
+                err=err.describe() if err is not None else msg("applications.no_error"))
+
+
+@pytest.mark.judges("sentence_embedding", "mean_pool", stage=2)
+def test_sentence_embedding_defaults_are_mean_pooling_unnormalised(student, reference, remote_minilm, hf_minilm,
+                                                                    hf_tokenizer):
+    # no keywords: pooling="mean", normalize=False
+    model, tok = remote_minilm
+    got = student.sentence_embedding(SIMILARITY_SENTENCES[:3], model, tok)
+    enc = hf_tokenizer(SIMILARITY_SENTENCES[:3], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        want = reference.mean_pool(hf_minilm(**enc).last_hidden_state, enc["attention_mask"])
+    # hidden states of size ~1 through 6 float32 layers: 1e-5 absolute is rounding; a unit-length
+    # vector instead of the plain mean differs by far more (the means have norms of about 3)
+    assert_close(got.cpu() if torch.is_tensor(got) else got, want, atol=1e-5, rtol=1e-5,
+                 name=msg("applications.sentence_embedding_defaults"))
+
+
+@pytest.mark.judges("sentence_embedding", stage=2)
+def test_sentence_embedding_runs_in_eval_mode_without_autograd(student, device, hf_tokenizer, remote_bert_tokenizer):
+    # a small BERT with dropout 0.3 handed over in train mode, twice (the second time after
+    # model.train() again): every forward pass must run in eval mode with autograd off.  (In train
+    # mode two identical calls on such a model differ by ~0.5.)  Leaving the model in eval mode
+    # afterwards, or restoring its mode, are both fine.
+    from transformers import BertModel
+
+    cfg = small_config(vocab_size=hf_tokenizer.vocab_size, max_position_embeddings=128)
+    cfg.hidden_dropout_prob = cfg.attention_probs_dropout_prob = 0.3
+    local = seeded(lambda: BertModel(cfg), 21)
+    remote = hf_twin(student, "transformers.BertModel", cfg, local, device=device, train=True)
+    with forward_probe(student, remote) as probe:
+        student.sentence_embedding(SIMILARITY_SENTENCES[:3], remote, remote_bert_tokenizer)
+        remote.train()
+        student.sentence_embedding(SIMILARITY_SENTENCES[:3], remote, remote_bert_tokenizer, pooling="max",
+                                   normalize=True)
+    _check_inference_calls(probe.calls, "sentence_embedding")
+
+
+@pytest.mark.judges("sentence_embedding", stage=2)
+def test_sentence_embedding_truncates_a_text_longer_than_the_model(student, remote_minilm):
+    # ~1000 tokens: more than MiniLM's 512 positions, so an untruncated batch cannot run at all.
+    # Where to cut is left free (the tokenizer's 512, or sentence-transformers' 256); the short text
+    # next to it (padded to the long one's length) keeps the vector it gets alone
+    model, tok = remote_minilm
+    texts = [" ".join(WORDS * 20), SIMILARITY_SENTENCES[0]]
+    got, err = call_catching(student.sentence_embedding, texts, model, tok, normalize=True)
+    assert err is None, msg("applications.long_text_failed", err=err.describe() if err is not None else "")
+    assert_shape(got, (2, 384), msg("applications.long_text_embedding"))
+    assert_finite(got, msg("applications.long_text_embedding"))
+    alone = student.sentence_embedding(texts[1:], model, tok, normalize=True)
+    # unit vectors through 6 float32 layers, padded or not: ~1e-7 apart; attending to padding: >1e-2
+    assert_close(got[1:], alone, atol=EMB_ATOL, name=msg("applications.short_text_next_to_long"))
 
 
 # ------------------------------------------------------------------ NER grouping
 
+@pytest.mark.judges("group_entities", stage=3)
 def test_group_entities_matches_hf_pipeline_on_sentences(student, ner_pipes):
     for k, pipe in enumerate(ner_pipes):
         id2label = dict(pipe.model.config.id2label)
@@ -469,6 +588,7 @@ def _pipeline_grouping(pipe, tokens, label_ids, scores, offsets):
     return [e for e in pipe.group_entities(entities) if e["entity_group"] != "O"]
 
 
+@pytest.mark.judges("group_entities", stage=3)
 @graded(max_examples=40, report_multiple_bugs=False)
 @given(label_sequences())
 def test_group_entities_matches_hf_grouping_on_generated_labels(student, ner_pipes, seq):
@@ -480,6 +600,7 @@ def test_group_entities_matches_hf_grouping_on_generated_labels(student, ner_pip
     _check_entities(got, want, msg("applications.tokens_labels", labelled=labelled))
 
 
+@pytest.mark.judges("group_entities", stage=2)
 def test_group_entities_bio_rules(student, ner_pipes):
     """One case per rule, each with its own message."""
     cases = {
@@ -501,6 +622,7 @@ def test_group_entities_bio_rules(student, ner_pipes):
         _check_entities(got, want, msg("applications.labels_jacob_dev_lin", rule=rule, labels=labels))
 
 
+@pytest.mark.judges("group_entities", stage=2)
 def test_group_entities_word_joins_subwords_and_punctuation(student, ner_pipes):
     tokens = ["[CLS]", "hugging", "##face", "inc", ".", ",", "new", "-", "york", "?", "##s", "[SEP]"]
     offsets = [None, (0, 7), (7, 11), (12, 15), (15, 16), (16, 17), (18, 21), (21, 22), (22, 26), (26, 27),
@@ -515,6 +637,35 @@ def test_group_entities_word_joins_subwords_and_punctuation(student, ner_pipes):
     got = student.group_entities(tokens, ids, scores, offsets, dict(enumerate(NER_LABELS)))
     want = _pipeline_grouping(ner_pipes[0], tokens, ids, scores, offsets)
     _check_entities(got, want, msg("applications.org_entity_piece_face"))
+
+
+@pytest.mark.judges("group_entities", stage=2)
+def test_group_entities_without_entities_returns_empty_list(student):
+    """Only special tokens (labelled as entities by the model, offsets None or (0, 0)), or only O:
+    no entity at all."""
+    id2label = dict(enumerate(NER_LABELS))
+    cases = [(["[CLS]", "[SEP]"], [1, 5], [0.9, 0.8], [None, None]),
+             (["[CLS]", "[SEP]"], [3, 4], [0.9, 0.8], [(0, 0), (0, 0)]),
+             (["[CLS]", "the", "model", "[SEP]"], [1, 0, 0, 2], [0.9, 0.7, 0.6, 0.8], [(0, 0), (0, 3), (4, 9), (0, 0)])]
+    for tokens, ids, scores, offsets in cases:
+        got = student.group_entities(tokens, ids, scores, offsets, id2label)
+        assert got == [], msg("applications.expected_no_entities", tokens=tokens,
+                              labels=[NER_LABELS[i] for i in ids], offsets=offsets, got=got)
+
+
+@pytest.mark.judges("group_entities", stage=0)
+def test_group_entities_rejects_lists_of_different_lengths(student):
+    tokens = ["[CLS]", "jacob", "dev", "##lin", "[SEP]"]
+    ids, scores = [0, 1, 2, 2, 0], [0.9, 0.8, 0.7, 0.6, 0.9]
+    offsets = [(0, 0), (0, 5), (6, 9), (9, 12), (0, 0)]
+    id2label = dict(enumerate(NER_LABELS))
+    for name, args in (("label_ids", (tokens, ids[:-1], scores, offsets)),
+                       ("scores", (tokens, ids, scores[:-1], offsets)),
+                       ("offsets", (tokens, ids, scores, offsets[:-1]))):
+        _, err = call_catching(student.group_entities, *args, id2label)
+        assert isinstance(err, ValueError) and name in err.remote_message, \
+            msg("applications.short_list_not_rejected", name=name,
+                err=err.describe() if err is not None else msg("applications.no_error"))
 
 
 # ------------------------------------------------------------------ QA span decoding
@@ -550,9 +701,9 @@ def _brute_force(start_logits, end_logits, offsets, max_answer_len):
 def _check_span(got, start_logits, end_logits, offsets, context, max_answer_len, what):
     if not isinstance(got, dict) or not {"answer", "score", "start", "end"} <= set(got):
         raise AssertionError(msg("applications.expected_dict_keys_answer", what=what, got=got))
-    start = _integer(got["start"], msg("applications.start", what=what))
-    end = _integer(got["end"], msg("applications.end", what=what))
-    score = _number(got["score"], msg("applications.score", what=what))
+    start = as_int(got["start"], msg("applications.start", what=what))
+    end = as_int(got["end"], msg("applications.end", what=what))
+    score = as_float(got["score"], msg("applications.score", what=what))
     if not isinstance(got["answer"], str) or got["answer"] != context[start:end]:
         raise AssertionError(msg("applications.answer_not_context", what=what, got_answer=got['answer'],
                                  start=start, end=end, context=context[start:end]))
@@ -586,6 +737,7 @@ def qa_inputs(draw):
     return question, context, style, max_answer_len, draw(st.data())
 
 
+@pytest.mark.judges("best_span", stage=3)
 @graded(max_examples=30, report_multiple_bugs=False)
 @given(qa_inputs())
 def test_best_span_matches_brute_force(student, device, hf_tokenizer, inputs):
@@ -610,6 +762,7 @@ def _peaked(L, hot):
     return x
 
 
+@pytest.mark.judges("best_span", stage=2)
 def test_best_span_example_context_finds_2017_at_56_60(student, device, hf_tokenizer):
     tokens, offsets = _qa_offsets(hf_tokenizer, QA_QUESTION, QA_CONTEXT, "hf")
     k = tokens.index("2017")
@@ -623,6 +776,7 @@ def test_best_span_example_context_finds_2017_at_56_60(student, device, hf_token
             got_end=got['end'])
 
 
+@pytest.mark.judges("best_span", stage=2)
 def test_best_span_never_answers_from_the_question(student, device, hf_tokenizer):
     tokens, offsets = _qa_offsets(hf_tokenizer, QA_QUESTION, QA_CONTEXT, "hf")
     L = len(tokens)
@@ -636,6 +790,7 @@ def test_best_span_never_answers_from_the_question(student, device, hf_tokenizer
                 msg("applications.best_span_when_question"))
 
 
+@pytest.mark.judges("best_span", stage=2)
 def test_best_span_end_never_before_start(student, device, hf_tokenizer):
     tokens, offsets = _qa_offsets(hf_tokenizer, QA_QUESTION, QA_CONTEXT, "hf")
     L = len(tokens)
@@ -648,19 +803,25 @@ def test_best_span_end_never_before_start(student, device, hf_tokenizer):
                 msg("applications.best_span_when_start"))
 
 
-@pytest.mark.parametrize("max_answer_len", [1, 3])
+@pytest.mark.judges("best_span", stage=2)
+@pytest.mark.parametrize("max_answer_len", [1, 3, None])
 def test_best_span_respects_max_answer_len(student, device, hf_tokenizer, max_answer_len):
     tokens, offsets = _qa_offsets(hf_tokenizer, QA_QUESTION, QA_CONTEXT, "hf")
     L = len(tokens)
     ctx = [i for i, o in enumerate(offsets) if not _is_special(o)]
-    # the best unrestricted span is max_answer_len + 1 tokens long; the best allowed one is one shorter
+    # the best unrestricted span is max_answer_len + 1 tokens long; the best allowed one is one shorter.
+    # None: no keyword, the default 15 (the context has 21 tokens, enough for a 16-token span)
+    n = 15 if max_answer_len is None else max_answer_len
     start = _peaked(L, {ctx[1]: 9.0})
-    end = _peaked(L, {ctx[1 + max_answer_len]: 9.0, ctx[max_answer_len]: 3.0})
-    got = student.best_span(start.to(device), end.to(device), offsets, QA_CONTEXT, max_answer_len=max_answer_len)
-    _check_span(got, start.numpy(), end.numpy(), offsets, QA_CONTEXT, max_answer_len,
-                msg("applications.best_span_max_answer", max_answer_len=max_answer_len))
+    end = _peaked(L, {ctx[1 + n]: 9.0, ctx[n]: 3.0})
+    kwargs = {} if max_answer_len is None else {"max_answer_len": max_answer_len}
+    got = student.best_span(start.to(device), end.to(device), offsets, QA_CONTEXT, **kwargs)
+    _check_span(got, start.numpy(), end.numpy(), offsets, QA_CONTEXT, n,
+                msg("applications.best_span_max_answer", max_answer_len=max_answer_len) if kwargs
+                else msg("applications.best_span_default_max_answer"))
 
 
+@pytest.mark.judges("best_span", stage=2)
 def test_best_span_first_context_token_at_character_zero_counts(student, device, hf_tokenizer):
     tokens, offsets = _qa_offsets(hf_tokenizer, QA_QUESTION, QA_CONTEXT, "zeros")
     ctx = [i for i, o in enumerate(offsets) if not _is_special(o)]
@@ -672,11 +833,17 @@ def test_best_span_first_context_token_at_character_zero_counts(student, device,
                 msg("applications.best_span_when_answer"))
 
 
+@pytest.mark.judges("best_span", stage=0)
 def test_best_span_rejects_mismatched_lengths(student, device, hf_tokenizer):
     tokens, offsets = _qa_offsets(hf_tokenizer, QA_QUESTION, QA_CONTEXT, "hf")
     L = len(tokens)
-    with pytest.raises(ValueError):
-        student.best_span(torch.zeros(L + 1, device=device), torch.zeros(L + 1, device=device), offsets, QA_CONTEXT)
+    # both logits longer than offsets, then only the end logits, then only the start logits
+    for n_start, n_end in ((L + 1, L + 1), (L, L + 1), (L - 1, L)):
+        _, err = call_catching(student.best_span, torch.zeros(n_start, device=device),
+                               torch.zeros(n_end, device=device), offsets, QA_CONTEXT)
+        assert isinstance(err, ValueError) and re.search("logits|offsets", err.remote_message), \
+            msg("applications.mismatched_lengths_not_rejected", n_start=n_start, n_end=n_end, n_offsets=L,
+                err=err.describe() if err is not None else msg("applications.no_error"))
 
 
 # ------------------------------------------------------------------ QA end to end: windows and answers
@@ -757,6 +924,7 @@ def remote_bert_tokenizer(student):
     return student.build("transformers.BertTokenizer", vocab=str(vocab_path()))
 
 
+@pytest.mark.judges("qa_features", stage=3)
 @graded(max_examples=25)
 @given(doc=qa_documents())
 def test_qa_features_match_hf_preprocessing(student, hf_tokenizer, remote_bert_tokenizer, doc):
@@ -768,6 +936,7 @@ def test_qa_features_match_hf_preprocessing(student, hf_tokenizer, remote_bert_t
     _check_windows(got, want, msg("applications.qa_features_max_length", max_length=max_length, stride=stride))
 
 
+@pytest.mark.judges("qa_features", stage=3)
 def test_qa_features_long_context_windows_overlap_and_cover_it(student, hf_tokenizer, remote_bert_tokenizer):
     """A context of ~600 tokens, default max_length=384 and stride=128: two windows, as HF; and a short
     context: one window."""
@@ -778,9 +947,14 @@ def test_qa_features_long_context_windows_overlap_and_cover_it(student, hf_token
                        msg("applications.qa_features_defaults_384", what=what))
 
 
+@pytest.mark.judges("qa_features", stage=0)
 def test_qa_features_rejects_stride_not_below_max_length(student, remote_bert_tokenizer):
-    with pytest.raises(ValueError, match="stride"):
-        student.qa_features(QA_QUESTION, QA_CONTEXT, remote_bert_tokenizer, max_length=32, stride=32)
+    for stride in (32, 40, -1):
+        _, err = call_catching(student.qa_features, QA_QUESTION, QA_CONTEXT, remote_bert_tokenizer,
+                               max_length=32, stride=stride)
+        assert isinstance(err, ValueError) and "stride" in err.remote_message, \
+            msg("applications.bad_stride_not_rejected", stride=stride,
+                err=err.describe() if err is not None else msg("applications.no_error"))
 
 
 class QaModel:
@@ -797,8 +971,6 @@ class QaModel:
 def qa_model(student, device, hf_tokenizer):
     from transformers import BertForQuestionAnswering
 
-    from grader.grading.hf import in_sandbox, small_config
-
     # initial weights 5x BERT's spread: peaked logits.  An untrained model prefers the first or the
     # (shorter) last window; the word embedding of "2017" is pointed along the QA head's weights, so
     # "2017" gets high start and end logits wherever it stands, and the long test puts it in a middle
@@ -809,9 +981,7 @@ def qa_model(student, device, hf_tokenizer):
         w = local.qa_outputs.weight.sum(0)
         local.bert.embeddings.word_embeddings.weight[hf_tokenizer.convert_tokens_to_ids("2017")] = \
             3.0 * w / w.norm() * cfg.hidden_size ** 0.5
-    remote = in_sandbox(student, "transformers.BertForQuestionAnswering", cfg, local.state_dict())
-    remote.to(str(device))
-    return QaModel(local, remote)
+    return QaModel(local, hf_twin(student, "transformers.BertForQuestionAnswering", cfg, local, device=device))
 
 
 def _brute_force_answer(model, tok, question, context, max_length, stride, max_answer_len):
@@ -832,9 +1002,9 @@ def _brute_force_answer(model, tok, question, context, max_length, stride, max_a
 def _check_answer(got, spans, context, what):
     if not isinstance(got, dict) or not {"answer", "score", "start", "end"} <= set(got):
         raise AssertionError(msg("applications.expected_dict_keys_answer", what=what, got=got))
-    start = _integer(got["start"], msg("applications.start", what=what))
-    end = _integer(got["end"], msg("applications.end", what=what))
-    score = _number(got["score"], msg("applications.score", what=what))
+    start = as_int(got["start"], msg("applications.start", what=what))
+    end = as_int(got["end"], msg("applications.end", what=what))
+    score = as_float(got["score"], msg("applications.score", what=what))
     if got["answer"] != context[start:end]:
         raise AssertionError(msg("applications.answer_not_context_2", what=what, got_answer=got['answer'],
                                  start=start, end=end))
@@ -851,6 +1021,7 @@ def _check_answer(got, spans, context, what):
                                  start=start, end=end, score=score, spans=spans[start, end], want=want))
 
 
+@pytest.mark.judges("answer_question", "qa_features", "best_span", stage=3)
 @pytest.mark.parametrize("kind", ["short", "long"])
 def test_answer_question_matches_brute_force_over_windows(student, hf_tokenizer, remote_bert_tokenizer,
                                                           qa_model, kind):
@@ -868,6 +1039,7 @@ def test_answer_question_matches_brute_force_over_windows(student, hf_tokenizer,
     _check_answer(got, spans, context, msg(f"applications.answer_question_on_{kind}_context", n_windows=n_windows))
 
 
+@pytest.mark.judges("answer_question", "qa_features", "best_span", stage=3)
 @graded(max_examples=8)
 @given(doc=qa_documents(), max_answer_len=st.integers(1, 20))
 def test_answer_question_matches_brute_force_on_drawn_text(student, hf_tokenizer, remote_bert_tokenizer, qa_model,
@@ -879,3 +1051,23 @@ def test_answer_question_matches_brute_force_on_drawn_text(student, hf_tokenizer
                                   max_length=max_length, stride=stride, max_answer_len=max_answer_len)
     _check_answer(got, spans, context, msg("applications.answer_question_max_length", max_length=max_length,
                                            stride=stride, max_answer_len=max_answer_len, n_windows=n_windows))
+
+
+@pytest.mark.judges("answer_question", stage=2)
+def test_answer_question_runs_in_eval_mode_without_autograd(student, device, hf_tokenizer, remote_bert_tokenizer):
+    # a small QA model with dropout 0.3 handed over in train mode, twice (the second time after
+    # model.train() again), over a context of several windows: every forward pass must run in
+    # eval mode with autograd off.  Leaving the model in eval mode afterwards, or restoring its
+    # mode, are both fine.
+    from transformers import BertForQuestionAnswering
+
+    cfg = small_config(vocab_size=hf_tokenizer.vocab_size, max_position_embeddings=128)
+    cfg.hidden_dropout_prob = cfg.attention_probs_dropout_prob = 0.3
+    local = seeded(lambda: BertForQuestionAnswering(cfg), 22)
+    remote = hf_twin(student, "transformers.BertForQuestionAnswering", cfg, local, device=device, train=True)
+    context = " ".join([QA_CONTEXT] * 3)
+    with forward_probe(student, remote) as probe:
+        student.answer_question(QA_QUESTION, context, remote, remote_bert_tokenizer, max_length=48, stride=8)
+        remote.train()
+        student.answer_question(QA_QUESTION, context, remote, remote_bert_tokenizer, max_length=48, stride=8)
+    _check_inference_calls(probe.calls, "answer_question")

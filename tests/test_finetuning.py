@@ -4,13 +4,14 @@ evaluation loops, compute_metrics and predict_sentiment.
 Everything the student's functions take (HuggingFace models, DataLoaders, optimizers,
 tokenizers) is built inside the sandbox; the reference does the same job here on a copy
 with the same starting weights and the same batches.  Small helpers that only observe
-(a forward hook, batch tensors that note ``.to(device)``, a tokenizer with the kata's
-WordPieceTokenizer interface) are defined in the sandbox from ``SANDBOX_HELPERS`` below.
+(batch tensors that note ``.to(device)``, a tokenizer with the kata's WordPieceTokenizer
+interface) are defined in the sandbox from ``SANDBOX_HELPERS`` below; the forward hook that notes
+train/eval mode and autograd state is ``grader.grading.testing.forward_probe``.
 """
 from __future__ import annotations
 
 import contextlib
-import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +22,8 @@ from hypothesis import strategies as st
 
 from grader.grading import hf
 from grader.grading.checks import assert_close, assert_equal, graded
+from grader.grading.testing import as_float, as_int_list, call_catching, forward_probe, hf_twin, in_sandbox_code
 from grader.i18n import msg
-from grader.sandbox.controller import RemoteError
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 JA_VOCAB = DATA / "ja_vocab.txt"          # the kata's Japanese WordPiece vocabulary (tokenization exercise)
@@ -50,24 +51,6 @@ PARAM_ATOL = 1e-5
 # ---------------------------------------------------------------- code run in the sandbox
 SANDBOX_HELPERS = r'''
 import torch
-
-
-class ForwardLog:
-    """A forward hook (with_kwargs=True): notes the mode, autograd state and input device."""
-
-    def __init__(self):
-        self.calls = []
-
-    def __call__(self, module, args, kwargs, output):
-        ids = kwargs.get("input_ids", args[0] if args else None)
-        logits = getattr(output, "logits", None)
-        if logits is None and isinstance(output, (tuple, list)) and output:
-            logits = output[0]
-        self.calls.append({
-            "training": bool(module.training),
-            "graph": bool(isinstance(logits, torch.Tensor) and logits.requires_grad),
-            "device": str(ids.device) if isinstance(ids, torch.Tensor) else "",
-        })
 
 
 class MoveLog:
@@ -155,10 +138,8 @@ class KataStyleTokenizer:
 @pytest.fixture(scope="module")
 def helpers(student):
     """Handles to the helper classes above, defined inside the sandbox."""
-    names = ("ForwardLog", "MoveLog", "ProbeCollate", "KataStyleTokenizer")
-    expr = "(lambda ns: exec(SRC, ns) or tuple(ns[n] for n in NAMES))({'__name__': 'kata_probes'})"
-    classes = student.build("builtins.eval", expr, {"SRC": SANDBOX_HELPERS, "NAMES": list(names)})
-    return dict(zip(names, classes))
+    names = ("MoveLog", "ProbeCollate", "KataStyleTokenizer")
+    return dict(zip(names, in_sandbox_code(student, SANDBOX_HELPERS, names)))
 
 
 # ---------------------------------------------------------------- trusted helpers
@@ -193,16 +174,13 @@ def config(num_labels=2, dropout=0.0, vocab_size=SMALL_VOCAB, initializer_range=
 
 
 def model_pair(student, device, cfg, seed, train=True):
-    """The same freshly initialised BertForSequenceClassification here and in the sandbox."""
+    """The same freshly initialised BertForSequenceClassification here and in the sandbox (eager
+    attention on both sides: the dropout inside SDPA draws random numbers differently)."""
     from transformers import BertForSequenceClassification
 
     local = hf.seeded(lambda: BertForSequenceClassification(cfg), seed)
-    remote = hf.in_sandbox(student, "transformers.BertForSequenceClassification", cfg,
-                           local.state_dict(), train=train)
-    # in_sandbox rebuilds the config from to_dict(), which drops attn_implementation="eager";
-    # both sides must use the same attention (the dropout inside SDPA draws random numbers differently)
-    remote.set_attn_implementation("eager")
-    remote.to(str(device))
+    remote = hf_twin(student, "transformers.BertForSequenceClassification", cfg, local, device=device,
+                     train=train)
     local.to(device).train(train)
     return local, remote
 
@@ -240,37 +218,6 @@ def assert_params_close(got, want, what):
         assert name in got, msg("finetuning.parameter_missing_model_state", what=what, name=name)
         assert_close(got[name], value, atol=PARAM_ATOL, rtol=1e-4,
                      name=msg("finetuning.parameter", what=what, name=name))
-
-
-def call_catching(fn, *args, **kwargs):
-    """(result, None) or (None, the student's exception); NotImplementedError still propagates,
-    so a stub is reported as "not started"."""
-    try:
-        return fn(*args, **kwargs), None
-    except RemoteError as exc:
-        if exc.type_name == "NotImplementedError":
-            raise
-        return None, exc
-
-
-def as_int_list(x, n, what):
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu().tolist()
-    elif isinstance(x, np.ndarray):
-        x = x.tolist()
-    assert isinstance(x, (list, tuple)), msg("finetuning.expected_list_or_array", what=what,
-                                             x_type=type(x).__name__)
-    assert len(x) == n, msg("finetuning.expected_predictions_one_per", what=what, n=n, n_x=len(x))
-    assert all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in x), \
-        msg("finetuning.expected_integer_class_ids", what=what, x=x[:5])
-    return [int(v) for v in x]
-
-
-def assert_float(x, what):
-    assert isinstance(x, (float, np.floating)) and not isinstance(x, bool), \
-        msg("finetuning.expected_float_got_use", what=what, x_type=type(x).__name__)
-    assert math.isfinite(float(x)), msg("finetuning.expected_finite_number_got", what=what, x=x)
-    return float(x)
 
 
 def sklearn_metrics(labels, preds):
@@ -344,6 +291,7 @@ def check_item(item, text, label, max_length, hf_tokenizer, what):
                  name=msg("finetuning.labels_0_dim_long", what=what))
 
 
+@pytest.mark.judges("SentimentDataset", stage=3)
 @graded(max_examples=12)
 @given(max_length=st.integers(4, 40), picks=st.lists(st.integers(0, POOL_SIZE - 1), min_size=1, max_size=5),
        labels_seed=st.integers(0, 2**16))
@@ -360,6 +308,7 @@ def test_dataset_items_match_hf_tokenizer_padded_and_truncated(student, remote_t
                    msg("finetuning.dataset_item_for_text", i=i, text=text[:30]))
 
 
+@pytest.mark.judges("SentimentDataset", stage=2)
 def test_dataset_default_max_length_is_128(student, remote_tokenizer, hf_tokenizer, text_pool):
     ds = student.SentimentDataset(text_pool[:2], [1, 0], remote_tokenizer)
     for i in range(2):
@@ -367,20 +316,24 @@ def test_dataset_default_max_length_is_128(student, remote_tokenizer, hf_tokeniz
                    msg("finetuning.dataset_default_max_length", i=i))
 
 
+@pytest.mark.judges("SentimentDataset", stage=2)
+@pytest.mark.parametrize("max_length", [24, 6])
 def test_dataset_works_with_kata_wordpiece_tokenizer_interface(student, helpers, remote_tokenizer,
-                                                                hf_tokenizer, text_pool):
-    # the kata's own WordPieceTokenizer returns plain lists and takes no return_tensors argument
+                                                                hf_tokenizer, text_pool, max_length):
+    # the kata's own WordPieceTokenizer returns plain lists and takes no return_tensors argument;
+    # short texts and the empty one are padded, the long last one is truncated
     kata_tok = helpers["KataStyleTokenizer"](remote_tokenizer)
-    texts, labels = text_pool[:4] + text_pool[-1:], [0, 1, 1, 0, 1]
-    ds = student.SentimentDataset(texts, labels, kata_tok, max_length=24)
+    texts, labels = text_pool[:3] + text_pool[-2:], [0, 1, 1, 0, 1]
+    ds = student.SentimentDataset(texts, labels, kata_tok, max_length=max_length)
     for i, (text, label) in enumerate(zip(texts, labels)):
         item, err = call_catching(student.build, "operator.getitem", ds, i)
         if err is not None:
             raise AssertionError(msg("finetuning.sentimentdataset_also_work_kata", err=err.describe()))
-        check_item(item, text, label, 24, hf_tokenizer,
+        check_item(item, text, label, max_length, hf_tokenizer,
                    msg("finetuning.dataset_wordpiecetokenizer", i=i))
 
 
+@pytest.mark.judges("SentimentDataset", stage=1)
 def test_dataset_batches_through_dataloader(student, remote_tokenizer, hf_tokenizer, text_pool):
     texts, labels = text_pool[:6], [1, 0, 0, 1, 1, 0]
     ds = student.SentimentDataset(texts, labels, remote_tokenizer, max_length=20)
@@ -394,12 +347,25 @@ def test_dataset_batches_through_dataloader(student, remote_tokenizer, hf_tokeni
     assert_equal(batch.get("labels"), torch.tensor(labels[:4]), name="batch['labels'] (B,)")
 
 
-def test_dataset_rejects_texts_and_labels_of_different_lengths(student, remote_tokenizer):
-    with pytest.raises(ValueError, match=r"(?i)label|text|length"):
-        student.SentimentDataset(["good", "bad", "fine"], [1, 0], remote_tokenizer, max_length=16)
+@pytest.mark.judges("SentimentDataset", stage=0)
+@pytest.mark.parametrize("n_texts, n_labels", [(5, 3), (2, 4)])
+def test_dataset_rejects_texts_and_labels_of_different_lengths(student, remote_tokenizer, n_texts, n_labels):
+    # more texts than labels and fewer: a ValueError whose message names texts and labels and says
+    # both lengths (the docstring asks for both)
+    texts = ["good", "bad", "fine", "great", "awful"][:n_texts]
+    labels = [1, 0, 1, 0][:n_labels]
+    _, err = call_catching(student.SentimentDataset, texts, labels, remote_tokenizer, max_length=16)
+    assert isinstance(err, ValueError), msg("finetuning.length_mismatch_no_error", n_texts=n_texts,
+                                            n_labels=n_labels, err=err.describe() if err is not None else "nothing")
+    said = err.remote_message
+    missing = [w for w in ("text", "label") if w not in said.lower()]
+    missing += [str(n) for n in (n_texts, n_labels) if not re.search(rf"(?<!\d){n}(?!\d)", said)]
+    assert not missing, msg("finetuning.length_mismatch_message", n_texts=n_texts, n_labels=n_labels,
+                            said=said, missing=", ".join(missing))
 
 
 # ---------------------------------------------------------------- train_model
+@pytest.mark.judges("train_model", stage=3)
 def test_train_matches_reference_after_two_epochs(student, reference, device):
     cfg = config(dropout=0.0)
     local, remote = model_pair(student, device, cfg, seed=11)
@@ -413,33 +379,36 @@ def test_train_matches_reference_after_two_epochs(student, reference, device):
                                                   losses_type=type(losses).__name__)
     assert len(losses) == 2, msg("finetuning.train_model_two_losses", n_losses=len(losses))
     for e, (got, want) in enumerate(zip(losses, want_losses)):
-        got = assert_float(got, msg("finetuning.loss_epoch", epoch=e + 1))
+        got = as_float(got, msg("finetuning.loss_epoch", epoch=e + 1), plain=True)
         assert abs(got - want) <= 1e-5, msg("finetuning.loss_epoch_expected_mean", epoch=e + 1, want=want,
                                             got=got)
     assert_params_close(remote.state_dict(), local.state_dict(),
                         msg("finetuning.after_2_epochs_sgd"))
 
 
+@pytest.mark.judges("train_model", stage=2)
 def test_train_returns_mean_of_batch_losses_per_epoch(student, device):
     # lr = 0: the weights never move, so every epoch's value is the same mean of batch losses,
-    # computed here directly; batches of 4, 4 and 2 make it differ from the per-example mean
+    # computed here directly; batches of 4, 4 and 2 make it differ from the per-example mean.
+    # No epochs keyword: the default is 3
     cfg = config(dropout=0.0)
     local, remote = model_pair(student, device, cfg, seed=21)
     examples = random_examples(10, seed=22)
     local_loader, remote_loader = loader_pair(student, examples, batch_size=4)
     _, remote_opt = sgd_pair(student, local, remote, lr=0.0)
-    losses = student.train_model(remote, remote_loader, remote_opt, device, epochs=3)
+    losses = student.train_model(remote, remote_loader, remote_opt, device)
     with torch.no_grad():
         batch_losses = [local(**{k: v.to(device) for k, v in b.items()}).loss.item() for b in local_loader]
     want = sum(batch_losses) / len(batch_losses)
     assert isinstance(losses, (list, tuple)) and len(losses) == 3, \
         msg("finetuning.train_model_three_losses", losses=losses)
     for e, got in enumerate(losses):
-        got = assert_float(got, msg("finetuning.loss_epoch", epoch=e + 1))
+        got = as_float(got, msg("finetuning.loss_epoch", epoch=e + 1), plain=True)
         assert abs(got - want) <= 1e-5, msg("finetuning.loss_epoch_expected_mean_batches", epoch=e + 1,
                                             want=want, got=got)
 
 
+@pytest.mark.judges("train_model", stage=2)
 def test_train_zeroes_gradients_every_step(student, device):
     # lr = 0 keeps the weights fixed, so each batch's true gradient is known here.  After the
     # loop, .grad holds the last batch's gradient (zero_grad before backward), nothing
@@ -471,7 +440,8 @@ def test_train_zeroes_gradients_every_step(student, device):
                                          err_last=err_last)
 
 
-def test_train_puts_model_in_train_mode(student, reference, device, helpers):
+@pytest.mark.judges("train_model", stage=2)
+def test_train_puts_model_in_train_mode(student, reference, device):
     # the model arrives in eval mode, as evaluate_model leaves it, with dropout 0.2; one batch,
     # so that this test does not depend on how gradients are cleared between steps
     cfg = config(dropout=0.2)
@@ -479,13 +449,11 @@ def test_train_puts_model_in_train_mode(student, reference, device, helpers):
     examples = random_examples(6, seed=42)
     local_loader, remote_loader = loader_pair(student, examples, batch_size=6)
     local_opt, remote_opt = sgd_pair(student, local, remote, lr=0.5)
-    log = helpers["ForwardLog"]()
-    hook = remote.register_forward_hook(log, with_kwargs=True)
-    student.seed(43)
-    student.train_model(remote, remote_loader, remote_opt, device, epochs=1)
-    hook.remove()
-    calls = log.calls
-    assert calls, msg("finetuning.train_model_never_called")
+    with forward_probe(student, remote) as probe:
+        student.seed(43)
+        student.train_model(remote, remote_loader, remote_opt, device, epochs=1)
+    calls = probe.calls
+    assert calls, msg("finetuning.never_called_model", fn_name="train_model")
     off = sum(1 for c in calls if not c["training"])
     assert off == 0, msg("finetuning.forward_passes_train_model", off=off, n_calls=len(calls))
     # with dropout on, the same seed and the same batches give the reference's weights
@@ -494,6 +462,16 @@ def test_train_puts_model_in_train_mode(student, reference, device, helpers):
         reference.train_model(local, local_loader, local_opt, device, epochs=1)
     assert_params_close(remote.state_dict(), local.state_dict(),
                         msg("finetuning.after_one_epoch_dropout"))
+
+
+def check_inference_calls(calls, fn_name):
+    """Every forward pass of an inference function ran in eval mode (dropout off) with autograd off."""
+    assert calls, msg("finetuning.never_called_model", fn_name=fn_name)
+    training = sum(1 for c in calls if c["training"])
+    assert training == 0, msg("finetuning.inference_in_train_mode", fn_name=fn_name, training=training,
+                              n_calls=len(calls))
+    graph = sum(1 for c in calls if c["grad_enabled"] or c["graph"])
+    assert graph == 0, msg("finetuning.inference_builds_graph", fn_name=fn_name, graph=graph, n_calls=len(calls))
 
 
 def check_moves(log, keys, device, fn_name):
@@ -506,6 +484,7 @@ def check_moves(log, keys, device, fn_name):
                                  device=str(device), missing=missing, batches=batches, keys=', '.join(keys))
 
 
+@pytest.mark.judges("train_model", stage=1)
 def test_train_moves_batches_to_device(student, helpers, device):
     cfg = config(dropout=0.0)
     _, remote = model_pair(student, device, cfg, seed=51)
@@ -525,6 +504,7 @@ def eval_examples():
     return random_examples(40, seed=61)
 
 
+@pytest.mark.judges("evaluate_model", stage=3)
 def test_evaluate_matches_reference(student, reference, device, eval_examples):
     # handed over in train mode with dropout 0.3: only an evaluation in eval mode is reproducible
     cfg = config(dropout=0.3)
@@ -545,33 +525,28 @@ def test_evaluate_matches_reference(student, reference, device, eval_examples):
     assert_equal(preds, want["predictions"], name=msg("finetuning.predictions_argmax_logits_loader"))
     labels = [int(e["labels"]) for e in eval_examples]
     acc, f1 = sklearn_metrics(labels, preds)
-    assert abs(assert_float(got["accuracy"], "accuracy") - acc) <= 1e-9, \
+    assert abs(as_float(got["accuracy"], "accuracy", plain=True) - acc) <= 1e-9, \
         msg("finetuning.accuracy_expected_got", acc=acc, got_accuracy=got['accuracy'])
-    assert abs(assert_float(got["f1"], "f1") - f1) <= 1e-9, \
+    assert abs(as_float(got["f1"], "f1", plain=True) - f1) <= 1e-9, \
         msg("finetuning.f1_expected_weighted_f1", f1=f1, got_f1=got['f1'])
 
 
-def test_evaluate_runs_in_eval_mode_without_autograd(student, device, helpers, eval_examples):
+@pytest.mark.judges("evaluate_model", stage=2)
+def test_evaluate_runs_in_eval_mode_without_autograd(student, device, eval_examples):
     cfg = config(dropout=0.3)
     _, remote = model_pair(student, device, cfg, seed=71, train=True)
     _, loader = loader_pair(student, eval_examples, batch_size=16)
-    log = helpers["ForwardLog"]()
-    hook = remote.register_forward_hook(log, with_kwargs=True)
-    first = student.evaluate_model(remote, loader, device)
-    remote.train()                                      # as after a training epoch
-    second = student.evaluate_model(remote, loader, device)
-    hook.remove()
-    calls = log.calls
-    assert calls, msg("finetuning.evaluate_model_never_called")
-    training = sum(1 for c in calls if c["training"])
-    assert training == 0, msg("finetuning.forward_passes_evaluate_model", training=training, n_calls=len(calls))
-    graph = sum(1 for c in calls if c["graph"])
-    assert graph == 0, msg("finetuning.evaluate_model_built_graph", graph=graph, n_calls=len(calls))
+    with forward_probe(student, remote) as probe:
+        first = student.evaluate_model(remote, loader, device)
+        remote.train()                                  # as after a training epoch
+        second = student.evaluate_model(remote, loader, device)
+    check_inference_calls(probe.calls, "evaluate_model")
     assert_equal(as_int_list(second["predictions"], len(eval_examples), "predictions"),
                  as_int_list(first["predictions"], len(eval_examples), "predictions"),
                  name=msg("finetuning.predictions_second_evaluation_dropout"))
 
 
+@pytest.mark.judges("evaluate_model", stage=1)
 def test_evaluate_moves_batches_to_device(student, helpers, device, eval_examples):
     cfg = config(dropout=0.0)
     _, remote = model_pair(student, device, cfg, seed=81)
@@ -605,13 +580,14 @@ def check_metrics(got, labels, preds):
     acc, f1 = sklearn_metrics(labels, preds)
     for key, want in (("accuracy", acc), ("f1", f1)):
         assert key in got, msg("finetuning.compute_metrics_result_has", key_name=key, got=sorted(got))
-        value = assert_float(got[key], key)
+        value = as_float(got[key], key, plain=True)
         # scikit-learn and a hand-written weighted F1 differ only in the last bits
         assert abs(value - want) <= 1e-9, msg("finetuning.expected_scikit_learn_weighted", key_name=key,
                                               want=want, value=value, labels=labels.tolist(),
                                               preds=preds.tolist())
 
 
+@pytest.mark.judges("compute_metrics", stage=3)
 @graded(max_examples=30)
 @given(data=eval_predictions())
 def test_compute_metrics_matches_sklearn(student, data):
@@ -620,6 +596,7 @@ def test_compute_metrics_matches_sklearn(student, data):
     check_metrics(got, labels, logits.argmax(-1))
 
 
+@pytest.mark.judges("compute_metrics", stage=3)
 @graded(max_examples=8)
 @given(data=eval_predictions())
 def test_compute_metrics_accepts_eval_prediction(student, data):
@@ -628,6 +605,7 @@ def test_compute_metrics_accepts_eval_prediction(student, data):
     check_metrics(student.compute_metrics(pred), labels, logits.argmax(-1))
 
 
+@pytest.mark.judges("compute_metrics", stage=2)
 def test_compute_metrics_class_missing_from_labels(student):
     # class 2 is predicted but never true, class 1 is true but never predicted
     labels = np.array([0, 0, 1, 1, 0])
@@ -662,7 +640,7 @@ def check_predictions(got, texts, probs, labels, what):
         k = int(p.argmax())
         assert label == labels[k], msg("finetuning.expected_label_class_got", what=what, text=text,
                                        labels_k=labels[k], k=k, label=label)
-        conf = assert_float(conf, msg("finetuning.confidence", text=text))
+        conf = as_float(conf, msg("finetuning.confidence", text=text), plain=True)
         # float32 softmax, batched with padding or not: agreement to ~1e-6
         assert abs(conf - float(p[k])) <= 1e-5, msg("finetuning.expected_confidence_softmax_probability",
                                                     what=what, text=text, p_k=float(p[k]), conf=conf)
@@ -675,6 +653,7 @@ def ja_texts(japanese):
                     "この店の料理は、値段の割においしいけれど、店員さんの態度がとても悪くて残念でした。"]
 
 
+@pytest.mark.judges("predict_sentiment", stage=3)
 def test_predict_sentiment_matches_softmax_on_japanese_text(student, device, ja_tokenizer, remote_ja_tokenizer,
                                                             ja_texts):
     # chapter 3.8: a Japanese BERT with BertJapaneseTokenizer; dropout 0.1 and handed over in
@@ -688,6 +667,7 @@ def test_predict_sentiment_matches_softmax_on_japanese_text(student, device, ja_
     check_predictions(got, ja_texts, probs, CHAPTER_LABELS, "predict_sentiment")
 
 
+@pytest.mark.judges("predict_sentiment", stage=2)
 def test_predict_sentiment_default_labels_are_the_chapters(student, device, remote_tokenizer, hf_tokenizer,
                                                            ja_texts):
     cfg = config(vocab_size=hf_tokenizer.vocab_size, initializer_range=0.02)
@@ -704,10 +684,11 @@ def test_predict_sentiment_default_labels_are_the_chapters(student, device, remo
         for pair in got:
             assert pair[0] == name, msg("finetuning.model_always_predicts_class", cls=cls, name=name,
                                         pair_0=pair[0])
-            assert assert_float(pair[1], msg("finetuning.confidence_short")) > 0.99, \
+            assert as_float(pair[1], msg("finetuning.confidence_short"), plain=True) > 0.99, \
                 msg("finetuning.confidence_expected_0_99", pair_1=pair[1])
 
 
+@pytest.mark.judges("predict_sentiment", stage=3)
 def test_predict_sentiment_custom_labels_three_classes(student, device, hf_tokenizer, remote_tokenizer, english):
     labels = ("negative", "neutral", "positive")
     cfg = config(num_labels=3, vocab_size=hf_tokenizer.vocab_size, initializer_range=0.02)
@@ -722,7 +703,23 @@ def test_predict_sentiment_custom_labels_three_classes(student, device, hf_token
     check_predictions(got, texts, probs, labels, msg("finetuning.predict_sentiment_3_labels"))
 
 
+@pytest.mark.judges("predict_sentiment", stage=2)
+def test_predict_sentiment_runs_in_eval_mode_without_autograd(student, device, hf_tokenizer, remote_tokenizer,
+                                                              english):
+    # handed over in train mode with dropout 0.3, twice (the second time after model.train(), as
+    # after a training epoch): every forward pass must run in eval mode with autograd off
+    cfg = config(dropout=0.3, vocab_size=hf_tokenizer.vocab_size, initializer_range=0.02)
+    _, remote = model_pair(student, device, cfg, seed=94, train=True)
+    texts = [t for _, _, t in english[:4]]
+    with forward_probe(student, remote) as probe:
+        student.predict_sentiment(texts, remote, remote_tokenizer)
+        remote.train()
+        student.predict_sentiment(texts, remote, remote_tokenizer)
+    check_inference_calls(probe.calls, "predict_sentiment")
+
+
 # ---------------------------------------------------------------- learning on real data
+@pytest.mark.judges("train_model", stage=3)
 def test_training_reaches_accuracy_band_on_english_set(student, device, hf_tokenizer, english):
     from transformers import BertForSequenceClassification
 
@@ -741,7 +738,7 @@ def test_training_reaches_accuracy_band_on_english_set(student, device, hf_token
     losses = student.train_model(remote, loader, opt, device, epochs=ACCURACY_EPOCHS)
     assert isinstance(losses, (list, tuple)) and len(losses) == ACCURACY_EPOCHS, \
         msg("finetuning.expected_epoch_losses_got", accuracy_epochs=ACCURACY_EPOCHS, losses=losses)
-    losses = [assert_float(v, msg("finetuning.epoch_loss")) for v in losses]
+    losses = [as_float(v, msg("finetuning.epoch_loss"), plain=True) for v in losses]
     assert losses[-1] < losses[0], msg("finetuning.training_loss_did_not", losses=[round(v, 4) for v in losses])
     local.load_state_dict(remote.state_dict())
     local.eval()

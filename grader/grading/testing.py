@@ -10,8 +10,11 @@
 * ``call_catching``: the student's exception as a value (a stub's NotImplementedError still
   propagates, so an untouched stub is "not started");
 * ``raises_naming``: ``pytest.raises(..., match=...)`` on the student's own message only, and
-  ``message_of`` (a ``RemoteError``'s ``str`` also quotes the source line that raised, so
-  ``match="mask"`` would pass on NumPy's broadcast error raised from ``np.where(mask, ...)``).
+  ``message_of`` (never the source line that raised: ``match="mask"`` must not pass on NumPy's
+  broadcast error raised from a line reading ``np.where(mask, ...)``).
+* sandbox probes: ``in_sandbox_code`` (objects defined in the sandbox from trusted source text) and
+  ``forward_probe`` (a forward hook noting, per call, train/eval mode and autograd state: how a suite
+  checks that an inference function runs in eval mode without building a graph).
 
 Suites import from here instead of writing their own builders.
 """
@@ -159,8 +162,8 @@ def call_catching(fn, *args, **kwargs):
 
 
 def message_of(exc) -> str:
-    """The exception's own message: for the student's exceptions without the quoted source line
-    that ``str(RemoteError)`` appends."""
+    """The exception's own message (for the student's exceptions: their message alone, without the
+    type name or the source line that raised)."""
     return exc.remote_message if isinstance(exc, RemoteError) else str(exc)
 
 
@@ -177,3 +180,60 @@ def raises_naming(expected, pattern: str, what: str = "the argument"):
         raise AssertionError(say("testing.message_does_not_name", type=type(info.value).__name__
                                  if not isinstance(info.value, RemoteError) else info.value.type_name,
                                  what=what, message=_short(text, 300)))
+
+
+# ------------------------------------------------------------------ sandbox probes
+
+def in_sandbox_code(student, source: str, names):
+    """Run trusted ``source`` in a fresh namespace inside the student's sandbox and return handles
+    to its objects ``names`` (a tuple, in that order): small observers a suite hands to the
+    student's code (a forward hook, a collate function, a tokenizer with another interface)."""
+    expr = "(lambda ns: exec(SRC, ns) or tuple(ns[n] for n in NAMES))({'__name__': 'kata_probes'})"
+    return tuple(student.build("builtins.eval", expr, {"SRC": source, "NAMES": list(names)}))
+
+
+FORWARD_PROBE_SOURCE = r'''
+import torch
+
+
+class ForwardProbe:
+    """A forward hook (register with with_kwargs=True) noting, for every call of the module:
+    training: whether any of its submodules was in train mode (dropout on);
+    grad_enabled: torch.is_grad_enabled() during the call (False under no_grad / inference_mode);
+    graph: whether an output tensor carries an autograd graph (requires_grad);
+    device: the device of the first tensor argument ("" when there is none)."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, module, args, kwargs, output):
+        if isinstance(output, torch.Tensor):
+            outs = [output]
+        elif isinstance(output, dict):
+            outs = list(output.values())
+        elif isinstance(output, (tuple, list)):
+            outs = list(output)
+        else:
+            outs = []
+        first = next((a for a in list(args) + list(kwargs.values()) if isinstance(a, torch.Tensor)), None)
+        self.calls.append({
+            "training": any(m.training for m in module.modules()),
+            "grad_enabled": bool(torch.is_grad_enabled()),
+            "graph": any(isinstance(t, torch.Tensor) and t.requires_grad for t in outs),
+            "device": str(first.device) if first is not None else "",
+        })
+'''
+
+
+@contextlib.contextmanager
+def forward_probe(student, model):
+    """``with forward_probe(student, model) as probe:`` call the student's function; then
+    ``probe.calls`` is a list of dicts (``training``, ``grad_enabled``, ``graph``, ``device``), one
+    per forward pass of ``model`` (a handle to a module in the sandbox).  The hook is removed on exit."""
+    (cls,) = in_sandbox_code(student, FORWARD_PROBE_SOURCE, ("ForwardProbe",))
+    probe = cls()
+    hook = model.register_forward_hook(probe, with_kwargs=True)
+    try:
+        yield probe
+    finally:
+        hook.remove()
