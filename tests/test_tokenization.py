@@ -31,7 +31,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import grader.grading.hf
-from grader.grading.checks import assert_equal, graded
+from grader.grading.checks import assert_equal, assert_not_mutated, graded
 from grader.i18n import msg
 from grader.manifest import root
 
@@ -265,6 +265,7 @@ def test_wordpiece_matches_hf_on_small_vocabularies(student, yard, case):
     want = WordpieceTokenizer(vocab, unk, max_input_chars_per_word=max_chars).tokenize(word)
     assert yard.ref.wordpiece(word, vocab, unk, max_chars) == want, self_check()
     got = student.wordpiece(word, vocab, unk_token=unk, max_chars_per_word=max_chars)
+    assert_not_mutated(student, "vocab")
     assert_equal(got, want, name=f"wordpiece({word!r}, vocab={sorted(vocab)}, unk_token={unk!r}, "
                                  f"max_chars_per_word={max_chars})")
 
@@ -296,10 +297,11 @@ def test_tokenize_cased_matches_hf(tok_en_cased, yard, text):
 
 
 @pytest.mark.judges("WordPieceTokenizer.convert_tokens_to_ids", stage=2)
-def test_convert_tokens_to_ids_matches_hf(tok_en, yard):
+def test_convert_tokens_to_ids_matches_hf(student, tok_en, yard):
     tokens = ["[CLS]", "hello", "##ing", ",", "zzqqxx", "[UNK]", "日", "🤗", "[SEP]", "[PAD]", "[MASK]", "Hello"]
     assert_equal(tok_en.convert_tokens_to_ids(tokens), yard.hf_en.convert_tokens_to_ids(tokens),
                  name=msg("tokenization.convert_tokens_ids_unknown", tokens=tokens))
+    assert_not_mutated(student, "tokens")
 
 
 # HuggingFace's values: padding False / "do_not_pad", True / "longest", "max_length"; truncation False /

@@ -261,9 +261,11 @@ def test_build_trainer_wires_your_compute_metrics(student, sentiment):
                      name=msg("trainer.wired_vs_own_compute_metrics", key_name=key))
 
 
-@pytest.mark.judges("build_trainer", stage=0)
+@pytest.mark.judges("build_trainer", "training_arguments", stage=0)
 def test_build_trainer_rejects_the_old_argument_name(student, sentiment):
-    """An override TrainingArguments does not know (the chapter's evaluation_strategy) raises TypeError."""
+    """An override TrainingArguments does not know (the chapter's evaluation_strategy) raises TypeError.
+    (It judges training_arguments too: build_trainer starts from it, so an invalid TrainingArguments,
+    e.g. load_best_model_at_end without matching strategies, raises its ValueError here first.)"""
     vocab_size, train, test = sentiment
     _, remote = tiny_model(student, vocab_size)
     with pytest.raises(TypeError, match="evaluation_strategy"):
