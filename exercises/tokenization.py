@@ -129,22 +129,25 @@ class WordPieceTokenizer:
 
         The arguments mean what they mean in HuggingFace:
 
-        - ``truncation``: ``False`` never truncates.  ``True`` cuts the tokens (not the special
-          ones) so the whole fits in ``max_length`` (no ``max_length``: nothing to cut).  One
-          text keeps its first ``max_length - 2`` tokens.  A pair ("longest_first") keeps
+        - ``truncation``: ``False`` (or ``"do_not_truncate"``) never truncates.  ``True`` (or
+          ``"longest_first"``) cuts the tokens (not the special ones) so the whole fits in
+          ``max_length`` (no ``max_length``: nothing to cut, however long).  One text keeps
+          its first ``max_length - 2`` tokens.  A pair ("longest_first") keeps
           ``budget = max_length - 3`` tokens in all: if both do not fit, the *shorter* one
           keeps ``min(its length, budget // 2)`` tokens and the other one the rest of the
           budget; when both are equally long, the first counts as the shorter.
           Example: lengths 7 and 3, ``max_length=8`` -> budget 5 -> keeps 3 and 2.
-        - ``padding``: ``False`` never pads.  ``True`` (or ``"longest"``) pads to the longest
-          sequence of the batch, and a single text is its own batch, so it is not padded.
-          ``"max_length"`` pads on the right with ``[PAD]``'s id up to ``max_length`` (a longer
-          encoding is left as it is).
+        - ``padding``: ``False`` (or ``"do_not_pad"``) never pads.  ``True`` (or ``"longest"``) pads
+          to the longest sequence of the batch, and a single text is its own batch, so it is
+          not padded.  ``"max_length"`` pads on the right with ``[PAD]``'s id up to
+          ``max_length`` (a longer encoding is left as it is).
 
         Example (bert-base-uncased): ``tok("Hello, how are you?")["input_ids"] ==
         [101, 7592, 1010, 2129, 2024, 2017, 1029, 102]``.
 
-        Raises ``TypeError`` naming ``text`` / ``text_pair`` for a non-``str`` argument.
+        Raises ``TypeError`` naming ``text`` / ``text_pair`` for an argument that is not text
+        (``None`` as ``text``, a number, bytes).  A list of texts, which HuggingFace takes as a
+        batch, is not graded: you may reject it or accept it.
         (HuggingFace treats ``text_pair=""`` as no pair; you may too.)
         """
         raise NotImplementedError("WordPieceTokenizer.__call__")

@@ -10,10 +10,12 @@ to see the same words).
 
 Statistical bounds.  Every rate check is an exact two-sided binomial interval (computed below
 without scipy): the count must lie in [lo, hi] with P(X < lo) + P(X > hi) <= ALPHA = 1e-11 for the
-binomial the contract implies.  The suite draws at most 2 * 35 = 70 such intervals (27 for
-mask_tokens and 8 for whole_word_mask_tokens on the student's output; the same 35 on HF's
-collator as a self-check of the bounds), so a correct submission fails any of them with
-probability below 70e-11 = 7e-10 < 1e-9.  The sizes are chosen so that a
+binomial the contract implies; the uniformity of random ids is one chi-squared statistic with a
+conservative threshold, also false-failing with probability <= ALPHA (``chi2_threshold``).  The
+suite draws at most 2 * 16 = 32 such checks (7 intervals and 1 chi-squared test for mask_tokens,
+8 intervals for whole_word_mask_tokens on the student's output; the same 16 on HF's collator as a
+self-check of the bounds), so a correct submission fails any of them with probability below
+32e-11 = 3.2e-10 < 1e-9.  The sizes are chosen so that a
 15 % vs 20 % selection rate, an 80/20/0 split and a wrongly scaled 10 % random share each miss
 their interval by many standard deviations (see the numbers in each test).
 """
@@ -33,6 +35,7 @@ from hypothesis import strategies as st
 
 from grader.grading import hf
 from grader.grading.checks import assert_close, assert_equal, assert_finite, assert_not_mutated, graded
+from grader.grading.testing import as_float
 from grader.i18n import msg
 
 IS_NEXT, NOT_NEXT = 0, 1                 # the contract: HuggingFace BertForPreTraining's labels
@@ -40,6 +43,11 @@ ALPHA = 1e-11                            # false-fail probability of one interva
 PAD, UNK, CLS, SEP, MASK = 0, 1, 2, 3, 4  # the special ids of the synthetic vocabularies below
 STAT_V = 1000                            # vocabulary size of the statistical checks
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "medical_corpus.txt"
+
+
+def self_check_failed(what: str) -> str:
+    """The suite's own input does not show what it is built to show: a grader bug."""
+    return msg("pretraining.suite_self_check_failed", what=what)
 
 
 # ------------------------------------------------------------------ exact binomial bounds
@@ -87,14 +95,49 @@ def check_count(what: str, count: int, n: int, p: float, hf_count: int | None = 
                                  hf_text=hf_text))
 
 
+def chi2_threshold(expected, alpha: float = ALPHA) -> float:
+    """A threshold t with P(T > t) <= alpha for T = sum_b (O_b - E_b)^2 / E_b over K bins, where each
+    count O_b is a sum of independent Bernoulli variables with mean E_b (the bins may depend on
+    each other; no asymptotic chi-squared law is assumed).
+
+    Derivation: T > t forces some bin to have (O_b - E_b)^2 > t E_b / K, i.e. |O_b - E_b| > d_b with
+    d_b = sqrt(t E_b / K).  Bernstein's inequality for a sum of independent Bernoullis (variance
+    <= mean E_b, each term within 1 of its mean) gives P(|O_b - E_b| >= d) <= 2 exp(-d^2 / (2 (E_b
+    + d / 3))).  A union bound over the K bins: P(T > t) <= sum_b 2 exp(-d_b^2 / (2 (E_b + d_b / 3))),
+    which falls as t grows; bisection returns a t where it is <= alpha.  For 20 bins of about 570
+    this gives t ~ 1300 (the asymptotic chi-squared quantile would be ~ 90: the bound is
+    conservative), while ids uniform over [0, 400) instead of [0, 1000) give T ~ 10 000."""
+    E = np.asarray(expected, dtype=np.float64)
+    K = len(E)
+
+    def bound(t):
+        d = np.sqrt(t * E / K)
+        return float(np.sum(2.0 * np.exp(-d * d / (2.0 * (E + d / 3.0)))))
+
+    lo, hi = 0.0, 1.0
+    while bound(hi) > alpha:
+        hi *= 2.0
+    for _ in range(60):
+        mid = (lo + hi) / 2.0
+        lo, hi = (lo, mid) if bound(mid) <= alpha else (mid, hi)
+    return hi
+
+
 # ------------------------------------------------------------------ helpers: masking
 
-def stat_batch(seed: int, rows: int = 1200, length: int = 128, short_rows: int = 300):
-    """Token ids in [5, STAT_V) framed as [CLS] ... [SEP] [PAD]...; the first ``short_rows`` rows hold
-    only 1-3 real tokens (a fixed-count-per-row selection gets their rate wrong).
+def skewed_ids(rng, shape, top: int = 400):
+    """Ids in [5, top) with a Zipf law (P(k) ~ 1 / (k - 4)): most are small, none reach [top, STAT_V)."""
+    k = np.arange(5, top)
+    p = 1.0 / (k - 4)
+    return rng.choice(k, size=shape, p=p / p.sum())
+
+
+def stat_batch(seed: int, rows: int = 1200, length: int = 128, short_rows: int = 300, skewed: bool = False):
+    """Token ids in [5, STAT_V) (uniform, or ``skewed_ids``) framed as [CLS] ... [SEP] [PAD]...; the first
+    ``short_rows`` rows hold only 1-3 real tokens (a fixed-count-per-row selection gets their rate wrong).
     Returns (input_ids, special_tokens_mask (1 = special or padding), short-row selector)."""
     rng = np.random.default_rng(seed)
-    ids = rng.integers(5, STAT_V, size=(rows, length))
+    ids = skewed_ids(rng, (rows, length)) if skewed else rng.integers(5, STAT_V, size=(rows, length))
     special = np.zeros((rows, length), dtype=np.int64)
     n_real = np.where(np.arange(rows) < short_rows, rng.integers(1, 4, size=rows),
                       rng.integers(length // 2, length - 1, size=rows))
@@ -167,6 +210,7 @@ def mask_cases(draw):
     return rows, length, vocab_size, p, special_kind, draw(st.integers(0, 2**31 - 1))
 
 
+@pytest.mark.judges("mask_tokens", stage=2)
 @graded(max_examples=20)
 @given(case=mask_cases())
 def test_mask_tokens_labels_and_untouched_positions(student, device, case):
@@ -206,6 +250,7 @@ def test_mask_tokens_labels_and_untouched_positions(student, device, case):
         raise AssertionError(msg("pretraining.mlm_probability_0_0", selected_sum=int(selected.sum())))
 
 
+@pytest.mark.judges("mask_tokens", stage=2)
 def test_mask_tokens_does_not_modify_input(student, device):
     x, special, _ = stat_batch(1, rows=20, length=32, short_rows=0)
     student.mask_tokens(x.to(device), MASK, STAT_V, special.to(device), mlm_probability=0.5,
@@ -213,6 +258,7 @@ def test_mask_tokens_does_not_modify_input(student, device):
     assert_not_mutated(student, "input_ids / special_tokens_mask")
 
 
+@pytest.mark.judges("mask_tokens", stage=2)
 def test_mask_tokens_same_generator_seed_same_result(student, device):
     """The same generator seed gives the same result whatever the global seed; another seed gives
     another result; with generator=None the caller's global seed decides."""
@@ -245,6 +291,21 @@ def test_mask_tokens_same_generator_seed_same_result(student, device):
         raise AssertionError(msg("pretraining.generator_none_global_seeds"))
 
 
+@pytest.mark.judges("mask_tokens", stage=2)
+def test_mask_tokens_consumes_the_generator(student, device):
+    """Two calls with ONE generator continue its stream: they differ (a function that re-seeds the
+    generator, copies it, or builds its own from its seed repeats itself).  40 rows of ~60 real
+    tokens: two independent draws coincide with probability far below 1e-100."""
+    x, special, _ = stat_batch(4, rows=40, length=64, short_rows=0)
+    x, special = x.to(device), special.to(device)
+    gen = remote_generator(student, device, 77)
+    first = unpack_masked(student.mask_tokens(x, MASK, STAT_V, special, generator=gen))
+    second = unpack_masked(student.mask_tokens(x, MASK, STAT_V, special, generator=gen))
+    if torch.equal(first[0].cpu(), second[0].cpu()) and torch.equal(first[1].cpu(), second[1].cpu()):
+        raise AssertionError(msg("pretraining.generator_not_consumed", name="mask_tokens"))
+
+
+@pytest.mark.judges("mask_tokens", stage=0)
 def test_mask_tokens_rejects_bad_arguments(student, device):
     x, special, _ = stat_batch(3, rows=2, length=8, short_rows=0)
     x, special = x.to(device), special.to(device)
@@ -256,6 +317,7 @@ def test_mask_tokens_rejects_bad_arguments(student, device):
 
 # ------------------------------------------------------------------ mask_tokens: statistics
 
+@pytest.mark.judges("mask_tokens", stage=3)
 @pytest.mark.parametrize("mlm_probability", [0.15, 0.4])
 def test_mask_tokens_selection_rate_matches_hf(student, device, hf_collator, mlm_probability):
     """Each non-special token is selected independently with probability mlm_probability, also in rows
@@ -275,6 +337,7 @@ def test_mask_tokens_selection_rate_matches_hf(student, device, hf_collator, mlm
                     got["selected"], got["eligible"], mlm_probability, hf_count=ref["selected"])
 
 
+@pytest.mark.judges("mask_tokens", stage=3)
 def test_mask_tokens_80_10_10_split_matches_hf(student, device, hf_collator):
     """Of the selected tokens 80 % become [MASK], 10 % a random id, 10 % stay (a random id can equal
     [MASK] or the original: probabilities below are exact for that).  mlm_probability=0.5 over about
@@ -294,34 +357,43 @@ def test_mask_tokens_80_10_10_split_matches_hf(student, device, hf_collator):
         check_count(what, got[key], got["selected"], p, hf_count=ref[key], hf_n=ref["selected"])
 
 
+@pytest.mark.judges("mask_tokens", stage=3)
 def test_mask_tokens_random_ids_are_uniform_over_vocab(student, device, hf_collator):
-    """Random replacements are uniform over [0, vocab_size): with mlm_probability=1.0 about 11 400 of
-    them fall in 20 bins of 50 ids, about 560 per bin, each allowed roughly 400..740; ids drawn from
-    a smaller range empty whole bins, ids beyond vocab_size fail at once."""
-    x, special, _ = stat_batch(12, short_rows=0)
+    """Random replacements are uniform over [0, vocab_size), whatever the input ids: the batch's ids
+    follow a Zipf law over [5, 400) (``skewed_ids``), so an id copied from the batch or drawn below
+    its largest id leaves [400, 1000) empty.  With mlm_probability=1.0 about 11 400 replacements fall
+    in 20 bins of 50 ids; one chi-squared statistic against the exact expected counts (a random id
+    equal to the original or to [MASK] is not seen as one) must stay below ``chi2_threshold``."""
+    x, special, _ = stat_batch(12, short_rows=0, skewed=True)
     inputs, labels = unpack_masked(student.mask_tokens(
         x.to(device), MASK, STAT_V, special.to(device), mlm_probability=1.0,
         generator=remote_generator(student, device, 99)))
+    width, n_bins = 50, STAT_V // 50
 
-    def random_ids(inp, lab):
+    def statistic(inp, lab):
+        """(T, threshold, observed, expected) for the positions that show a random other id."""
         inp, lab = inp.cpu(), lab.cpu()
-        sel = (lab != -100) & ~special.bool()
-        other = sel & (inp != MASK) & (inp != x)
-        return inp[other]
+        other = (lab != -100) & ~special.bool() & (inp != MASK) & (inp != x)
+        ids, orig = inp[other].numpy(), x[other].numpy()
+        if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= STAT_V):
+            raise AssertionError(msg("pretraining.random_ids_outside_0", vocab_size=STAT_V, got_min=int(ids.min()),
+                                     got_max=int(ids.max())))
+        # given "other" at a position with original o, the id is uniform over the V - 2 ids that are
+        # neither o nor [MASK]: bin b expects (width - [o in b] - [MASK in b]) / (V - 2) per position
+        observed = np.bincount(ids // width, minlength=n_bins).astype(np.float64)
+        expected = (ids.size * width - np.bincount(orig // width, minlength=n_bins)
+                    - ids.size * (np.arange(n_bins) == MASK // width)) / (STAT_V - 2)
+        t = float(np.sum((observed - expected) ** 2 / expected))
+        return t, chi2_threshold(expected), observed, expected
 
-    got, ref = random_ids(inputs, labels), random_ids(*hf_collator(x, special, 1.0, 99))
-    if got.numel() and (int(got.min()) < 0 or int(got.max()) >= STAT_V):
-        raise AssertionError(msg("pretraining.random_ids_outside_0", vocab_size=STAT_V, got_min=int(got.min()),
-                                 got_max=int(got.max())))
-    width = 50
-    g_bins = np.bincount(got.numpy() // width, minlength=STAT_V // width)
-    r_bins = np.bincount(ref.numpy() // width, minlength=STAT_V // width)
-    # a random id that equals the original or [MASK] is not counted: given "other", a bin's
-    # probability lies between (width - 2) / (V - 2) and width / (V - 2)
-    p_lo, p_hi = (width - 2) / (STAT_V - 2), width / (STAT_V - 2)
-    for b in range(STAT_V // width):
-        check_count(msg("pretraining.share_random_replacements_ids", lo=b * width, hi=(b + 1) * width),
-                    int(g_bins[b]), got.numel(), p_lo, p_hi=p_hi, hf_count=int(r_bins[b]), hf_n=ref.numel())
+    t, limit, observed, expected = statistic(inputs, labels)
+    hf_t, hf_limit, _, _ = statistic(*hf_collator(x, special, 1.0, 99))
+    if hf_t > hf_limit:    # the bound itself is wrong: a grader bug, not the student's
+        raise RuntimeError(msg("pretraining.grader_chi2_self_check_failed", t=hf_t, limit=hf_limit))
+    if t > limit:
+        raise AssertionError(msg("pretraining.random_ids_not_uniform", t=t, limit=limit, k=n_bins, width=width,
+                                 alpha=ALPHA, observed=observed.astype(int).tolist(),
+                                 expected=np.round(expected).astype(int).tolist(), hf_t=hf_t))
 
 
 # ------------------------------------------------------------------ whole_word_mask_tokens
@@ -489,6 +561,7 @@ def wwm_cases(draw):
     return layout, p, seed
 
 
+@pytest.mark.judges("whole_word_mask_tokens", stage=2)
 @graded(max_examples=20)
 @given(case=wwm_cases())
 def test_whole_word_mask_structure(student, device, case):
@@ -537,6 +610,7 @@ def test_whole_word_mask_structure(student, device, case):
         raise AssertionError(msg("pretraining.mlm_probability_words_selected", p=p, k=k, n=n))
 
 
+@pytest.mark.judges("whole_word_mask_tokens", stage=2)
 def test_whole_word_mask_same_generator_seed_same_result(student, device, wwm_english):
     text = wwm_english
     first = student_wwm(student, device, text, 0.15, 5)
@@ -546,12 +620,33 @@ def test_whole_word_mask_same_generator_seed_same_result(student, device, wwm_en
         assert_equal(b, a, name=msg("pretraining.two_calls_generators_seeded", what=what))
 
 
+@pytest.mark.judges("whole_word_mask_tokens", stage=2)
+def test_whole_word_mask_consumes_the_generator(student, device):
+    """Two calls with ONE generator differ (re-seeding or copying the generator repeats the draw):
+    30 rows of 12 two-piece words at mlm_probability 0.5 coincide with probability 2^-360."""
+    rows, n_words = 30, 12
+    ids = torch.full((rows, 2 * n_words + 2), PAD, dtype=torch.long)
+    ids[:, 0], ids[:, -1] = CLS, SEP
+    ids[:, 1:-1] = torch.from_numpy(np.random.default_rng(5).integers(5, 50, size=(rows, 2 * n_words)))
+    special = torch.zeros_like(ids)
+    special[:, 0] = special[:, -1] = 1
+    word_ids = [[None] + [w for w in range(n_words) for _ in range(2)] + [None] for _ in range(rows)]
+    gen = remote_generator(student, device, 13)
+    out = [unpack_masked(student.whole_word_mask_tokens(ids.to(device), word_ids, MASK, 50, special.to(device),
+                                                        mlm_probability=0.5, generator=gen),
+                         name="whole_word_mask_tokens") for _ in range(2)]
+    if torch.equal(out[0][1].cpu(), out[1][1].cpu()):
+        raise AssertionError(msg("pretraining.generator_not_consumed", name="whole_word_mask_tokens"))
+
+
+@pytest.mark.judges("whole_word_mask_tokens", stage=0)
 def test_whole_word_mask_rejects_word_ids_of_another_shape(student):
     x = torch.tensor([[CLS, 7, 8, SEP]])
     with pytest.raises(ValueError, match="word_ids"):
         student.whole_word_mask_tokens(x, [[None, 0, None]], MASK, 50, torch.tensor([[1, 0, 0, 1]]))
 
 
+@pytest.mark.judges("whole_word_mask_tokens", stage=3)
 @pytest.mark.parametrize("language", ["English", "Japanese"])
 def test_whole_word_mask_word_selection_rate_matches_hf(student, device, wwm_english, wwm_japanese, language):
     """Each word is selected with probability 0.15, whatever its number of pieces, and then every
@@ -571,6 +666,7 @@ def test_whole_word_mask_word_selection_rate_matches_hf(student, device, wwm_eng
         check_count(what, k, n, p, hf_count=hf_k)
 
 
+@pytest.mark.judges("whole_word_mask_tokens", stage=3)
 def test_whole_word_mask_80_10_10_per_piece(student, device, wwm_japanese):
     """Of the selected pieces 80 % become [MASK], 10 % a random id, 10 % stay, each piece on its own
     coin.  Japanese text (V = 2152), mlm_probability 0.5: ~20 800 selected pieces, intervals
@@ -721,19 +817,57 @@ def remote_rng(student, kind: str, seed: int):
 
 @st.composite
 def nsp_documents(draw):
-    lengths = draw(st.lists(st.integers(1, 7), min_size=2, max_size=6))
+    """2-6 documents of 0-7 sentences, at least two of them not empty (so every NotNext example has a
+    document to draw from: the contract says nothing of documents that leave none)."""
+    lengths = draw(st.lists(st.integers(0, 7), min_size=2, max_size=6).filter(
+        lambda ns: sum(n > 0 for n in ns) >= 2))
     return [[f"doc{d} sentence{i}." for i in range(n)] for d, n in enumerate(lengths)]
 
 
+@pytest.mark.judges("make_nsp_examples", stage=2)
 @graded(max_examples=25)
 @given(documents=nsp_documents(), kind=st.sampled_from(["random", "numpy"]), seed=st.integers(0, 2**31 - 1))
 def test_nsp_examples_pairs_and_half_not_next(student, documents, kind, seed):
     """One example per consecutive pair; IS_NEXT pairs are the real next sentence; exactly n // 2 are
     NOT_NEXT with sentence_b from another document; with random.Random and NumPy Generators."""
     examples = normalize_examples(student.make_nsp_examples(documents, remote_rng(student, kind, seed)))
+    assert_not_mutated(student, "documents")
     check_nsp(examples, documents)
 
 
+@pytest.mark.judges("make_nsp_examples", stage=2)
+def test_nsp_examples_empty_and_one_sentence_documents(student):
+    """Empty documents and one-sentence documents give no pair; a one-sentence document is still a
+    different document, so it may give sentence_b of a NotNext example (here the only one that can)."""
+    cases = [
+        [["a0.", "a1.", "a2.", "a3.", "a4."], [], ["b0."]],        # 4 pairs, 2 NotNext, sentence_b = "b0."
+        [[], ["a0.", "a1."], ["b0."], []],                         # 1 pair, 0 NotNext
+        [["a0."], ["b0."], ["c0."]],                               # no pair at all: []
+        [["a0.", "a1.", "a2."], ["b0.", "b1.", "b2."], [], ["c0."]],
+    ]
+    for documents in cases:
+        for kind in ("random", "numpy"):
+            got = normalize_examples(student.make_nsp_examples(documents, remote_rng(student, kind, 3)))
+            assert_not_mutated(student, "documents")
+            try:
+                check_nsp(got, documents)
+            except AssertionError as exc:
+                raise AssertionError(msg("pretraining.nsp_case", documents=documents, kind=kind, error=exc)) from None
+
+
+@pytest.mark.judges("make_nsp_examples", stage=2)
+def test_nsp_examples_consume_the_rng(student, corpus):
+    """Two calls with ONE rng continue its stream: the NotNext subsets differ (an rng that is copied or
+    re-seeded inside repeats them; equal by chance with probability 1 / C(205, 102) ~ 1e-60)."""
+    docs, _ = corpus
+    for kind in ("random", "numpy"):
+        rng = remote_rng(student, kind, 21)
+        e1, e2 = (normalize_examples(student.make_nsp_examples(docs, rng)) for _ in range(2))
+        if sorted(a for a, _, label in e1 if label == NOT_NEXT) == sorted(a for a, _, label in e2 if label == NOT_NEXT):
+            raise AssertionError(msg("pretraining.rng_not_consumed", kind=kind))
+
+
+@pytest.mark.judges("make_nsp_examples", stage=2)
 def test_nsp_examples_not_next_from_other_document_on_corpus(student, corpus):
     """On the medical corpus (one big document would often give a same-document 'random' sentence
     if sentence_b were drawn from all sentences)."""
@@ -744,6 +878,7 @@ def test_nsp_examples_not_next_from_other_document_on_corpus(student, corpus):
                   documents)
 
 
+@pytest.mark.judges("make_nsp_examples", stage=2)
 def test_nsp_examples_choice_made_with_rng(student, corpus):
     """Same rng seed, same examples (whatever the global seed); another seed, another NOT_NEXT subset."""
     docs, _ = corpus
@@ -761,12 +896,22 @@ def test_nsp_examples_choice_made_with_rng(student, corpus):
             raise AssertionError(msg("pretraining.rngs_seeded_7_8", kind=kind))
 
 
+@pytest.mark.judges("IS_NEXT", "NOT_NEXT", stage=0)
+def test_nsp_label_constants_follow_hf(student):
+    """IS_NEXT = 0 and NOT_NEXT = 1, as BertForPreTraining reads next_sentence_label (the chapter
+    prints the opposite)."""
+    assert_equal(student.IS_NEXT, IS_NEXT, name="IS_NEXT")
+    assert_equal(student.NOT_NEXT, NOT_NEXT, name="NOT_NEXT")
+
+
+@pytest.mark.judges("make_nsp_examples", stage=0)
 def test_nsp_examples_reject_fewer_than_two_documents(student):
     with pytest.raises(ValueError, match="documents"):
         student.make_nsp_examples([["only one document.", "with two sentences."]],
                                   student.build("random.Random", 0))
 
 
+@pytest.mark.judges("IS_NEXT", "NOT_NEXT", "make_nsp_examples", stage=3)
 def test_nsp_labels_follow_hf_bert_for_pretraining(student, corpus):
     """IS_NEXT = 0 and NOT_NEXT = 1 as HuggingFace's BertForPreTraining reads next_sentence_label;
     a small BertForPreTraining computes its NSP loss on the examples' labels."""
@@ -860,6 +1005,7 @@ def compare_state(got: dict, model, when: str):
         assert_close(got[k], w, atol=1e-5, name=msg("pretraining.parameter", when=when, k=k))
 
 
+@pytest.mark.judges("mlm_train_step", stage=3)
 @graded(max_examples=6, phases=[Phase.explicit, Phase.generate])   # no shrinking: each example trains
 @given(seed=st.integers(0, 2**31 - 1), rows=st.integers(1, 4), length=st.integers(4, 16))
 def test_mlm_train_step_matches_reference_step(student, small_mlm, seed, rows, length):
@@ -885,23 +1031,71 @@ def test_mlm_train_step_matches_reference_step(student, small_mlm, seed, rows, l
         compare_state(model.state_dict(), ref, msg("pretraining.after_step", step=step))
 
 
+def padded_mlm_batch(reference, device):
+    """4 rows of 14 tokens of which 2-12 are real, the rest [PAD] (id 0), 17 of them masked."""
+    ids = torch.from_numpy(np.random.default_rng(0).integers(5, SMALL_V, size=(4, 14)))
+    for r, n in enumerate((12, 2, 5, 8)):
+        ids[r, 0], ids[r, n + 1], ids[r, n + 2:] = CLS, SEP, PAD
+    attn = (ids != PAD).long()
+    special = ((ids == CLS) | (ids == SEP) | (ids == PAD)).long()
+    inputs, labels = reference.mask_tokens(ids, MASK, SMALL_V, special, mlm_probability=0.5,
+                                           generator=torch.Generator().manual_seed(0))
+    return {"input_ids": inputs.to(device), "attention_mask": attn.to(device), "labels": labels.to(device)}
+
+
+def context_mlm(student, device):
+    """A small BertForMaskedLM whose initial weights (initializer_range 0.2, 10x BERT's) make the
+    context matter: on ``padded_mlm_batch`` its loss is 5.778 with the attention mask and 5.552
+    without (0.23 apart; with BERT's 0.02 the two differ by only ~1e-4).  Returns (local, remote)."""
+    from transformers import BertForMaskedLM
+
+    config = hf.small_config(vocab_size=SMALL_V, initializer_range=0.2)
+    local = hf.seeded(lambda: BertForMaskedLM(config), 1).eval()
+    return local, student_model(student, config, local, device)
+
+
+@pytest.mark.judges("mlm_train_step", stage=2)
+def test_mlm_train_step_uses_the_attention_mask(student, reference, device):
+    """The loss is BertForMaskedLM's with the batch's attention_mask: padding never takes part in
+    attention.  The returned loss is the one computed before the optimizer's step."""
+    local, model = context_mlm(student, device)
+    opt = student.build("torch.optim.SGD", model.parameters(), lr=0.1)
+    batch = padded_mlm_batch(reference, device)
+    local = local.to(device)
+    with torch.no_grad():     # small_config has no dropout: train and eval mode give the same loss
+        with_mask = local(**batch).loss.item()
+        without = local(input_ids=batch["input_ids"], labels=batch["labels"]).loss.item()
+    assert abs(with_mask - without) > 1e-1, self_check_failed("attention mask")
+    loss = as_float(student.mlm_train_step(model, batch, opt), "mlm_train_step(...)", plain=True)
+    # the same weights and batch: float32 noise only (about 1e-6 on 5.8); the unmasked loss is 0.23 away
+    if abs(loss - without) <= 1e-5:
+        raise AssertionError(msg("pretraining.loss_without_attention_mask", loss=loss, want=with_mask, without=without))
+    assert_close(np.asarray(loss), np.asarray(with_mask), atol=1e-5, name=msg("pretraining.returned_loss_before_step"))
+
+
+@pytest.mark.judges("mlm_train_step", stage=2)
+def test_mlm_train_step_does_not_modify_the_batch(student, reference, device, small_mlm):
+    """batch (a dict of tensors) comes back as it was: no key popped or added, no tensor changed."""
+    model = student_model(student, small_mlm.config, small_mlm.model, device)
+    opt = student.build("torch.optim.SGD", model.parameters(), lr=0.1)
+    student.mlm_train_step(model, padded_mlm_batch(reference, device), opt)
+    assert_not_mutated(student, "batch")
+
+
+@pytest.mark.judges("mlm_train_step", stage=2)
 def test_mlm_train_step_sets_train_mode_and_returns_float(student, reference, device, small_mlm):
-    config, base = small_mlm.config, small_mlm.model
-    model = student_model(student, config, base, device)           # handed over in eval mode
+    """Handed over in eval mode, the model is in train mode after the step; the loss is a Python float."""
+    model = student_model(student, small_mlm.config, small_mlm.model, device)    # eval mode
     opt = student.build("torch.optim.SGD", model.parameters(), lr=0.1)
     batch = random_mlm_batch(np.random.default_rng(5), 3, 12, 5, device, reference)
-    with torch.no_grad():
-        want = base.to(device)(**batch).loss.item()
-    base.to("cpu")
     loss = student.mlm_train_step(model, batch, opt)
     if not isinstance(loss, float):
         raise AssertionError(msg("pretraining.mlm_train_step_return", loss_type=type(loss).__name__))
-    assert_close(np.asarray(loss), np.asarray(want), atol=1e-5,
-                 name=msg("pretraining.returned_loss_before_step"))
     if model.training is not True:
         raise AssertionError(msg("pretraining.model_still_eval_mode"))
 
 
+@pytest.mark.judges("mlm_train_step", stage=3)
 def test_mlm_train_step_loss_falls_on_medical_corpus(student, reference, device, corpus):
     """Continued pre-training (ドメイン適応) on data/medical_corpus.txt: 60 AdamW steps on batches of 16
     masked sentences lower the MLM loss on a fixed masked evaluation set (the whole corpus) by at

@@ -31,7 +31,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import grader.grading.hf
-from grader.grading.checks import assert_equal, graded
+from grader.grading.checks import assert_equal, assert_not_mutated, graded
 from grader.i18n import msg
 from grader.manifest import root
 
@@ -214,6 +214,7 @@ JA_TEXT = st.lists(JA_SEGMENT, max_size=8).map("".join).filter(_no_special)
 
 # ---------------------------------------------------------------- English
 
+@pytest.mark.judges("WordPieceTokenizer", "WordPieceTokenizer.tokenize", stage=3)
 def test_chapter_example_gives_the_chapters_ids(tok_en):
     got = tok_en(CHAPTER_EN)
     check_encoding(got, {"input_ids": CHAPTER_EN_IDS, "token_type_ids": [0] * 8, "attention_mask": [1] * 8},
@@ -222,6 +223,7 @@ def test_chapter_example_gives_the_chapters_ids(tok_en):
                  name=f"tokenize({CHAPTER_EN!r})")
 
 
+@pytest.mark.judges("basic_tokenize", stage=3)
 @graded(max_examples=30)
 @given(text=TEXT)
 def test_basic_tokenize_uncased_matches_hf(student, yard, text):
@@ -230,6 +232,7 @@ def test_basic_tokenize_uncased_matches_hf(student, yard, text):
     assert_equal(student.basic_tokenize(text), want, name=f"basic_tokenize({text!r})")
 
 
+@pytest.mark.judges("basic_tokenize", stage=3)
 @graded(max_examples=20)
 @given(text=NFC_TEXT)
 def test_basic_tokenize_cased_matches_hf(student, yard, text):
@@ -252,6 +255,7 @@ def small_wordpiece_case(draw):
     return word, vocab, unk, max_chars
 
 
+@pytest.mark.judges("wordpiece", stage=3)
 @graded(max_examples=40)
 @given(case=small_wordpiece_case())
 def test_wordpiece_matches_hf_on_small_vocabularies(student, yard, case):
@@ -261,10 +265,12 @@ def test_wordpiece_matches_hf_on_small_vocabularies(student, yard, case):
     want = WordpieceTokenizer(vocab, unk, max_input_chars_per_word=max_chars).tokenize(word)
     assert yard.ref.wordpiece(word, vocab, unk, max_chars) == want, self_check()
     got = student.wordpiece(word, vocab, unk_token=unk, max_chars_per_word=max_chars)
+    assert_not_mutated(student, "vocab")
     assert_equal(got, want, name=f"wordpiece({word!r}, vocab={sorted(vocab)}, unk_token={unk!r}, "
                                  f"max_chars_per_word={max_chars})")
 
 
+@pytest.mark.judges("wordpiece", stage=3)
 def test_wordpiece_real_vocabulary_examples(student, yard):
     vocab = yard.hf_en.get_vocab()
     for word in ["unaffable", "tokenization", "hello", "embeddings", "zzzqqqxyz", "a" * 100, "a" * 101]:
@@ -273,6 +279,7 @@ def test_wordpiece_real_vocabulary_examples(student, yard):
                      name=msg("tokenization.wordpiece_bert_vocab", word=word[:30]))
 
 
+@pytest.mark.judges("WordPieceTokenizer.tokenize", stage=3)
 @graded(max_examples=30)
 @given(text=TEXT)
 def test_tokenize_matches_hf(tok_en, yard, text):
@@ -281,6 +288,7 @@ def test_tokenize_matches_hf(tok_en, yard, text):
     assert_equal(tok_en.tokenize(text), want, name=f"tokenize({text!r})")
 
 
+@pytest.mark.judges("WordPieceTokenizer.tokenize", stage=3)
 @graded(max_examples=15)
 @given(text=NFC_TEXT)
 def test_tokenize_cased_matches_hf(tok_en_cased, yard, text):
@@ -288,19 +296,27 @@ def test_tokenize_cased_matches_hf(tok_en_cased, yard, text):
                  name=msg("tokenization.tokenize_keep_case", text=text))
 
 
-def test_convert_tokens_to_ids_matches_hf(tok_en, yard):
+@pytest.mark.judges("WordPieceTokenizer.convert_tokens_to_ids", stage=2)
+def test_convert_tokens_to_ids_matches_hf(student, tok_en, yard):
     tokens = ["[CLS]", "hello", "##ing", ",", "zzqqxx", "[UNK]", "日", "🤗", "[SEP]", "[PAD]", "[MASK]", "Hello"]
     assert_equal(tok_en.convert_tokens_to_ids(tokens), yard.hf_en.convert_tokens_to_ids(tokens),
                  name=msg("tokenization.convert_tokens_ids_unknown", tokens=tokens))
+    assert_not_mutated(student, "tokens")
 
 
+# HuggingFace's values: padding False / "do_not_pad", True / "longest", "max_length"; truncation False /
+# "do_not_truncate", True / "longest_first" (SPEC: "HuggingFace's meaning of the arguments"; the exercise's
+# docstring lists them).  "only_first" / "only_second" are left free: the contract does not name them.
+PADDINGS = [False, True, "longest", "max_length", "do_not_pad"]
+TRUNCATIONS = [False, True, "longest_first", "do_not_truncate"]
 CALL_OPTIONS = st.fixed_dictionaries({
     "max_length": st.one_of(st.none(), st.integers(3, 40)),
-    "padding": st.sampled_from([False, True, "longest", "max_length"]),
-    "truncation": st.sampled_from([False, True]),
+    "padding": st.sampled_from(PADDINGS),
+    "truncation": st.sampled_from(TRUNCATIONS),
 }).filter(lambda o: not (o["padding"] == "max_length" and o["max_length"] is None))
 
 
+@pytest.mark.judges("WordPieceTokenizer", stage=3)
 @graded(max_examples=30)
 @given(text=TEXT, options=CALL_OPTIONS)
 def test_call_one_text_matches_hf(tok_en, yard, text, options):
@@ -312,6 +328,7 @@ def test_call_one_text_matches_hf(tok_en, yard, text, options):
 PAIR_TEXT = TEXT.filter(lambda s: s != "")     # HF ignores text_pair="" (a falsy pair); SPEC does not say
 
 
+@pytest.mark.judges("WordPieceTokenizer", stage=3)
 @graded(max_examples=30)
 @given(text=TEXT, pair=PAIR_TEXT, options=CALL_OPTIONS)
 def test_call_sentence_pair_matches_hf(tok_en, yard, text, pair, options):
@@ -321,6 +338,7 @@ def test_call_sentence_pair_matches_hf(tok_en, yard, text, pair, options):
                    f"tokenizer({text!r}, text_pair={pair!r}, **{options})")
 
 
+@pytest.mark.judges("WordPieceTokenizer", stage=2)
 def test_pair_truncation_longest_first(tok_en, yard):
     """Deterministic corner cases of 'longest_first': ties and odd budgets."""
     for n_a, n_b, max_length in [(1, 1, 4), (2, 2, 6), (7, 3, 8), (2, 5, 6), (3, 8, 8), (5, 5, 9), (9, 1, 6),
@@ -331,6 +349,7 @@ def test_pair_truncation_longest_first(tok_en, yard):
                        f"tokenizer({a!r}, text_pair={b!r}, max_length={max_length}, truncation=True)")
 
 
+@pytest.mark.judges("WordPieceTokenizer", stage=2)
 @graded(max_examples=25)
 @given(text=TEXT, pair=st.one_of(st.none(), PAIR_TEXT), max_length=st.integers(3, 30))
 def test_call_properties(tok_en, text, pair, max_length):
@@ -356,6 +375,7 @@ def test_call_properties(tok_en, text, pair, max_length):
             msg("tokenization.input_ids_between_cls", what=what)
 
 
+@pytest.mark.judges("WordPieceTokenizer.tokenize", "wordpiece", stage=2)
 def test_long_words_become_unk(tok_en, yard):
     for n in (99, 100, 101, 150):
         text = f"short {'b' * n} end"
@@ -365,6 +385,7 @@ def test_long_words_become_unk(tok_en, yard):
 
 # ---------------------------------------------------------------- Japanese
 
+@pytest.mark.judges("JapaneseWordPieceTokenizer", stage=3)
 def test_japanese_corpus_matches_hf(tok_ja, yard):
     for sentence in _corpus():
         want = yard.hf_ja.tokenize(sentence)
@@ -375,12 +396,14 @@ def test_japanese_corpus_matches_hf(tok_ja, yard):
                      name=msg("tokenization.input_ids", sentence=sentence))
 
 
+@pytest.mark.judges("JapaneseWordPieceTokenizer", stage=3)
 def test_japanese_chapter_sentences_match_hf(tok_ja, yard):
     for sentence in CHAPTER_JA:
         assert_equal(tok_ja.tokenize(sentence), yard.hf_ja.tokenize(sentence), name=f"tokenize({sentence!r})")
         check_encoding(tok_ja(sentence), hf_encode(yard.hf_ja, sentence), f"tokenizer({sentence!r})")
 
 
+@pytest.mark.judges("JapaneseWordPieceTokenizer", stage=3)
 @graded(max_examples=25)
 @given(text=JA_TEXT)
 def test_japanese_drawn_text_matches_hf(tok_ja, yard, text):
@@ -389,6 +412,7 @@ def test_japanese_drawn_text_matches_hf(tok_ja, yard, text):
     assert_equal(tok_ja.tokenize(text), want, name=f"tokenize({text!r})")
 
 
+@pytest.mark.judges("JapaneseWordPieceTokenizer", stage=3)
 @graded(max_examples=15)
 @given(text=JA_TEXT)
 def test_japanese_lower_case_matches_hf(tok_ja_lower, yard, text):
@@ -396,6 +420,7 @@ def test_japanese_lower_case_matches_hf(tok_ja_lower, yard, text):
                  name=msg("tokenization.tokenize_lower_case", text=text))
 
 
+@pytest.mark.judges("JapaneseWordPieceTokenizer.__init__", stage=3)
 def test_japanese_keeps_case_by_default(tok_ja, yard):
     text = "AIとGPUとPython"
     assert_equal(tok_ja.tokenize(text), yard.hf_ja.tokenize(text),
@@ -404,7 +429,8 @@ def test_japanese_keeps_case_by_default(tok_ja, yard):
 
 @graded(max_examples=15)
 @given(text=JA_TEXT, pair=st.one_of(st.none(), JA_TEXT.filter(lambda s: s != "")),
-       max_length=st.integers(3, 40), padding=st.sampled_from([False, True, "max_length"]))
+       max_length=st.integers(3, 40), padding=st.sampled_from(PADDINGS))
+@pytest.mark.judges("JapaneseWordPieceTokenizer", stage=3)
 def test_japanese_call_matches_hf(tok_ja, yard, text, pair, max_length, padding):
     # One text: truncated as HF does.  A pair: no truncation here (for pairs, HF's Python tokenizers
     # split an odd cut differently from BertTokenizer; the English tests pin the rule).
@@ -417,6 +443,7 @@ def test_japanese_call_matches_hf(tok_ja, yard, text, pair, max_length, padding)
 
 # ---------------------------------------------------------------- bad input
 
+@pytest.mark.judges("WordPieceTokenizer.__init__", "JapaneseWordPieceTokenizer.__init__", stage=0)
 def test_missing_vocab_file_raises(student, tmp_path):
     missing = tmp_path / "no_such_vocab.txt"
     for cls in ("WordPieceTokenizer", "JapaneseWordPieceTokenizer"):
@@ -426,6 +453,7 @@ def test_missing_vocab_file_raises(student, tmp_path):
                                                        missing=str(missing), info_value=info.value)
 
 
+@pytest.mark.judges("WordPieceTokenizer.__init__", stage=0)
 def test_vocab_without_unk_raises(student, tmp_path, vocab_file):
     lines = [t for t in open(vocab_file, encoding="utf-8").read().split("\n")[:3000] if t != "[UNK]"]
     path = tmp_path / "vocab_without_unk.txt"
@@ -435,19 +463,95 @@ def test_vocab_without_unk_raises(student, tmp_path, vocab_file):
         tok.tokenize("hello zzqqxx 🤗")                   # ... or at the latest when [UNK] is needed
 
 
-def test_non_string_text_raises_type_error(student, tok_en):
-    for bad in (None, 42, b"bytes", ["a", "list"]):
-        for what, call, name in [
-            (f"basic_tokenize({bad!r})", lambda: student.basic_tokenize(bad), "text"),
-            (f"tokenize({bad!r})", lambda: tok_en.tokenize(bad), "text"),
-            (f"tokenizer({bad!r})", lambda: tok_en(bad), "text"),
-            (f"tokenizer('fine', text_pair={bad!r})", lambda: tok_en("fine", text_pair=bad if bad is not None else 3.5),
-             "text_pair"),
-            (f"wordpiece({bad!r}, vocab)", lambda: student.wordpiece(bad if bad is not None else 7, {"a": 0}), "word"),
-        ]:
-            try:
-                call()
-            except TypeError as exc:                   # another exception type propagates as an error
-                assert name in str(exc), msg("tokenization.typeerror_name_got", what=what, name=name, exc=exc)
-            else:
-                raise AssertionError(msg("tokenization.raise_typeerror_naming_but", what=what, name=name))
+# Only what the contract rules out: a text that is not text.  A list of texts is NOT among them:
+# HuggingFace's tokenizers take one as a batch, and a tokenizer that also does must keep full marks.
+NOT_TEXT = (None, 42, 3.5, b"bytes")
+
+
+def check_type_error(call, what, name):
+    """``call()`` raises TypeError whose message names ``name`` (another exception propagates)."""
+    try:
+        call()
+    except TypeError as exc:
+        assert name in str(exc), msg("tokenization.typeerror_name_got", what=what, name=name, exc=exc)
+    else:
+        raise AssertionError(msg("tokenization.raise_typeerror_naming_but", what=what, name=name))
+
+
+@pytest.mark.judges("basic_tokenize", stage=0)
+def test_basic_tokenize_rejects_non_text(student):
+    for bad in NOT_TEXT:
+        check_type_error(lambda: student.basic_tokenize(bad), f"basic_tokenize({bad!r})", "text")
+
+
+@pytest.mark.judges("wordpiece", stage=0)
+def test_wordpiece_rejects_non_text(student):
+    for bad in NOT_TEXT:
+        check_type_error(lambda: student.wordpiece(bad, {"a": 0}), f"wordpiece({bad!r}, vocab)", "word")
+
+
+@pytest.mark.judges("WordPieceTokenizer.tokenize", stage=0)
+def test_tokenize_rejects_non_text(tok_en):
+    for bad in NOT_TEXT:
+        check_type_error(lambda: tok_en.tokenize(bad), f"tokenize({bad!r})", "text")
+
+
+@pytest.mark.judges("WordPieceTokenizer", stage=0)
+def test_call_rejects_non_text(tok_en):
+    for bad in NOT_TEXT:
+        check_type_error(lambda: tok_en(bad), f"tokenizer({bad!r})", "text")
+        if bad is not None:                            # text_pair=None means "no pair"
+            check_type_error(lambda: tok_en("fine", text_pair=bad), f"tokenizer('fine', text_pair={bad!r})",
+                             "text_pair")
+
+
+# ---------------------------------------------------------------- defaults, string values, long texts
+
+def long_text(n_words, seed):
+    """``n_words`` ASCII words of the real vocabulary (about 1.2 pieces each) and punctuation."""
+    import random
+
+    words = ["the", "model", "reads", "tokenization", "of", "unaffable", "embeddings", "and", ",", ".",
+             "attention", "bert", "pre", "-", "training", "running", "42"]
+    r = random.Random(seed)
+    return " ".join(r.choice(words) for _ in range(n_words))
+
+
+@pytest.mark.judges("WordPieceTokenizer", stage=3)
+def test_call_defaults_without_keywords(tok_en, yard):
+    """No keyword: no padding, no truncation, however long the text (800+ tokens, beyond BERT's 512);
+    truncation=True without max_length has nothing to cut (HF: no model_max_length here)."""
+    text, pair = long_text(700, 1), long_text(300, 2)
+    check_encoding(tok_en(text), hf_encode(yard.hf_en, text), msg("tokenization.call_no_keywords", n=700))
+    check_encoding(tok_en(text, pair), hf_encode(yard.hf_en, text, pair),
+                   msg("tokenization.call_pair_no_keywords", n=700, m=300))
+    check_encoding(tok_en(text, truncation=True), hf_encode(yard.hf_en, text, truncation=True),
+                   msg("tokenization.call_truncation_no_max_length", n=700))
+
+
+@pytest.mark.judges("WordPieceTokenizer", stage=3)
+def test_call_string_values_mean_what_hf_means(tok_en, yard):
+    """Every padding / truncation value, by HuggingFace's string names too, on a text that needs
+    cutting (40 words, max_length 16), one that needs padding (3 words, max_length 16), and a pair."""
+    cases = [(long_text(40, 3), None), (long_text(3, 4), None), (long_text(12, 5), long_text(9, 6))]
+    for text, pair in cases:
+        for padding in PADDINGS:
+            for truncation in TRUNCATIONS:
+                options = dict(max_length=16, padding=padding, truncation=truncation)
+                check_encoding(tok_en(text, text_pair=pair, **options), hf_encode(yard.hf_en, text, pair, **options),
+                               f"tokenizer({text[:30]!r}..., text_pair={(pair or '')[:20]!r}, **{options})")
+
+
+@pytest.mark.judges("WordPieceTokenizer", stage=3)
+def test_long_texts_are_truncated(tok_en, yard):
+    """Texts far longer than max_length (hundreds of tokens) are cut to exactly max_length, one text
+    and pairs of both orders, as HuggingFace cuts them."""
+    long_a, long_b, short = long_text(600, 7), long_text(450, 8), long_text(20, 9)
+    for text, pair in [(long_a, None), (long_a, long_b), (long_b, long_a), (short, long_a), (long_a, short)]:
+        for max_length in (512, 128):
+            for truncation in (True, "longest_first"):
+                options = dict(max_length=max_length, padding="max_length", truncation=truncation)
+                got = tok_en(text, text_pair=pair, **options)
+                check_encoding(got, hf_encode(yard.hf_en, text, pair, **options),
+                               msg("tokenization.call_long_text", n=len(text.split()),
+                                   m=len((pair or "").split()), options=options))

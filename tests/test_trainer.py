@@ -29,6 +29,7 @@ import torch
 
 from grader.grading import hf
 from grader.grading.checks import assert_close
+from grader.grading.testing import as_float, as_record, is_handle
 from grader.i18n import msg
 from grader.sandbox.controller import RemoteError
 
@@ -160,6 +161,7 @@ def eval_entries(history) -> list[dict]:
 
 
 # ---------------------------------------------------------------- training_arguments
+@pytest.mark.judges("training_arguments", stage=2)
 def test_training_arguments_evaluate_and_save_every_epoch(student):
     """eval_strategy (the chapter's evaluation_strategy, renamed) and save_strategy are "epoch"."""
     d = arguments_dict(student.training_arguments(scratch_dir(student)), "training_arguments(output_dir)")
@@ -167,6 +169,7 @@ def test_training_arguments_evaluate_and_save_every_epoch(student):
     check_value(d, "save_strategy", "epoch", "training_arguments(output_dir)")
 
 
+@pytest.mark.judges("training_arguments", stage=2)
 def test_training_arguments_chapter_hyperparameters(student):
     """Learning rate 2e-5, batch size 16 for training and evaluation, 3 epochs, weight decay 0.01."""
     d = arguments_dict(student.training_arguments(scratch_dir(student)), "training_arguments(output_dir)")
@@ -174,11 +177,13 @@ def test_training_arguments_chapter_hyperparameters(student):
         check_value(d, key, want, "training_arguments(output_dir)")
 
 
+@pytest.mark.judges("training_arguments", stage=2)
 def test_training_arguments_load_best_model_at_end(student):
     d = arguments_dict(student.training_arguments(scratch_dir(student)), "training_arguments(output_dir)")
     check_value(d, "load_best_model_at_end", True, "training_arguments(output_dir)")
 
 
+@pytest.mark.judges("training_arguments", stage=2)
 def test_training_arguments_use_output_dir(student):
     out = scratch_dir(student)
     d = arguments_dict(student.training_arguments(out), "training_arguments(output_dir)")
@@ -186,6 +191,7 @@ def test_training_arguments_use_output_dir(student):
 
 
 # ---------------------------------------------------------------- build_trainer
+@pytest.mark.judges("build_trainer", stage=2)
 def test_build_trainer_applies_overrides_over_chapter_settings(student, sentiment):
     """The Trainer's args are training_arguments(output_dir) with the overrides replacing fields;
     the chapter's other settings stay; compute_metrics is wired."""
@@ -201,13 +207,65 @@ def test_build_trainer_applies_overrides_over_chapter_settings(student, sentimen
     for key in ("per_device_train_batch_size", "per_device_eval_batch_size", "num_train_epochs", "weight_decay"):
         check_value(d, key, CHAPTER[key], what)
     check_value(d, "eval_strategy", "epoch", what)
+    check_value(d, "save_strategy", "epoch", what)
     check_value(d, "load_best_model_at_end", True, what)
-    has_metrics = student.build("builtins.callable", student.build("operator.attrgetter", "compute_metrics")(trainer))
-    assert has_metrics is True, msg("trainer.build_trainer_trainer_has")
 
 
+# Overrides of every kind: chapter settings (batch sizes, epochs, weight decay, both strategies, best
+# model), and fields the chapter leaves at their defaults; the learning rate stays the chapter's.
+MANY_OVERRIDES = dict(per_device_train_batch_size=4, per_device_eval_batch_size=2, num_train_epochs=1,
+                      weight_decay=0.0, eval_strategy="steps", eval_steps=3, save_strategy="steps", save_steps=3,
+                      load_best_model_at_end=False, logging_steps=3, lr_scheduler_type="constant", warmup_steps=2)
+
+
+@pytest.mark.judges("build_trainer", stage=2)
+def test_build_trainer_applies_any_override(student, sentiment):
+    """Every TrainingArguments field given as an override replaces the chapter's value (or the
+    default), not only the ones the docstring names; the others stay the chapter's."""
+    vocab_size, train, test = sentiment
+    _, remote = tiny_model(student, vocab_size)
+    out = scratch_dir(student)
+    trainer = student.build_trainer(remote, train[:8], test[:8], out, **MANY_OVERRIDES)
+    d = arguments_dict(student.build("operator.attrgetter", "args")(trainer), "build_trainer(...).args")
+    what = msg("trainer.build_trainer_many_overrides", keys=", ".join(MANY_OVERRIDES))
+    for key, want in MANY_OVERRIDES.items():
+        check_value(d, key, want, what)
+    check_value(d, "learning_rate", CHAPTER["learning_rate"], what)
+    check_value(d, "output_dir", out, what)
+
+
+@pytest.mark.judges("build_trainer", stage=2)
+def test_build_trainer_wires_your_compute_metrics(student, sentiment):
+    """trainer.compute_metrics gives what your finetuning.compute_metrics gives, on predictions where
+    a different formula shows (12 labels, 3 of class 0: weighted F1 0.732, macro F1 0.621, binary
+    F1 0.842), handed over as Trainer hands them (a transformers.EvalPrediction)."""
+    vocab_size, train, test = sentiment
+    _, remote = tiny_model(student, vocab_size)
+    trainer = student.build_trainer(remote, train[:8], test[:8], scratch_dir(student))
+    wired = student.build("operator.attrgetter", "compute_metrics")(trainer)
+    assert is_handle(wired) and student.build("builtins.callable", wired) is True, msg("trainer.build_trainer_trainer_has")
+    labels = np.array([0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1])
+    preds = np.array([0, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1, 1])
+    logits = np.where(np.eye(2, dtype=bool)[preds], 1.5, -0.5).astype(np.float32)
+    pred = student.build("transformers.EvalPrediction", predictions=logits, label_ids=labels)
+    try:      # (an unwritten finetuning.compute_metrics is a failure here, not "trainer not started")
+        own = student.build("finetuning.compute_metrics", pred)
+    except RemoteError as exc:
+        raise AssertionError(msg("trainer.own_compute_metrics_failed", error=exc)) from None
+    if not isinstance(own, dict):
+        raise AssertionError(msg("trainer.own_compute_metrics_failed", error=type(own).__name__))
+    got = as_record(wired(pred), ("accuracy", "f1"), "trainer.compute_metrics(EvalPrediction)")
+    for key in ("accuracy", "f1"):
+        assert_close(np.asarray(as_float(got[key], f"trainer.compute_metrics(...)[{key!r}]")),
+                     np.asarray(as_float(own.get(key), f"finetuning.compute_metrics(...)[{key!r}]")), atol=1e-12,
+                     name=msg("trainer.wired_vs_own_compute_metrics", key_name=key))
+
+
+@pytest.mark.judges("build_trainer", "training_arguments", stage=0)
 def test_build_trainer_rejects_the_old_argument_name(student, sentiment):
-    """An override TrainingArguments does not know (the chapter's evaluation_strategy) raises TypeError."""
+    """An override TrainingArguments does not know (the chapter's evaluation_strategy) raises TypeError.
+    (It judges training_arguments too: build_trainer starts from it, so an invalid TrainingArguments,
+    e.g. load_best_model_at_end without matching strategies, raises its ValueError here first.)"""
     vocab_size, train, test = sentiment
     _, remote = tiny_model(student, vocab_size)
     with pytest.raises(TypeError, match="evaluation_strategy"):
@@ -215,6 +273,7 @@ def test_build_trainer_rejects_the_old_argument_name(student, sentiment):
 
 
 # ---------------------------------------------------------------- a real run
+@pytest.mark.judges("build_trainer", stage=3)
 def test_trainer_run_evaluates_every_epoch_with_accuracy_and_f1(run):
     r = the_run(run)
     entries = eval_entries(r.history)
@@ -227,6 +286,7 @@ def test_trainer_run_evaluates_every_epoch_with_accuracy_and_f1(run):
                                                       h=h.get('epoch'), key_name=key, h_2=sorted(h))
 
 
+@pytest.mark.judges("build_trainer", stage=3)
 def test_trainer_run_metrics_equal_compute_metrics_on_predictions(run, student, reference):
     """trainer.evaluate()'s eval_accuracy / eval_f1 equal your finetuning.compute_metrics (and the
     reference's) on trainer.predict()'s logits for the same data."""
@@ -249,6 +309,7 @@ def test_trainer_run_metrics_equal_compute_metrics_on_predictions(run, student, 
                      name=msg("trainer.eval_accuracy_weighted_f1", key_name=key))
 
 
+@pytest.mark.judges("build_trainer", stage=3)
 def test_trainer_run_trains_and_saves_a_checkpoint_per_epoch(run):
     r = the_run(run)
     steps_per_epoch = math.ceil(254 / 16)
@@ -262,6 +323,7 @@ def test_trainer_run_trains_and_saves_a_checkpoint_per_epoch(run):
     assert moved > 1e-3, msg("trainer.after_trainer_train_weights", moved=moved)
 
 
+@pytest.mark.judges("build_trainer", stage=3)
 def test_trainer_run_loads_best_model_at_end(run):
     """With load_best_model_at_end the final model is the checkpoint with the lowest eval_loss."""
     r = the_run(run)
