@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from grader.grading.checks import (as_float64, assert_close, assert_finite, assert_not_mutated, assert_shape,
                            graded)
 from grader.grading.hf import minilm_dir, seeded, small_config, vocab_path
-from grader.grading.testing import as_float, as_int, call_catching, forward_probe, hf_twin
+from grader.grading.testing import as_float, as_int, assert_inference_calls, call_catching, forward_probe, hf_twin
 from grader.i18n import msg
 
 POOLINGS = ("mean_pool", "max_pool", "cls_pool")
@@ -64,17 +64,6 @@ def _softmax64(x):
 
 def _is_special(offset):
     return offset is None or tuple(offset) == (0, 0)
-
-
-def _check_inference_calls(calls, fn_name):
-    """Every forward pass of an inference function ran in eval mode (dropout off) with autograd off."""
-    assert calls, msg("applications.never_called_model", fn_name=fn_name)
-    training = sum(1 for c in calls if c["training"])
-    assert training == 0, msg("applications.inference_in_train_mode", fn_name=fn_name, training=training,
-                              n_calls=len(calls))
-    graph = sum(1 for c in calls if c["grad_enabled"] or c["graph"])
-    assert graph == 0, msg("applications.inference_builds_graph", fn_name=fn_name, graph=graph,
-                           n_calls=len(calls))
 
 
 def _check_entities(got, want, what):
@@ -514,7 +503,7 @@ def test_sentence_embedding_runs_in_eval_mode_without_autograd(student, device, 
         remote.train()
         student.sentence_embedding(SIMILARITY_SENTENCES[:3], remote, remote_bert_tokenizer, pooling="max",
                                    normalize=True)
-    _check_inference_calls(probe.calls, "sentence_embedding")
+    assert_inference_calls(probe.calls, "sentence_embedding")
 
 
 @pytest.mark.judges("sentence_embedding", stage=2)
@@ -1070,4 +1059,4 @@ def test_answer_question_runs_in_eval_mode_without_autograd(student, device, hf_
         student.answer_question(QA_QUESTION, context, remote, remote_bert_tokenizer, max_length=48, stride=8)
         remote.train()
         student.answer_question(QA_QUESTION, context, remote, remote_bert_tokenizer, max_length=48, stride=8)
-    _check_inference_calls(probe.calls, "answer_question")
+    assert_inference_calls(probe.calls, "answer_question")

@@ -30,7 +30,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from grader.grading.checks import assert_close, assert_dtype, assert_shape, graded
-from grader.grading.testing import is_handle
+from grader.grading.testing import fail_with, is_handle
 from grader.i18n import msg
 
 TORCH_ATOL = 5e-5
@@ -249,9 +249,7 @@ def test_load_torch_decoder_layer_maps_each_weight(student):
             problems.append(msg("decoder.holds_torch_which_belongs", mine_name=mine_name, holder=holder))
         else:
             problems.append(msg("decoder.holds_no_weight_torch", mine_name=mine_name))
-    if problems:
-        more = msg("decoder.more", value=len(problems) - 3) if len(problems) > 3 else ""
-        raise AssertionError(msg("decoder.separator").join(problems[:3]) + more)
+    fail_with(problems)
 
 
 # ------------------------------------------------------------------ causality

@@ -53,7 +53,7 @@ from hypothesis import strategies as st
 
 from grader.grading import hf
 from grader.grading.checks import assert_close, assert_dtype, assert_shape, graded
-from grader.grading.testing import as_int, call_catching, hf_twin, is_handle
+from grader.grading.testing import as_int, call_catching, fail_with, hf_twin, is_handle
 from grader.i18n import msg
 
 LAYER_ATOL = 2e-5
@@ -169,9 +169,7 @@ def check_weight_mapping(student_sd, hf_sd, where):
         else:
             problems.append(msg("encoder.huggingface_appears_nowhere_model", where=where, hf_name=hf_name,
                                 want_shape=tuple(want.shape)))
-    if problems:
-        more = msg("encoder.and_more", n_more=len(problems) - 3) if len(problems) > 3 else ""
-        raise AssertionError(msg("encoder.separator").join(problems[:3]) + more)
+    fail_with(problems)
 
 
 # ------------------------------------------------------------------ EncoderLayer + load_bert_layer

@@ -22,8 +22,9 @@ from hypothesis import strategies as st
 
 from grader.grading import hf
 from grader.grading.checks import assert_close, assert_equal, graded
-from grader.grading.testing import as_float, as_int_list, call_catching, forward_probe, hf_twin, in_sandbox_code
-from grader.i18n import msg
+from grader.grading.testing import (as_float, as_int_list, assert_inference_calls, call_catching, forward_probe, hf_twin,
+                                    in_sandbox_code)
+from grader.i18n import msg, say
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 JA_VOCAB = DATA / "ja_vocab.txt"          # the kata's Japanese WordPiece vocabulary (tokenization exercise)
@@ -453,7 +454,7 @@ def test_train_puts_model_in_train_mode(student, reference, device):
         student.seed(43)
         student.train_model(remote, remote_loader, remote_opt, device, epochs=1)
     calls = probe.calls
-    assert calls, msg("finetuning.never_called_model", fn_name="train_model")
+    assert calls, say("testing.never_called_model", fn_name="train_model")
     off = sum(1 for c in calls if not c["training"])
     assert off == 0, msg("finetuning.forward_passes_train_model", off=off, n_calls=len(calls))
     # with dropout on, the same seed and the same batches give the reference's weights
@@ -462,16 +463,6 @@ def test_train_puts_model_in_train_mode(student, reference, device):
         reference.train_model(local, local_loader, local_opt, device, epochs=1)
     assert_params_close(remote.state_dict(), local.state_dict(),
                         msg("finetuning.after_one_epoch_dropout"))
-
-
-def check_inference_calls(calls, fn_name):
-    """Every forward pass of an inference function ran in eval mode (dropout off) with autograd off."""
-    assert calls, msg("finetuning.never_called_model", fn_name=fn_name)
-    training = sum(1 for c in calls if c["training"])
-    assert training == 0, msg("finetuning.inference_in_train_mode", fn_name=fn_name, training=training,
-                              n_calls=len(calls))
-    graph = sum(1 for c in calls if c["grad_enabled"] or c["graph"])
-    assert graph == 0, msg("finetuning.inference_builds_graph", fn_name=fn_name, graph=graph, n_calls=len(calls))
 
 
 def check_moves(log, keys, device, fn_name):
@@ -540,7 +531,7 @@ def test_evaluate_runs_in_eval_mode_without_autograd(student, device, eval_examp
         first = student.evaluate_model(remote, loader, device)
         remote.train()                                  # as after a training epoch
         second = student.evaluate_model(remote, loader, device)
-    check_inference_calls(probe.calls, "evaluate_model")
+    assert_inference_calls(probe.calls, "evaluate_model")
     assert_equal(as_int_list(second["predictions"], len(eval_examples), "predictions"),
                  as_int_list(first["predictions"], len(eval_examples), "predictions"),
                  name=msg("finetuning.predictions_second_evaluation_dropout"))
@@ -715,7 +706,7 @@ def test_predict_sentiment_runs_in_eval_mode_without_autograd(student, device, h
         student.predict_sentiment(texts, remote, remote_tokenizer)
         remote.train()
         student.predict_sentiment(texts, remote, remote_tokenizer)
-    check_inference_calls(probe.calls, "predict_sentiment")
+    assert_inference_calls(probe.calls, "predict_sentiment")
 
 
 # ---------------------------------------------------------------- learning on real data

@@ -237,3 +237,21 @@ def forward_probe(student, model):
         yield probe
     finally:
         hook.remove()
+
+
+def assert_inference_calls(calls, fn_name: str) -> None:
+    """Every forward pass an inference function made (``forward_probe(...).calls``) ran in eval
+    mode (dropout off) with autograd off."""
+    assert calls, say("testing.never_called_model", fn_name=fn_name)
+    training = sum(1 for c in calls if c["training"])
+    assert training == 0, say("testing.inference_in_train_mode", fn_name=fn_name, training=training,
+                              n_calls=len(calls))
+    graph = sum(1 for c in calls if c["grad_enabled"] or c["graph"])
+    assert graph == 0, say("testing.inference_builds_graph", fn_name=fn_name, graph=graph, n_calls=len(calls))
+
+
+def fail_with(problems: list[str], shown: int = 3) -> None:
+    """Fail with the first ``shown`` of ``problems`` (and how many more there are); pass when empty."""
+    if problems:
+        more = say("testing.problems_more", n=len(problems) - shown) if len(problems) > shown else ""
+        raise AssertionError(say("testing.problems_separator").join(problems[:shown]) + more)
