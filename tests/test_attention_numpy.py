@@ -130,13 +130,20 @@ def test_chapter_shapes(student):
 
 
 @pytest.mark.judges("scaled_dot_product_attention", stage=1)
-def test_cross_attention_shapes_and_values(student, reference):
+def test_cross_attention_shapes(student):
     rng = np.random.default_rng(2)
     Q, K, V = attention_inputs(rng, (2,), 3, 7, 8, 4)
     out, w = student.scaled_dot_product_attention(Q, K, V)
     assert_shape(out, (2, 3, 4), msg("attention_numpy.output_l_q_3"))
     assert_shape(w, (2, 3, 7), msg("attention_numpy.weights_l_q_3"))
-    want_out, want_w = reference.scaled_dot_product_attention(Q, K, V)
+
+
+@pytest.mark.judges("scaled_dot_product_attention", stage=3)
+def test_cross_attention_values(student, reference):
+    rng = np.random.default_rng(2)
+    Q, K, V = attention_inputs(rng, (2,), 3, 7, 8, 4)
+    out, _ = student.scaled_dot_product_attention(Q, K, V)
+    want_out, _ = reference.scaled_dot_product_attention(Q, K, V)
     assert_close(out, want_out, name=msg("attention_numpy.cross_attention_output"), **tol(np.float64))
 
 

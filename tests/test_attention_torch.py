@@ -200,6 +200,34 @@ def test_split_heads_layout(student, reference, device):
 
 
 @pytest.mark.judges("MultiHeadAttention", stage=2)
+def test_mha_with_identity_projections_is_attention_per_head(student, device):
+    # identity projections, zero biases: head h sees the slice h*d_k:(h+1)*d_k of Q and K as they are,
+    # so its weights must be softmax(q . k / sqrt(d_k)) with d_k = d_model / num_heads (3.3), not
+    # sqrt(d_model); scaled by sqrt(d_model) = 4 here instead of 2, the weights differ by > 0.05.  The
+    # output is then the heads' outputs w_h @ v_h put side by side in head order (merged with the
+    # transpose back to (B, L_q, h, d_k) before the reshape)
+    d_model, heads = 16, 4
+    d_k = d_model // heads
+    eye, zero = torch.eye(d_model), torch.zeros(d_model)
+    mha = student.MultiHeadAttention(d_model, heads)
+    state = mha.state_dict()
+    for name in ("W_Q", "W_K", "W_V", "W_O"):
+        state[f"{name}.weight"], state[f"{name}.bias"] = eye, zero
+    mha.load_state_dict(state)
+    mha.to(str(device)).eval()
+    rng = np.random.default_rng(17)
+    Q, K, V = qkv(rng, device, (2,), 3, 5, d_model)
+    _, w = mha(Q, K, V)
+    q, k = Q.view(2, 3, heads, d_k).transpose(1, 2), K.view(2, 5, heads, d_k).transpose(1, 2)
+    want = torch.softmax(q @ k.transpose(-1, -2) / d_k ** 0.5, dim=-1)
+    assert_close(w, want, name=msg("attention_torch.weights_identity_projections", d_k=d_k), **TOL)
+    out, _ = mha(Q, K, V)
+    v = V.view(2, 5, heads, d_k).transpose(1, 2)
+    want_out = (want @ v).transpose(1, 2).reshape(2, 3, d_model)
+    assert_close(out, want_out, name=msg("attention_torch.output_identity_projections"), **TOL)
+
+
+@pytest.mark.judges("MultiHeadAttention", stage=2)
 def test_mha_keys_and_values_are_projected_separately(student, reference, device):
     # each of Q, K, V changed alone changes the output as the reference's does: W_V(V), not W_V(K)
     rng = np.random.default_rng(16)
