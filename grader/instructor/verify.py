@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
+import hashlib
 import json
 import multiprocessing
 import os
@@ -35,6 +36,54 @@ from grader.grading.run import worker_init
 
 class VariantError(Exception):
     pass
+
+
+# ------------------------------------------------------------------ the record of verified variants
+# Grading a variant is deterministic given the same inputs, so a variant already verified on exactly
+# these files is not graded again: tests/bugs/verified.json maps each variant to the sha256 of
+# everything its verdict depends on (the variant itself, every solution, its suites, the data, the
+# whole grader, the manifest and the pins).  Any change to one of them re-grades it; --no-cache
+# grades everything; --write-cache records what passed.  Solutions and stubs are always graded.
+VERIFIED = Path("tests") / "bugs" / "verified.json"
+
+
+def _files_hash(paths) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(set(paths)):
+        digest.update(str(path.relative_to(root())).encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def common_inputs_hash() -> str:
+    """What every variant's verdict depends on, whatever its exercise."""
+    base = root()
+    paths = [*(base / "grader").rglob("*.py"), *(base / "grader").rglob("*.toml"), *(base / "grader").rglob("*.ini"),
+             *(base / "grader").rglob("*.json"), *(base / "solutions").glob("*.py"), *(base / "data").rglob("*"),
+             *(base / name for name in ("manifest.toml", "constraints.txt", "pyproject.toml"))]
+    return _files_hash(p for p in paths if p.is_file())
+
+
+def variant_key(variant: dict, common: str) -> str:
+    from grader.grading.run import suite_files
+
+    suites = suite_files(variant["exercise"], root() / "tests")
+    digest = hashlib.sha256(common.encode())
+    digest.update(json.dumps(variant, sort_keys=True, ensure_ascii=False).encode())
+    digest.update(_files_hash(suites).encode())
+    return digest.hexdigest()
+
+
+def variant_id(variant: dict) -> str:
+    return f"{variant['exercise']}/{variant['kind']}/{variant['name']}"
+
+
+def load_verified() -> dict:
+    path = root() / VERIFIED
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
 
 
 def load_variants(exercise: str) -> list[dict]:
@@ -162,6 +211,10 @@ def main(argv=None) -> int:
     settings.add_root_option(p)
     p.add_argument("--jobs", type=int, default=min(4, os.cpu_count() or 1), help="grading processes")
     p.add_argument("--skip-variants", action="store_true", help="do not grade the bug/alternative variants")
+    p.add_argument("--no-cache", action="store_true",
+                   help=f"grade every variant, even those {VERIFIED} records as verified on the same files")
+    p.add_argument("--write-cache", action="store_true",
+                   help=f"record the variants that passed in {VERIFIED} (with --no-cache: after a full run)")
     p.add_argument("--strict-mutation", action="store_true",
                    help="fail (not just warn) when tests/mutation/results.json is stale or incomplete")
     p.add_argument("--write-stub-hashes", action="store_true",
@@ -193,16 +246,27 @@ def main(argv=None) -> int:
         print(f"verify: {'error' if args.strict_mutation else 'warning'}: {line}", flush=True)
     jobs = [{"kind": "solutions", "exercises": [e], "label": f"solutions/{e}"} for e in exercises]
     jobs += [{"kind": "stubs", "exercises": [e], "label": f"exercises/{e} (stub)"} for e in exercises]
+    verified = {} if args.no_cache else load_verified()
+    common = common_inputs_hash()
+    keys, cached = {}, 0
     if not args.skip_variants:
         for e in exercises:
             variants = load_variants(e)
             if not any(v["kind"] == "bug" for v in variants):
                 print(f"verify: warning: {e} has no known-bug variants in tests/bugs/{e}.toml")
             for v in variants:
+                keys[variant_id(v)] = variant_key(v, common)
+                if verified.get(variant_id(v)) == keys[variant_id(v)]:
+                    cached += 1
+                    continue
                 jobs.append({"kind": v["kind"], "variant": v, "label": f"{v['kind']} {e}/{v['name']}"})
+        if cached:
+            print(f"verify: {cached} variant(s) already verified on exactly these files ({VERIFIED}); "
+                  "--no-cache grades them again", flush=True)
     started = time.monotonic()
     problems: list[str] = list(mutation_problems) if args.strict_mutation else []
     ctx = multiprocessing.get_context("spawn")
+    passed_keys: dict = {}
     print(f"verify: {len(jobs)} gradings of {len(exercises)} exercise(s) with {args.jobs} process(es)", flush=True)
     with cf.ProcessPoolExecutor(max_workers=max(1, args.jobs), mp_context=ctx, initializer=worker_init) as pool:
         futures = {pool.submit(_grade, job): job for job in jobs}
@@ -216,6 +280,8 @@ def main(argv=None) -> int:
                 continue
             found = check(result)
             problems.extend(found)
+            if not found and "variant" in job:
+                passed_keys[variant_id(job["variant"])] = keys[variant_id(job["variant"])]
             score = ""
             if "report" in result:
                 score = f"{result['report'].score:g}/{result['report'].max_score:g}"
@@ -225,6 +291,11 @@ def main(argv=None) -> int:
                 print(f"       {line}", flush=True)
     print(f"verify: {len(jobs)} gradings in {time.monotonic() - started:.1f} s; "
           f"{len(problems)} problem(s)")
+    if args.write_cache:
+        record = {k: v for k, v in load_verified().items() if keys.get(k) == v}   # still current
+        record.update(passed_keys)
+        (root() / VERIFIED).write_text(json.dumps(dict(sorted(record.items())), indent=1) + "\n", encoding="utf-8")
+        print(f"verify: {VERIFIED} records {len(record)} verified variant(s)")
     return 1 if problems else 0
 
 
