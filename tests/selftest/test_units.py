@@ -380,3 +380,34 @@ def test_the_package_holds_every_module_and_data_file():
             continue
         assert any(fnmatch.fnmatch(rel, p.replace("**/", "*/")) or fnmatch.fnmatch(rel, p) for p in patterns), \
             f"grader/{rel} is not in [tool.setuptools.package-data]"
+
+
+# ---------------------------------------------------------------- verify's record of verified variants
+
+def test_a_variant_is_graded_again_when_anything_its_verdict_depends_on_changes(tmp_path, monkeypatch):
+    from grader.instructor import verify
+
+    for folder in ("grader", "solutions", "data", "tests"):
+        (tmp_path / folder).mkdir()
+    for name in ("manifest.toml", "constraints.txt", "pyproject.toml"):
+        (tmp_path / name).write_text("x = 1\n")
+    (tmp_path / "grader" / "a.py").write_text("A = 1\n")
+    (tmp_path / "solutions" / "ex.py").write_text("def f(): return 1\n")
+    (tmp_path / "tests" / "test_ex.py").write_text("def test_f(student): pass\n")
+    monkeypatch.setattr(verify, "root", lambda: tmp_path)
+    monkeypatch.setattr("grader.grading.run.settings.tests_dir", lambda: tmp_path / "tests", raising=False)
+    variant = {"kind": "bug", "exercise": "ex", "name": "b", "find": "1", "replace": "2"}
+
+    def key():
+        return verify.variant_key(variant, verify.common_inputs_hash())
+
+    first = key()
+    assert key() == first                                     # deterministic
+    for path, text in (("solutions/ex.py", "def f(): return 3\n"), ("tests/test_ex.py", "def test_g(): pass\n"),
+                       ("grader/a.py", "A = 2\n"), ("constraints.txt", "x = 2\n"), ("data/d.txt", "new\n")):
+        before = key()
+        (tmp_path / path).write_text(text)
+        assert key() != before, path
+    before = key()
+    variant["replace"] = "3"
+    assert key() != before
