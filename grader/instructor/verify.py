@@ -42,7 +42,7 @@ class VariantError(Exception):
 # Grading a variant is deterministic given the same inputs, so a variant already verified on exactly
 # these files is not graded again: tests/bugs/verified.json maps each variant to the sha256 of
 # everything its verdict depends on (the variant itself, every solution, its suites, the data, the
-# whole grader, the manifest and the pins).  Any change to one of them re-grades it; --no-cache
+# grading code -- grader/ but its student/ and instructor/ commands --, the manifest and the pins).  Any change to one of them re-grades it; --no-cache
 # grades everything; --write-cache records what passed.  Solutions and stubs are always graded.
 VERIFIED = Path("tests") / "bugs" / "verified.json"
 
@@ -58,8 +58,9 @@ def _files_hash(paths) -> str:
 def common_inputs_hash() -> str:
     """What every variant's verdict depends on, whatever its exercise."""
     base = root()
-    paths = [*(base / "grader").rglob("*.py"), *(base / "grader").rglob("*.toml"), *(base / "grader").rglob("*.ini"),
-             *(base / "grader").rglob("*.json"), *(base / "solutions").glob("*.py"), *(base / "data").rglob("*"),
+    grader = [p for p in (base / "grader").rglob("*") if p.suffix in (".py", ".toml", ".ini", ".json")
+              and not p.relative_to(base / "grader").parts[0] in ("student", "instructor")]   # the code that grades
+    paths = [*grader, *(base / "solutions").glob("*.py"), *(base / "data").rglob("*"),
              *(base / name for name in ("manifest.toml", "constraints.txt", "pyproject.toml"))]
     return _files_hash(p for p in paths if p.is_file())
 
@@ -292,7 +293,9 @@ def main(argv=None) -> int:
     print(f"verify: {len(jobs)} gradings in {time.monotonic() - started:.1f} s; "
           f"{len(problems)} problem(s)")
     if args.write_cache:
-        record = {k: v for k, v in load_verified().items() if keys.get(k) == v}   # still current
+        # keep what this run did not look at (other exercises), drop what it found stale
+        record = {k: v for k, v in load_verified().items()
+                  if k.split("/", 1)[0] not in exercises or keys.get(k) == v}
         record.update(passed_keys)
         (root() / VERIFIED).write_text(json.dumps(dict(sorted(record.items())), indent=1) + "\n", encoding="utf-8")
         print(f"verify: {VERIFIED} records {len(record)} verified variant(s)")
