@@ -38,41 +38,33 @@ VENV = ROOT / ".nox" / "kata"
 nox.options.sessions = ["grade"]
 
 
-def kata_python(session) -> str:
-    """The shared virtualenv's python, created and filled on first use."""
-    bindir = "Scripts" if os.name == "nt" else "bin"
-    python = VENV / bindir / "python"
-    digest = hashlib.sha256()
-    for name in ("pyproject.toml", "constraints.txt"):
-        digest.update((ROOT / name).read_bytes())
-    stamp = VENV / ".kata-installed"
-    if python.exists() and stamp.exists() and stamp.read_text() == digest.hexdigest():
-        return str(python)
-    if not python.exists():
-        session.run(sys.executable, "-m", "venv", str(VENV), external=True)
-    session.run(str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                "-c", str(ROOT / "constraints.txt"), "-e", str(ROOT), external=True)
-    stamp.write_text(digest.hexdigest())
-    return str(python)
-
-
-def mutation_python(session) -> str:
-    """``.nox/mutation``'s python, holding the optional group ``mutation`` (cosmic-ray)."""
-    venv = ROOT / ".nox" / "mutation"
+def venv_python(session, venv: Path, constraints: str, *requirements: str) -> str:
+    """``venv``'s python, created and filled (pinned by ``constraints``) on first use; the install
+    is skipped while pyproject.toml and ``constraints`` are unchanged."""
     python = venv / ("Scripts" if os.name == "nt" else "bin") / "python"
     digest = hashlib.sha256()
-    for name in ("pyproject.toml", "constraints-mutation.txt"):
+    for name in ("pyproject.toml", constraints):
         digest.update((ROOT / name).read_bytes())
     stamp = venv / ".kata-installed"
     if python.exists() and stamp.exists() and stamp.read_text() == digest.hexdigest():
         return str(python)
     if not python.exists():
         session.run(sys.executable, "-m", "venv", str(venv), external=True)
-    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["mutation"]
     session.run(str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                "-c", str(ROOT / "constraints-mutation.txt"), *deps, external=True)
+                "-c", str(ROOT / constraints), *requirements, external=True)
     stamp.write_text(digest.hexdigest())
     return str(python)
+
+
+def kata_python(session) -> str:
+    """The shared virtualenv's python: the kata itself, installed editable."""
+    return venv_python(session, VENV, "constraints.txt", "-e", str(ROOT))
+
+
+def mutation_python(session) -> str:
+    """``.nox/mutation``'s python, holding the optional group ``mutation`` (cosmic-ray)."""
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["mutation"]
+    return venv_python(session, ROOT / ".nox" / "mutation", "constraints-mutation.txt", *deps)
 
 
 @nox.session(venv_backend="none")
