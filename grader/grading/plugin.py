@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -69,7 +70,7 @@ def pytest_configure(config):
     # 1.5x the time of a passing one): the smallest example found so far is reported.  The score
     # never depends on shrinking (the test has failed before it starts).
     engine.MAX_SHRINKS = min(engine.MAX_SHRINKS, 40)
-    engine.MAX_SHRINKING_SECONDS = min(engine.MAX_SHRINKING_SECONDS, settings.SHRINK_SECONDS)
+    config.kata_shrink_left = {}     # exercise -> seconds of shrinking left (settings.SHRINK_SECONDS each)
     hypothesis_settings.register_profile("kata-grading", max_examples=25, phases=phases, **GRADED)
     hypothesis_settings.load_profile("kata-grading")
 
@@ -308,10 +309,24 @@ def _stdout_of(item):
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item):
     """Note what the student's code printed while this test ran (the run's hidden tests' output is
-    dropped later, in ``grader.grading.run``)."""
+    dropped later, in ``grader.grading.run``); share the exercise's shrinking time
+    (``settings.SHRINK_SECONDS``) among its failing tests, the first failure first."""
+    from hypothesis.internal.conjecture import engine
+
+    left = getattr(item.config, "kata_shrink_left", None)
+    if left is None:
+        left = item.config.kata_shrink_left = {}
+    try:
+        exercise = settings.exercise_of(item.module, manifest_mod.by_name())
+    except LookupError:                # not a suite (the grader's self-tests load this plugin too)
+        exercise = item.module.__name__
+    engine.MAX_SHRINKING_SECONDS = left.setdefault(exercise, float(settings.SHRINK_SECONDS))
+    started = time.perf_counter()
     drain = _stdout_of(item)
     start = drain.settle() if drain is not None else 0
-    yield
+    outcome = yield
+    if outcome.excinfo is not None:    # a failing test may have shrunk: charge all its time
+        left[exercise] = max(0.0, left[exercise] - (time.perf_counter() - started))
     drain = drain or _stdout_of(item)
     if drain is not None:
         end = drain.settle()

@@ -3,7 +3,7 @@
 Every mutant of ``solutions/<exercise>.py`` that cosmic-ray's operators make is graded by the
 grader itself, on that one exercise, against a mutated COPY of ``solutions/``::
 
-    python -m grader EXERCISE --target COPY --fail-under 100 --exitfirst --jobs 1 --device cpu
+    python -m grader EXERCISE --target COPY --fail-under 100 --exitfirst --no-shrink --jobs 1 --device cpu
 
 A mutant is *killed* when that command fails (the grader's reference is the untouched
 ``solutions/``), *timed out* when it runs past the timeout, *survived* when it scores full marks.
@@ -231,7 +231,7 @@ class Runner:
 
     def command(self, ex: str, slot: Path) -> list[str]:
         return [self.python, "-m", "grader", ex, "--target", str(slot), "--fail-under", "100",
-                "--exitfirst", "--jobs", "1", "--device", self.device]
+                "--exitfirst", "--no-shrink", "--jobs", "1", "--device", self.device]
 
     def grade(self, ex: str, code: str | None, timeout: float) -> dict:
         """Grade ``code`` as ``<ex>.py`` in a free copy (``None``: the unmutated solution)."""
@@ -489,7 +489,7 @@ def write_results(summaries: dict, tool_version: str) -> list[str]:
     data = load_results() or {}
     data.setdefault("exercises", {})
     data["tool"] = f"cosmic-ray {tool_version}"
-    data["command"] = "python -m grader EXERCISE --target COPY --fail-under 100 --exitfirst --jobs 1 --device cpu"
+    data["command"] = "python -m grader EXERCISE --target COPY --fail-under 100 --exitfirst --no-shrink --jobs 1 --device cpu"
     written = []
     for ex, s in summaries.items():
         if not (s["complete"] and s["current"]):

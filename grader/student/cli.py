@@ -58,6 +58,7 @@ def parse_args(argv):
     p.add_argument("--jobs", "-j", type=int, default=0, metavar="N",
                    help="grade up to N exercises side by side (default: the number of CPUs, at most 4)")
     p.add_argument("--exitfirst", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--no-shrink", action="store_true", help=argparse.SUPPRESS)   # mutation analysis
     args = p.parse_args(argv)
     unknown = [e for e in args.exercise if e not in names]
     if unknown:
@@ -211,7 +212,8 @@ def main(argv=None) -> int:
     jobs = args.jobs or min(4, os.cpu_count() or 1)
     jobs = max(1, min(jobs, len(live)))
     print_header(str(args.target), args.device, isolation_mode(), args.lang)
-    options = dict(tests_dirs=args.tests, device=args.device, exitfirst=args.exitfirst, lang=args.lang)
+    options = dict(tests_dirs=args.tests, device=args.device, exitfirst=args.exitfirst, lang=args.lang,
+                   shrink=not args.no_shrink)
     parts = []
     pool = None
     try:
