@@ -69,6 +69,14 @@ def test_softmax_survives_huge_inputs(student, dtype):
 
 
 @pytest.mark.judges("softmax", stage=2)
+def test_softmax_default_axis_is_the_last(student, reference):
+    # softmax(x) with no axis: the last one.  x is 3-D, so axis=1 (or 0) gives other numbers.
+    x = np.random.default_rng(13).standard_normal((2, 3, 4))
+    assert_close(student.softmax(x), reference.softmax(x, axis=-1),
+                 name=msg("attention_numpy.softmax_default_axis"), **tol(np.float64))
+
+
+@pytest.mark.judges("softmax", stage=2)
 def test_softmax_does_not_modify_its_input(student):
     x = np.random.default_rng(9).standard_normal((3, 4))
     student.softmax(x)
@@ -107,8 +115,9 @@ def test_mismatched_shapes_raise_value_error_naming_the_argument(student, shapes
 
 
 @pytest.mark.judges("scaled_dot_product_attention", stage=0)
-@pytest.mark.parametrize("mask_shape", [(2, 3, 4), (4,), (7, 2, 3, 5), (4, 1, 1, 5)],
-                         ids=["cannot broadcast", "wrong L_k", "bigger than the scores", "adds a batch axis"])
+@pytest.mark.parametrize("mask_shape", [(2, 3, 4), (4,), (7, 2, 3, 5), (4, 1, 1, 5), (1, 2, 3, 5)],
+                         ids=["cannot broadcast", "wrong L_k", "bigger than the scores", "adds a batch axis",
+                              "a leading axis of 1"])
 def test_mask_that_does_not_fit_the_scores_raises_value_error(student, mask_shape):
     # scores (2, 3, 5): the last two masks broadcast with them, but only by making the weights
     # bigger than (2, 3, 5), which the contract calls a silent broadcast
@@ -174,6 +183,18 @@ def test_scores_are_scaled_by_sqrt_dk(student, batch):
     _, w = student.scaled_dot_product_attention(Q, K, V)
     want = np.broadcast_to(np.array([1.0, np.exp(-2.0)]) / (1.0 + np.exp(-2.0)), (*batch, 3, 2))
     assert_close(w, want, atol=1e-9, name=msg("attention_numpy.weights_q_e1_k1"))
+
+
+@pytest.mark.judges("scaled_dot_product_attention", stage=2)
+def test_bert_base_sizes(student, reference):
+    # BERT-base: d_model = 768, up to 512 tokens.  Sizes above 256 are where `is not` (object
+    # identity) stops agreeing with `!=` for Python ints: shapes must be compared by value.
+    rng = np.random.default_rng(14)
+    Q, K, V = attention_inputs(rng, (1,), 3, 300, 768, 5, np.float32)
+    out, w = student.scaled_dot_product_attention(Q, K, V)
+    want_out, want_w = reference.scaled_dot_product_attention(Q, K, V)
+    assert_close(w, want_w, name=msg("attention_numpy.weights_bert_base"), **tol(np.float32))
+    assert_close(out, want_out, name=msg("attention_numpy.output_bert_base"), **tol(np.float32))
 
 
 @pytest.mark.judges("scaled_dot_product_attention", stage=2)

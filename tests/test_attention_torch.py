@@ -50,9 +50,11 @@ def qkv(rng, device, B, L_q, L_k, d_q, d_v=None, dtype=torch.float32):
 # ------------------------------------------------------------------ ScaledDotProductAttention
 
 @pytest.mark.judges("ScaledDotProductAttention", stage=0)
-@pytest.mark.parametrize("mask_shape", [(2, 3, 4), (7, 2, 3, 5)], ids=["cannot broadcast", "bigger than the scores"])
+@pytest.mark.parametrize("mask_shape", [(2, 3, 4), (7, 2, 3, 5), (1, 2, 3, 5)],
+                         ids=["cannot broadcast", "bigger than the scores", "a leading axis of 1"])
 def test_sdpa_mask_that_does_not_fit_the_scores_raises_value_error(student, device, mask_shape):
-    # scores (2, 3, 5); a (7, 2, 3, 5) mask broadcasts with them only by making the weights bigger
+    # scores (2, 3, 5); a (7, 2, 3, 5) or (1, 2, 3, 5) mask broadcasts with them only by making the
+    # weights bigger.  (1, 2, 3, 5) is also what comparing shapes as tuples (`<=`) lets through.
     rng = np.random.default_rng(20)
     Q, K, V = qkv(rng, device, (2,), 3, 5, 4, 6)
     with raises_naming(ValueError, "mask", "mask"):
@@ -156,9 +158,11 @@ def test_d_model_not_divisible_by_num_heads_raises_value_error(student, d_model,
 
 
 @pytest.mark.judges("MultiHeadAttention", stage=0)
-@pytest.mark.parametrize("mask_shape", [(2, 1, 1, 4), (3, 2, 1, 1, 5)], ids=["cannot broadcast", "bigger than the scores"])
+@pytest.mark.parametrize("mask_shape", [(2, 1, 1, 4), (3, 2, 1, 1, 5), (1, 2, 1, 1, 5)],
+                         ids=["cannot broadcast", "bigger than the scores", "a leading axis of 1"])
 def test_mha_mask_that_does_not_fit_the_scores_raises_value_error(student, reference, device, mask_shape):
-    # scores (2, h, 3, 5); (3, 2, 1, 1, 5) broadcasts with them only by making the weights bigger
+    # scores (2, h, 3, 5); (3, 2, 1, 1, 5) and (1, 2, 1, 1, 5) broadcast with them only by making
+    # the weights bigger
     rng = np.random.default_rng(21)
     mha = mha_twin(student, reference_mha(reference, 8, 2, 21, device), device)
     Q, K, V = qkv(rng, device, (2,), 3, 5, 8)

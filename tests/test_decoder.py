@@ -30,7 +30,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from grader.grading.checks import assert_close, assert_dtype, assert_shape, graded
-from grader.grading.testing import fail_with, is_handle
+from grader.grading.testing import fail_with, is_handle, raises_naming
 from grader.i18n import msg
 
 TORCH_ATOL = 5e-5
@@ -365,6 +365,36 @@ def test_decoder_layer_shape_and_dtype(student, device, dtype):
                                                device=device)
 
 
+@pytest.mark.judges("DecoderLayer", stage=2)
+def test_defaults_are_torch_decoder_layers(student, device):
+    # DecoderLayer(d_model, num_heads, d_ff) with no keywords: ReLU and LayerNorm eps 1e-5, like
+    # nn.TransformerDecoderLayer(d_model, nhead, dim_feedforward) with its defaults
+    layer = torch_layer(16, 4, 20, seed=83)
+    remote = student.build("torch.nn.TransformerDecoderLayer", 16, 4, 20, dropout=0.0, batch_first=True)
+    remote.load_state_dict(layer.state_dict())
+    mine = student.load_torch_decoder_layer(student.DecoderLayer(16, 4, 20), remote)
+    mine.eval()
+    mine.to(device)
+    gen = torch.Generator().manual_seed(83)
+    x, memory = torch.randn(2, 5, 16, generator=gen), 3 * torch.randn(2, 7, 16, generator=gen) + 1
+    got = mine(x.to(device), memory.to(device), tril(5).to(device))
+    assert_close(got, run_torch(layer, x, memory, tril(5)).to(device), atol=TORCH_ATOL,
+                 name=msg("decoder.defaults"))
+
+
+@pytest.mark.judges("DecoderLayer", "load_torch_decoder_layer", stage=2)
+def test_decoder_layer_with_sizes_above_256(student, device):
+    # sizes above 256 (a batch of 257, d_model 264) are where comparing Python ints with `is not`
+    # (object identity) stops agreeing with !=
+    layer = torch_layer(264, 4, 16, seed=84)
+    mine = loaded_student_layer(student, device, layer, 264, 4, 16)
+    gen = torch.Generator().manual_seed(84)
+    x, memory = torch.randn(257, 3, 264, generator=gen), torch.randn(257, 4, 264, generator=gen) + 0.5
+    got = mine(x.to(device), memory.to(device), tril(3).to(device))
+    assert_close(got, run_torch(layer, x, memory, tril(3)).to(device), atol=TORCH_ATOL,
+                 name=msg("decoder.d_model_264"))
+
+
 @pytest.mark.judges("DecoderLayer", stage=0)
 def test_decoder_layer_attributes(student):
     mine = student.DecoderLayer(8, 2, 12, dropout=0.0, activation="gelu", layer_norm_eps=1e-6)
@@ -382,12 +412,27 @@ def test_decoder_layer_bad_arguments(student):
         student.DecoderLayer(10, 3, 16)
     with pytest.raises(ValueError, match="activation"):
         student.DecoderLayer(8, 2, 16, activation="tanh")
+
+
+# x (2, 3, 8) and memory (2, 4, 8) with one of them wrong, the batch sizes kept equal so that only
+# the docstring's check ("not 3-D or whose last size is not d_model") can name the argument
+BAD_INPUTS = {"x 2-D": ("x", (2, 8), (2, 4, 8)), "x 4-D": ("x", (1, 2, 3, 8), (1, 4, 8)),
+              "x d_model 6": ("x", (2, 3, 6), (2, 4, 8)), "x d_model 10": ("x", (2, 3, 10), (2, 4, 8)),
+              "memory 2-D": ("memory", (2, 3, 8), (2, 8)), "memory 4-D": ("memory", (1, 3, 8), (1, 2, 4, 8)),
+              "memory d_model 6": ("memory", (2, 3, 8), (2, 4, 6)),
+              "memory d_model 10": ("memory", (2, 3, 8), (2, 4, 10))}
+
+
+@pytest.mark.judges("DecoderLayer", stage=0)
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_decoder_layer_rejects_inputs_of_the_wrong_shape(student, case):
+    name, x_shape, memory_shape = BAD_INPUTS[case]
     mine = student.DecoderLayer(8, 2, 16)
-    x, memory = torch.randn(2, 3, 8), torch.randn(2, 4, 8)
-    with pytest.raises(ValueError, match="memory"):
-        mine(x, torch.randn(2, 4, 6))
-    with pytest.raises(ValueError, match=r"\bx\b"):
-        mine(torch.randn(3, 8), memory)
+    mine.eval()
+    gen = torch.Generator().manual_seed(82)
+    x, memory = torch.randn(x_shape, generator=gen), torch.randn(memory_shape, generator=gen)
+    with raises_naming(ValueError, rf"\b{name}\b", name):
+        mine(x, memory)
 
 
 @pytest.mark.judges("DecoderLayer", stage=0)

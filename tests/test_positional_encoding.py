@@ -215,6 +215,18 @@ def test_forward_at_exactly_max_len(student, device, d_model):
                                                       d_model=d_model))
 
 
+@pytest.mark.judges("PositionalEncoding.forward", stage=2)
+def test_forward_at_distilbert_size(student, device):
+    # DistilBERT's d_model = 768 and max_len = 512, 300 tokens: sizes above 256, where comparing
+    # Python ints with `is` / `is not` (object identity) stops agreeing with == / !=
+    x = torch.linspace(-1.0, 1.0, 300 * 768).reshape(1, 300, 768).to(device)
+    pe_mod = student.PositionalEncoding(768, max_len=512)
+    pe_mod.to(device)
+    out = pe_mod(x)
+    want = x + distilbert_table(512, 768)[:300].to(device)
+    assert_close(out, want, atol=TABLE_ATOL, name=msg("positional_encoding.distilbert_size"))
+
+
 @pytest.mark.judges("PositionalEncoding.forward", stage=3)
 @graded(max_examples=20)
 @given(batch=st.integers(1, 3), seq_len=st.integers(1, 40), d_model=st.integers(1, 24),
