@@ -318,6 +318,30 @@ def test_dataset_default_max_length_is_128(student, remote_tokenizer, hf_tokeniz
 
 
 @pytest.mark.judges("SentimentDataset", stage=2)
+def test_dataset_max_length_2_holds_cls_and_sep(student, remote_tokenizer, hf_tokenizer, text_pool):
+    # the smallest max_length with room for [CLS] and [SEP]: every text is cut to nothing
+    texts, labels = [text_pool[0], text_pool[15], ""], [1, 0, 1]
+    ds = student.SentimentDataset(texts, labels, remote_tokenizer, max_length=2)
+    for i, (text, label) in enumerate(zip(texts, labels)):
+        check_item(student.build("operator.getitem", ds, i), text, label, 2, hf_tokenizer,
+                   msg("finetuning.dataset_item_for_text", i=i, text=text[:30]))
+
+
+@pytest.mark.judges("SentimentDataset", stage=2)
+def test_dataset_of_300_texts(student, remote_tokenizer, hf_tokenizer, text_pool):
+    # 300 texts and 300 labels: above 256, lengths compared with `is not` (object identity) no
+    # longer agree with !=
+    texts = [text_pool[i % POOL_SIZE] for i in range(300)]
+    labels = [i % 2 for i in range(300)]
+    ds = student.SentimentDataset(texts, labels, remote_tokenizer, max_length=16)
+    n = student.build("builtins.len", ds)
+    assert n == 300, msg("finetuning.len_dataset_expected_got", n_texts=300, n=n)
+    for i in (0, 299):
+        check_item(student.build("operator.getitem", ds, i), texts[i], labels[i], 16, hf_tokenizer,
+                   msg("finetuning.dataset_item_for_text", i=i, text=texts[i][:30]))
+
+
+@pytest.mark.judges("SentimentDataset", stage=2)
 @pytest.mark.parametrize("max_length", [24, 6])
 def test_dataset_works_with_kata_wordpiece_tokenizer_interface(student, helpers, remote_tokenizer,
                                                                 hf_tokenizer, text_pool, max_length):
@@ -407,6 +431,35 @@ def test_train_returns_mean_of_batch_losses_per_epoch(student, device):
         got = as_float(got, msg("finetuning.loss_epoch", epoch=e + 1), plain=True)
         assert abs(got - want) <= 1e-5, msg("finetuning.loss_epoch_expected_mean_batches", epoch=e + 1,
                                             want=want, got=got)
+
+
+@pytest.mark.judges("train_model", stage=2)
+def test_train_zero_epochs_is_no_pass(student, device):
+    # epochs=0: no pass over the data, an empty list of losses and the weights as they were
+    cfg = config(dropout=0.0)
+    local, remote = model_pair(student, device, cfg, seed=25)
+    _, remote_loader = loader_pair(student, random_examples(6, seed=26), batch_size=4)
+    _, remote_opt = sgd_pair(student, local, remote, lr=0.5)
+    losses = student.train_model(remote, remote_loader, remote_opt, str(device), epochs=0)
+    assert isinstance(losses, (list, tuple)) and len(losses) == 0, \
+        msg("finetuning.train_model_zero_epochs", losses=losses)
+    assert_params_close(remote.state_dict(), local.state_dict(), msg("finetuning.after_zero_epochs"))
+
+
+@pytest.mark.judges("train_model", stage=2)
+def test_train_on_a_loader_of_one_batch(student, device):
+    # one batch of 3 examples, lr = 0: the epoch's loss is that batch's loss
+    cfg = config(dropout=0.0)
+    local, remote = model_pair(student, device, cfg, seed=27)
+    local_loader, remote_loader = loader_pair(student, random_examples(3, seed=28), batch_size=4)
+    _, remote_opt = sgd_pair(student, local, remote, lr=0.0)
+    losses = student.train_model(remote, remote_loader, remote_opt, str(device), epochs=1)
+    with torch.no_grad():
+        want = [local(**{k: v.to(device) for k, v in b.items()}).loss.item() for b in local_loader]
+    assert isinstance(losses, (list, tuple)) and len(losses) == 1, \
+        msg("finetuning.train_model_return_list", losses_type=f"{type(losses).__name__} {losses!r}")
+    got = as_float(losses[0], msg("finetuning.loss_epoch", epoch=1), plain=True)
+    assert abs(got - want[0]) <= 1e-5, msg("finetuning.loss_one_batch", want=want[0], got=got)
 
 
 @pytest.mark.judges("train_model", stage=2)
@@ -602,6 +655,14 @@ def test_compute_metrics_class_missing_from_labels(student):
     labels = np.array([0, 0, 1, 1, 0])
     preds = np.array([0, 2, 0, 2, 0])
     logits = np.eye(3, dtype=np.float32)[preds] * 4.0
+    check_metrics(student.compute_metrics((logits, labels)), labels, preds)
+
+
+@pytest.mark.judges("compute_metrics", stage=2)
+@pytest.mark.parametrize("label, pred", [(1, 1), (0, 1)])
+def test_compute_metrics_on_one_example(student, label, pred):
+    labels, preds = np.array([label]), np.array([pred])
+    logits = np.eye(2, dtype=np.float32)[preds] * 3.0
     check_metrics(student.compute_metrics((logits, labels)), labels, preds)
 
 

@@ -41,9 +41,10 @@ class VariantError(Exception):
 # ------------------------------------------------------------------ the record of verified variants
 # Grading a variant is deterministic given the same inputs, so a variant already verified on exactly
 # these files is not graded again: tests/bugs/verified.json maps each variant to the sha256 of
-# everything its verdict depends on (the variant itself, every solution, its suites, the data, the
-# grading code -- grader/ but its student/ and instructor/ commands --, the manifest and the pins).  Any change to one of them re-grades it; --no-cache
-# grades everything; --write-cache records what passed.  Solutions and stubs are always graded.
+# everything its verdict depends on (the variant itself, every solution, its suites and its exercise's
+# message catalogs, the data, the grading code -- grader/ but its student/ and instructor/ commands and
+# the other exercises' catalogs --, the manifest and the pins).  Any change to one of them re-grades it;
+# --no-cache grades everything; --write-cache records what passed.  Solutions and stubs are always graded.
 VERIFIED = Path("tests") / "bugs" / "verified.json"
 
 
@@ -59,7 +60,8 @@ def common_inputs_hash() -> str:
     """What every variant's verdict depends on, whatever its exercise."""
     base = root()
     grader = [p for p in (base / "grader").rglob("*") if p.suffix in (".py", ".toml", ".ini", ".json")
-              and not p.relative_to(base / "grader").parts[0] in ("student", "instructor")]   # the code that grades
+              and not p.relative_to(base / "grader").parts[0] in ("student", "instructor")   # the code that grades
+              and p not in exercise_messages()]                     # (an exercise's messages: its own key)
     paths = [*grader, *(base / "solutions").glob("*.py"), *(base / "data").rglob("*"),
              *(base / name for name in ("manifest.toml", "constraints.txt", "pyproject.toml"))]
     return _files_hash(p for p in paths if p.is_file())
@@ -72,7 +74,15 @@ def variant_key(variant: dict, common: str) -> str:
     digest = hashlib.sha256(common.encode())
     digest.update(json.dumps(variant, sort_keys=True, ensure_ascii=False).encode())
     digest.update(_files_hash(suites).encode())
+    digest.update(_files_hash(exercise_messages(variant["exercise"])).encode())
     return digest.hexdigest()
+
+
+def exercise_messages(exercise: str | None = None) -> list[Path]:
+    """The message catalogs of one exercise (``grader/messages/<lang>/<exercise>.toml``), or of
+    every exercise: only that exercise's suite uses them, so they key its variants alone."""
+    names = [exercise] if exercise else list(manifest_mod.by_name(root() / "manifest.toml"))
+    return [p for p in sorted((root() / "grader" / "messages").glob("*/*.toml")) if p.stem in names]
 
 
 def variant_id(variant: dict) -> str:

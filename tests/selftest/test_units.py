@@ -411,3 +411,25 @@ def test_a_variant_is_graded_again_when_anything_its_verdict_depends_on_changes(
     before = key()
     variant["replace"] = "3"
     assert key() != before
+
+
+def test_an_exercise_s_messages_key_its_own_variants_only(tmp_path, monkeypatch):
+    from grader.instructor import verify
+
+    for folder in ("grader/messages/en", "solutions", "data", "tests"):
+        (tmp_path / folder).mkdir(parents=True)
+    exercise = 'name = "{}"\nsection = "1"\ntitle = "t"\npoints = 1\n'
+    (tmp_path / "manifest.toml").write_text("".join("[[exercise]]\n" + exercise.format(n) for n in ("ex", "other")))
+    for name in ("constraints.txt", "pyproject.toml"):
+        (tmp_path / name).write_text("x = 1\n")
+    (tmp_path / "tests" / "test_ex.py").write_text("def test_f(student): pass\n")
+    monkeypatch.setattr(verify, "root", lambda: tmp_path)
+    variant = {"kind": "bug", "exercise": "ex", "name": "b", "find": "1", "replace": "2"}
+
+    def key():
+        return verify.variant_key(variant, verify.common_inputs_hash())
+
+    for name, changes_key in (("other", False), ("ex", True), ("testing", True)):
+        before = key()
+        (tmp_path / "grader" / "messages" / "en" / f"{name}.toml").write_text('a = "b"\n')
+        assert (key() != before) is changes_key, name
