@@ -213,6 +213,21 @@ def sgd_pair(student, local, remote, lr):
             student.build("torch.optim.SGD", remote.parameters(), lr=lr))
 
 
+def sgd_setup(student, device, seed, n_examples, lr, batch_size=4):
+    """A dropout-free model pair (``seed``), ``n_examples`` random examples (``seed + 1``) in
+    batches of ``batch_size``, and SGD at ``lr`` in the sandbox: (local, remote, local_loader,
+    remote_loader, remote_opt)."""
+    local, remote = model_pair(student, device, config(dropout=0.0), seed=seed)
+    local_loader, remote_loader = loader_pair(student, random_examples(n_examples, seed=seed + 1), batch_size)
+    _, remote_opt = sgd_pair(student, local, remote, lr=lr)
+    return local, remote, local_loader, remote_loader, remote_opt
+
+
+def batch_losses(model, loader, device):
+    with torch.no_grad():
+        return [model(**{k: v.to(device) for k, v in b.items()}).loss.item() for b in loader]
+
+
 def assert_params_close(got, want, what):
     assert isinstance(got, dict), msg("finetuning.state_dict_expected_dict", got_type=type(got).__name__)
     for name, value in want.items():
@@ -416,15 +431,10 @@ def test_train_returns_mean_of_batch_losses_per_epoch(student, device):
     # lr = 0: the weights never move, so every epoch's value is the same mean of batch losses,
     # computed here directly; batches of 4, 4 and 2 make it differ from the per-example mean.
     # No epochs keyword: the default is 3
-    cfg = config(dropout=0.0)
-    local, remote = model_pair(student, device, cfg, seed=21)
-    examples = random_examples(10, seed=22)
-    local_loader, remote_loader = loader_pair(student, examples, batch_size=4)
-    _, remote_opt = sgd_pair(student, local, remote, lr=0.0)
+    local, remote, local_loader, remote_loader, remote_opt = sgd_setup(student, device, 21, 10, lr=0.0)
     losses = student.train_model(remote, remote_loader, remote_opt, device)
-    with torch.no_grad():
-        batch_losses = [local(**{k: v.to(device) for k, v in b.items()}).loss.item() for b in local_loader]
-    want = sum(batch_losses) / len(batch_losses)
+    per_batch = batch_losses(local, local_loader, device)
+    want = sum(per_batch) / len(per_batch)
     assert isinstance(losses, (list, tuple)) and len(losses) == 3, \
         msg("finetuning.train_model_three_losses", losses=losses)
     for e, got in enumerate(losses):
@@ -436,10 +446,7 @@ def test_train_returns_mean_of_batch_losses_per_epoch(student, device):
 @pytest.mark.judges("train_model", stage=2)
 def test_train_zero_epochs_is_no_pass(student, device):
     # epochs=0: no pass over the data, an empty list of losses and the weights as they were
-    cfg = config(dropout=0.0)
-    local, remote = model_pair(student, device, cfg, seed=25)
-    _, remote_loader = loader_pair(student, random_examples(6, seed=26), batch_size=4)
-    _, remote_opt = sgd_pair(student, local, remote, lr=0.5)
+    local, remote, _, remote_loader, remote_opt = sgd_setup(student, device, 25, 6, lr=0.5)
     losses = student.train_model(remote, remote_loader, remote_opt, str(device), epochs=0)
     assert isinstance(losses, (list, tuple)) and len(losses) == 0, \
         msg("finetuning.train_model_zero_epochs", losses=losses)
@@ -449,13 +456,9 @@ def test_train_zero_epochs_is_no_pass(student, device):
 @pytest.mark.judges("train_model", stage=2)
 def test_train_on_a_loader_of_one_batch(student, device):
     # one batch of 3 examples, lr = 0: the epoch's loss is that batch's loss
-    cfg = config(dropout=0.0)
-    local, remote = model_pair(student, device, cfg, seed=27)
-    local_loader, remote_loader = loader_pair(student, random_examples(3, seed=28), batch_size=4)
-    _, remote_opt = sgd_pair(student, local, remote, lr=0.0)
+    local, remote, local_loader, remote_loader, remote_opt = sgd_setup(student, device, 27, 3, lr=0.0)
     losses = student.train_model(remote, remote_loader, remote_opt, str(device), epochs=1)
-    with torch.no_grad():
-        want = [local(**{k: v.to(device) for k, v in b.items()}).loss.item() for b in local_loader]
+    want = batch_losses(local, local_loader, device)
     assert isinstance(losses, (list, tuple)) and len(losses) == 1, \
         msg("finetuning.train_model_return_list", losses_type=f"{type(losses).__name__} {losses!r}")
     got = as_float(losses[0], msg("finetuning.loss_epoch", epoch=1), plain=True)
@@ -467,11 +470,7 @@ def test_train_zeroes_gradients_every_step(student, device):
     # lr = 0 keeps the weights fixed, so each batch's true gradient is known here.  After the
     # loop, .grad holds the last batch's gradient (zero_grad before backward), nothing
     # (zero_grad after step), or, when gradients are never zeroed, the sum over all batches.
-    cfg = config(dropout=0.0)
-    local, remote = model_pair(student, device, cfg, seed=31)
-    examples = random_examples(12, seed=32)
-    local_loader, remote_loader = loader_pair(student, examples, batch_size=4)
-    _, remote_opt = sgd_pair(student, local, remote, lr=0.0)
+    local, remote, local_loader, remote_loader, remote_opt = sgd_setup(student, device, 31, 12, lr=0.0)
     student.train_model(remote, remote_loader, remote_opt, device, epochs=1)
     names = ["classifier.weight", "classifier.bias", "bert.pooler.dense.weight",
              "bert.encoder.layer.1.output.dense.weight", "bert.embeddings.word_embeddings.weight"]

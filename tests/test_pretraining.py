@@ -306,14 +306,29 @@ def test_mask_tokens_consumes_the_generator(student, device):
         raise AssertionError(msg("pretraining.generator_not_consumed", name="mask_tokens"))
 
 
+BAD_MASK_ARGUMENTS = [      # (the argument the ValueError must name, mlm_probability, change to the mask)
+    ("mlm_probability", 1.5, None),
+    ("mlm_probability", -0.1, None),
+    ("special_tokens_mask", 0.15, "one column less"),
+    ("special_tokens_mask", 0.15, "one column more"),
+]
+
+
+def bad_special(special, change):
+    if change == "one column less":
+        return special[:, :-1]
+    if change == "one column more":
+        return torch.cat([special, special[:, -1:]], dim=1)
+    return special
+
+
 @pytest.mark.judges("mask_tokens", stage=0)
-def test_mask_tokens_rejects_bad_arguments(student, device):
+@pytest.mark.parametrize("name, p, change", BAD_MASK_ARGUMENTS)
+def test_mask_tokens_rejects_bad_arguments(student, device, name, p, change):
     x, special, _ = stat_batch(3, rows=2, length=8, short_rows=0)
     x, special = x.to(device), special.to(device)
-    with pytest.raises(ValueError, match="mlm_probability"):
-        student.mask_tokens(x, MASK, STAT_V, special, mlm_probability=1.5)
-    with pytest.raises(ValueError, match="special_tokens_mask"):
-        student.mask_tokens(x, MASK, STAT_V, special[:, :-1])
+    with pytest.raises(ValueError, match=name):
+        student.mask_tokens(x, MASK, STAT_V, bad_special(special, change), mlm_probability=p)
 
 
 # ------------------------------------------------------------------ mask_tokens: statistics
@@ -641,10 +656,22 @@ def test_whole_word_mask_consumes_the_generator(student, device):
 
 
 @pytest.mark.judges("whole_word_mask_tokens", stage=0)
-def test_whole_word_mask_rejects_word_ids_of_another_shape(student):
+@pytest.mark.parametrize("word_ids", [[[None, 0, None]], [[None, 0, 1, 1, None]], [None, 0, 1, None]],
+                         ids=["shorter", "longer", "not a batch"])
+def test_whole_word_mask_rejects_word_ids_of_another_shape(student, word_ids):
     x = torch.tensor([[CLS, 7, 8, SEP]])
     with pytest.raises(ValueError, match="word_ids"):
-        student.whole_word_mask_tokens(x, [[None, 0, None]], MASK, 50, torch.tensor([[1, 0, 0, 1]]))
+        student.whole_word_mask_tokens(x, word_ids, MASK, 50, torch.tensor([[1, 0, 0, 1]]))
+
+
+@pytest.mark.judges("whole_word_mask_tokens", stage=0)
+@pytest.mark.parametrize("name, p, change", BAD_MASK_ARGUMENTS)
+def test_whole_word_mask_rejects_bad_arguments(student, name, p, change):
+    x = torch.tensor([[CLS, 7, 8, 9, SEP], [CLS, 10, 11, SEP, PAD]])
+    special = torch.tensor([[1, 0, 0, 0, 1], [1, 0, 0, 1, 1]])
+    word_ids = [[None, 0, 0, 1, None], [None, 0, 1, None, None]]
+    with pytest.raises(ValueError, match=name):
+        student.whole_word_mask_tokens(x, word_ids, MASK, 50, bad_special(special, change), mlm_probability=p)
 
 
 @pytest.mark.judges("whole_word_mask_tokens", stage=3)
