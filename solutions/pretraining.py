@@ -8,8 +8,8 @@ IS_NEXT = 0     # HuggingFace BertForPreTraining: next_sentence_label 0 = B foll
 NOT_NEXT = 1    # 1 = B is a random sentence (the chapter prints the opposite)
 
 
-def mask_tokens(input_ids, mask_token_id, vocab_size, special_tokens_mask, mlm_probability=0.15,
-                generator=None):
+def _checked_special(input_ids, vocab_size, special_tokens_mask, mlm_probability):
+    """The checks mask_tokens and whole_word_mask_tokens share; special_tokens_mask as a bool tensor."""
     if not isinstance(input_ids, torch.Tensor) or input_ids.is_floating_point() or input_ids.is_complex():
         raise TypeError(f"input_ids must be an integer torch.Tensor, got {type(input_ids).__name__}")
     if not isinstance(vocab_size, int) or vocab_size <= 0:
@@ -20,6 +20,12 @@ def mask_tokens(input_ids, mask_token_id, vocab_size, special_tokens_mask, mlm_p
     if special.shape != input_ids.shape:
         raise ValueError(f"special_tokens_mask has shape {tuple(special.shape)}, "
                          f"expected input_ids' shape {tuple(input_ids.shape)}")
+    return special
+
+
+def mask_tokens(input_ids, mask_token_id, vocab_size, special_tokens_mask, mlm_probability=0.15,
+                generator=None):
+    special = _checked_special(input_ids, vocab_size, special_tokens_mask, mlm_probability)
     dev = generator.device if generator is not None else input_ids.device
 
     def bernoulli(p):  # an independent coin per position, drawn on the generator's device
@@ -104,16 +110,7 @@ def _word_index(word_ids, shape, device):
 
 def whole_word_mask_tokens(input_ids, word_ids, mask_token_id, vocab_size, special_tokens_mask,
                            mlm_probability=0.15, generator=None):
-    if not isinstance(input_ids, torch.Tensor) or input_ids.is_floating_point() or input_ids.is_complex():
-        raise TypeError(f"input_ids must be an integer torch.Tensor, got {type(input_ids).__name__}")
-    if not isinstance(vocab_size, int) or vocab_size <= 0:
-        raise ValueError(f"vocab_size must be a positive int, got {vocab_size!r}")
-    if not 0.0 <= mlm_probability <= 1.0:
-        raise ValueError(f"mlm_probability must be in [0, 1], got {mlm_probability!r}")
-    special = torch.as_tensor(special_tokens_mask, device=input_ids.device).bool()
-    if special.shape != input_ids.shape:
-        raise ValueError(f"special_tokens_mask has shape {tuple(special.shape)}, "
-                         f"expected input_ids' shape {tuple(input_ids.shape)}")
+    special = _checked_special(input_ids, vocab_size, special_tokens_mask, mlm_probability)
     dev = generator.device if generator is not None else input_ids.device
     rows = input_ids.reshape(-1, input_ids.shape[-1]) if input_ids.dim() else input_ids.reshape(1, 1)
     wid = _word_index(word_ids, input_ids.shape, dev).reshape(rows.shape)

@@ -180,6 +180,12 @@ def _pipeline_token_inputs(pipe, text):
 
 # ------------------------------------------------------------------ pooling
 
+def each_pooling(*names, stage):
+    """One test per pooling function, each judging that function: ``name`` is its name."""
+    return pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.judges(n, stage=stage), id=n)
+                                            for n in names])
+
+
 @st.composite
 def pool_inputs(draw):
     B = draw(st.integers(1, 4))
@@ -297,19 +303,9 @@ def _check_all_padding_row(student, device, name):
                      name=msg("applications.row_whose_attention_mask", name=name))
 
 
-@pytest.mark.judges("mean_pool", stage=2)
-def test_mean_pool_all_padding_row_pools_to_zeros(student, device):
-    _check_all_padding_row(student, device, "mean_pool")
-
-
-@pytest.mark.judges("max_pool", stage=2)
-def test_max_pool_all_padding_row_pools_to_zeros(student, device):
-    _check_all_padding_row(student, device, "max_pool")
-
-
-@pytest.mark.judges("cls_pool", stage=2)
-def test_cls_pool_all_padding_row_pools_to_zeros(student, device):
-    _check_all_padding_row(student, device, "cls_pool")
+@each_pooling("mean_pool", "max_pool", "cls_pool", stage=2)
+def test_all_padding_row_pools_to_zeros(student, device, name):
+    _check_all_padding_row(student, device, name)
 
 
 @pytest.mark.judges("cls_pool", stage=2)
@@ -334,14 +330,9 @@ def _check_sentence_transformers_pooling(student, device, mode, name):
                  name=msg("applications.sentence_transformers_pooling_pooling", name=name, mode=mode))
 
 
-@pytest.mark.judges("mean_pool", stage=3)
-def test_mean_pool_matches_sentence_transformers_pooling(student, device):
-    _check_sentence_transformers_pooling(student, device, "mean", "mean_pool")
-
-
-@pytest.mark.judges("max_pool", stage=3)
-def test_max_pool_matches_sentence_transformers_pooling(student, device):
-    _check_sentence_transformers_pooling(student, device, "max", "max_pool")
+@each_pooling("mean_pool", "max_pool", stage=3)
+def test_pooling_matches_sentence_transformers_pooling(student, device, name):
+    _check_sentence_transformers_pooling(student, device, name.removesuffix("_pool"), name)
 
 
 # attention_mask shapes that are not (B, L) = (2, 5): too long, too many rows, one row, and two
@@ -359,19 +350,9 @@ def _check_rejects_bad_mask(student, device, name):
                 err=err.describe() if err is not None else msg("applications.no_error"))
 
 
-@pytest.mark.judges("mean_pool", stage=0)
-def test_mean_pool_rejects_mask_of_wrong_shape(student, device):
-    _check_rejects_bad_mask(student, device, "mean_pool")
-
-
-@pytest.mark.judges("max_pool", stage=0)
-def test_max_pool_rejects_mask_of_wrong_shape(student, device):
-    _check_rejects_bad_mask(student, device, "max_pool")
-
-
-@pytest.mark.judges("cls_pool", stage=0)
-def test_cls_pool_rejects_mask_of_wrong_shape(student, device):
-    _check_rejects_bad_mask(student, device, "cls_pool")
+@each_pooling("mean_pool", "max_pool", "cls_pool", stage=0)
+def test_pooling_rejects_mask_of_wrong_shape(student, device, name):
+    _check_rejects_bad_mask(student, device, name)
 
 
 # ------------------------------------------------------------------ cosine similarity
