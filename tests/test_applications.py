@@ -104,6 +104,16 @@ def _check_entities(got, want, what):
                                      g_word=g['word'], w_word=w['word']))
 
 
+def dropout_model_in_train_mode(student, device, class_name, vocab_size, seed):
+    """A small ``transformers.<class_name>`` with dropout 0.3, seeded, handed over in train mode."""
+    import transformers
+
+    cfg = small_config(vocab_size=vocab_size, max_position_embeddings=128)
+    cfg.hidden_dropout_prob = cfg.attention_probs_dropout_prob = 0.3
+    local = seeded(lambda: getattr(transformers, class_name)(cfg), seed)
+    return hf_twin(student, f"transformers.{class_name}", cfg, local, device=device, train=True)
+
+
 # ------------------------------------------------------------------ fixtures
 
 @pytest.fixture(scope="module")
@@ -473,12 +483,7 @@ def test_sentence_embedding_runs_in_eval_mode_without_autograd(student, device, 
     # model.train() again): every forward pass must run in eval mode with autograd off.  (In train
     # mode two identical calls on such a model differ by ~0.5.)  Leaving the model in eval mode
     # afterwards, or restoring its mode, are both fine.
-    from transformers import BertModel
-
-    cfg = small_config(vocab_size=hf_tokenizer.vocab_size, max_position_embeddings=128)
-    cfg.hidden_dropout_prob = cfg.attention_probs_dropout_prob = 0.3
-    local = seeded(lambda: BertModel(cfg), 21)
-    remote = hf_twin(student, "transformers.BertModel", cfg, local, device=device, train=True)
+    remote = dropout_model_in_train_mode(student, device, "BertModel", hf_tokenizer.vocab_size, seed=21)
     with forward_probe(student, remote) as probe:
         student.sentence_embedding(SIMILARITY_SENTENCES[:3], remote, remote_bert_tokenizer)
         remote.train()
@@ -1029,12 +1034,7 @@ def test_answer_question_runs_in_eval_mode_without_autograd(student, device, hf_
     # model.train() again), over a context of several windows: every forward pass must run in
     # eval mode with autograd off.  Leaving the model in eval mode afterwards, or restoring its
     # mode, are both fine.
-    from transformers import BertForQuestionAnswering
-
-    cfg = small_config(vocab_size=hf_tokenizer.vocab_size, max_position_embeddings=128)
-    cfg.hidden_dropout_prob = cfg.attention_probs_dropout_prob = 0.3
-    local = seeded(lambda: BertForQuestionAnswering(cfg), 22)
-    remote = hf_twin(student, "transformers.BertForQuestionAnswering", cfg, local, device=device, train=True)
+    remote = dropout_model_in_train_mode(student, device, "BertForQuestionAnswering", hf_tokenizer.vocab_size, seed=22)
     context = " ".join([QA_CONTEXT] * 3)
     with forward_probe(student, remote) as probe:
         student.answer_question(QA_QUESTION, context, remote, remote_bert_tokenizer, max_length=48, stride=8)
