@@ -60,8 +60,8 @@ class BertPooler(nn.Module):
 
 
 class BertEncoder(nn.Module):
-    def __init__(self, vocab_size, d_model, num_layers, num_heads, d_ff, max_position_embeddings=512,
-                 type_vocab_size=2, dropout=0.1, layer_norm_eps=1e-12):
+    def __init__(self, vocab_size, d_model, num_layers, num_heads, d_ff, max_position_embeddings,
+                 type_vocab_size, dropout, layer_norm_eps):   # every size from from_hf: no defaults
         super().__init__()
         self.word_embeddings = nn.Embedding(vocab_size, d_model)
         self.position_embeddings = nn.Embedding(max_position_embeddings, d_model)   # learned, not sinusoidal

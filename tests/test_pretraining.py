@@ -627,6 +627,20 @@ def test_whole_word_mask_structure(student, device, case):
 
 
 @pytest.mark.judges("whole_word_mask_tokens", stage=2)
+def test_whole_word_mask_token_of_no_word_is_never_selected(student, device):
+    """A token whose word_ids entry is None belongs to no word, even where special_tokens_mask is 0:
+    at mlm_probability 1 every word is selected and those tokens never are."""
+    x = torch.tensor([[CLS, 7, 8, 9, 10, 11, SEP], [12, 13, 14, 15, 16, 17, 18]])
+    special = torch.tensor([[1, 0, 0, 0, 0, 0, 1], [0, 0, 0, 0, 0, 0, 0]])
+    word_ids = [[None, 0, 0, None, 1, None, None], [None, 0, None, 1, 1, None, 2]]
+    _, labels = unpack_masked(student.whole_word_mask_tokens(
+        x.to(device), word_ids, MASK, 50, special.to(device), mlm_probability=1.0,
+        generator=remote_generator(student, device, 3)), name="whole_word_mask_tokens")
+    in_word = torch.tensor([[w is not None for w in row] for row in word_ids])
+    assert_equal((labels.cpu() != -100), in_word, name=msg("pretraining.selected_at_p_1"))
+
+
+@pytest.mark.judges("whole_word_mask_tokens", stage=2)
 def test_whole_word_mask_same_generator_seed_same_result(student, device, wwm_english):
     text = wwm_english
     first = student_wwm(student, device, text, 0.15, 5)
@@ -656,8 +670,9 @@ def test_whole_word_mask_consumes_the_generator(student, device):
 
 
 @pytest.mark.judges("whole_word_mask_tokens", stage=0)
-@pytest.mark.parametrize("word_ids", [[[None, 0, None]], [[None, 0, 1, 1, None]], [None, 0, 1, None]],
-                         ids=["shorter", "longer", "not a batch"])
+@pytest.mark.parametrize("word_ids", [[[None, 0, None]], [[None, 0, 1, 1, None]], [None, 0, 1, None],
+                                      [[None, 0, 1, None], [None]]],
+                         ids=["shorter", "longer", "not a batch", "ragged"])
 def test_whole_word_mask_rejects_word_ids_of_another_shape(student, word_ids):
     x = torch.tensor([[CLS, 7, 8, SEP]])
     with pytest.raises(ValueError, match="word_ids"):
@@ -881,6 +896,21 @@ def test_nsp_examples_empty_and_one_sentence_documents(student):
                 check_nsp(got, documents)
             except AssertionError as exc:
                 raise AssertionError(msg("pretraining.nsp_case", documents=documents, kind=kind, error=exc)) from None
+
+
+@pytest.mark.judges("make_nsp_examples", stage=2)
+def test_nsp_examples_with_300_documents(student):
+    """300 documents, 298 of them empty: document numbers above 256 compared with `is not` (object
+    identity) no longer agree with !=, and a document would give its own sentences as NotNext
+    (11 NotNext examples here: each would come from its own document with probability 1/2)."""
+    documents = [[] for _ in range(298)] + [[f"a{i}." for i in range(12)], [f"b{i}." for i in range(12)]]
+    for kind in ("random", "numpy"):
+        got = normalize_examples(student.make_nsp_examples(documents, remote_rng(student, kind, 5)))
+        try:
+            check_nsp(got, documents)
+        except AssertionError as exc:
+            raise AssertionError(msg("pretraining.nsp_case", documents="[[]] * 298 + [12 sentences, 12 sentences]",
+                                     kind=kind, error=exc)) from None
 
 
 @pytest.mark.judges("make_nsp_examples", stage=2)
