@@ -123,7 +123,9 @@ def loaded_student_layer(student, device, cfg, layer, default_eps=False, dropout
     PreTrainedModel, so ``hf_twin`` does not apply), in eval mode on ``device``."""
     remote = hf.in_sandbox(student, "transformers.BertLayer", cfg, layer.state_dict())
     d, h, d_ff = cfg.hidden_size, cfg.num_attention_heads, cfg.intermediate_size
-    if default_eps:
+    if dropout is None:
+        mine = student.EncoderLayer(d, h, d_ff)                     # every default
+    elif default_eps:
         mine = student.EncoderLayer(d, h, d_ff, dropout=dropout)
     else:
         mine = student.EncoderLayer(d, h, d_ff, dropout=dropout, layer_norm_eps=cfg.layer_norm_eps)
@@ -262,6 +264,16 @@ def test_encoder_layer_output_shape_and_dtype(student, device):
     assert_dtype(out, torch.float32, msg("encoder.encoderlayer_output"))
 
 
+@pytest.mark.judges("EncoderLayer", stage=1)
+def test_encoder_layer_returns_the_hidden_states_alone(student, device):
+    # layer(x, mask) gives the hidden states, not a tuple: how the weights come out for
+    # output_attentions is the student's choice, but not by default
+    cfg = hf.small_config(hidden_size=16, num_attention_heads=4, intermediate_size=20)
+    mine = loaded_student_layer(student, device, cfg, hf_layer(cfg, seed=43))
+    out = mine(torch.randn(2, 5, 16, generator=torch.Generator().manual_seed(44)).to(device), None)
+    assert isinstance(out, torch.Tensor), msg("encoder.layer_returns_hidden_states", got_type=type(out).__name__)
+
+
 @pytest.mark.judges("EncoderLayer", "load_bert_layer", stage=2)
 def test_encoder_layer_dropout_only_in_train_mode(student, device):
     # p = 0.3: eval mode is HuggingFace's BertLayer (eval) exactly; train mode drops something;
@@ -275,6 +287,22 @@ def test_encoder_layer_dropout_only_in_train_mode(student, device):
         want = layer(x)
     assert_close(evaluated, want.to(device), atol=LAYER_ATOL, name=msg("encoder.encoderlayer_dropout_eval"))
     check_dropout(student, mine, evaluated, lambda: first(mine(x.to(device))), "EncoderLayer(dropout=0.3)")
+
+
+@pytest.mark.judges("EncoderLayer", "load_bert_layer", stage=2)
+def test_encoder_layer_defaults(student, device):
+    # EncoderLayer(d_model, num_heads, d_ff) with no keywords: BERT's dropout 0.1 (on in train
+    # mode, off in eval mode) and layer_norm_eps 1e-12
+    cfg = hf.small_config(hidden_size=16, num_attention_heads=2, intermediate_size=24)
+    layer = hf_layer(cfg, seed=47)
+    mine = loaded_student_layer(student, device, cfg, layer, dropout=None)
+    x = torch.randn(2, 6, 16, generator=torch.Generator().manual_seed(48))
+    evaluated = first(mine(x.to(device)))
+    with torch.no_grad():
+        want = layer(x)
+    assert_close(evaluated, want.to(device), atol=LAYER_ATOL,
+                 name=msg("encoder.encoderlayer_vs_hf_label", label=msg("encoder.default_layer_norm_eps")))
+    check_dropout(student, mine, evaluated, lambda: first(mine(x.to(device))), "EncoderLayer(16, 2, 24)")
 
 
 def check_dropout(student, module, evaluated, run, label):
