@@ -112,7 +112,7 @@ def whole_word_mask_tokens(input_ids, word_ids, mask_token_id, vocab_size, speci
                            mlm_probability=0.15, generator=None):
     special = _checked_special(input_ids, vocab_size, special_tokens_mask, mlm_probability)
     dev = generator.device if generator is not None else input_ids.device
-    rows = input_ids.reshape(-1, input_ids.shape[-1]) if input_ids.dim() else input_ids.reshape(1, 1)
+    rows = input_ids.reshape(-1, input_ids.shape[-1])                       # (R, L): (L,) is one row
     wid = _word_index(word_ids, input_ids.shape, dev).reshape(rows.shape)
     wid = wid.masked_fill(special.to(dev).reshape(rows.shape), -1)          # special: never selected
     valid = wid >= 0

@@ -34,7 +34,7 @@ from hypothesis import Phase, given
 from hypothesis import strategies as st
 
 from grader.grading import hf
-from grader.grading.checks import assert_close, assert_equal, assert_finite, assert_not_mutated, graded
+from grader.grading.checks import assert_close, assert_equal, assert_finite, assert_not_mutated, assert_shape, graded
 from grader.grading.testing import as_float
 from grader.grading.plugin import NotStarted
 from grader.i18n import msg, say
@@ -637,7 +637,24 @@ def test_whole_word_mask_token_of_no_word_is_never_selected(student, device):
         x.to(device), word_ids, MASK, 50, special.to(device), mlm_probability=1.0,
         generator=remote_generator(student, device, 3)), name="whole_word_mask_tokens")
     in_word = torch.tensor([[w is not None for w in row] for row in word_ids])
-    assert_equal((labels.cpu() != -100), in_word, name=msg("pretraining.selected_at_p_1"))
+    assert_equal((labels.cpu() != -100), in_word, name=msg("pretraining.selected_at_p", p=1.0))
+
+
+@pytest.mark.judges("whole_word_mask_tokens", stage=2)
+@pytest.mark.parametrize("p", [1.0, 0.0])
+def test_whole_word_mask_one_row_without_a_batch_axis(student, device, p):
+    """input_ids of shape (L,) with word_ids a flat list: outputs of shape (L,); at mlm_probability 1
+    every token of a word is selected, at 0 none."""
+    x = torch.tensor([CLS, 7, 8, 9, 10, 11, SEP, PAD])
+    special = torch.tensor([1, 0, 0, 0, 0, 0, 1, 1])
+    word_ids = [None, 0, 0, 1, 2, 2, None, None]
+    inputs, labels = unpack_masked(student.whole_word_mask_tokens(
+        x.to(device), word_ids, MASK, 50, special.to(device), mlm_probability=p,
+        generator=remote_generator(student, device, 4)), name="whole_word_mask_tokens")
+    assert_shape(inputs, (8,), "whole_word_mask_tokens(...)[0]")
+    assert_shape(labels, (8,), "whole_word_mask_tokens(...)[1]")
+    want = torch.tensor([w is not None for w in word_ids]) & (p == 1.0)
+    assert_equal((labels.cpu() != -100), want, name=msg("pretraining.selected_at_p", p=p))
 
 
 @pytest.mark.judges("whole_word_mask_tokens", stage=2)
