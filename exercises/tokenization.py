@@ -60,8 +60,11 @@ def basic_tokenize(text, do_lower_case=True):
        ``"don't" -> ["don", "'", "t"]``.
 
     Examples: ``basic_tokenize("Hello, World!") == ["hello", ",", "world", "!"]``,
-    ``basic_tokenize("日本語です") == ["日", "本", "語", "です"]``,
-    ``basic_tokenize("Héllo", do_lower_case=False) == ["Héllo"]``.
+    ``basic_tokenize("日本語です", do_lower_case=False) == ["日", "本", "語", "です"]``,
+    ``basic_tokenize("Héllo", do_lower_case=False) == ["Héllo"]``.  Careful with the default
+    ``do_lower_case=True`` on Japanese: accent stripping also drops the voicing mark (濁点) of
+    ``"で"``, as in HuggingFace's ``BertTokenizer``: ``basic_tokenize("日本語です")`` gives
+    ``[..., "てす"]`` (the chapter's ``BertJapaneseTokenizer`` defaults to ``do_lower_case=False``).
 
     Raises ``TypeError`` (naming ``text``) if ``text`` is not a ``str``.
     """

@@ -190,12 +190,6 @@ def _pipeline_token_inputs(pipe, text):
 
 # ------------------------------------------------------------------ pooling
 
-def each_pooling(*names, stage):
-    """One test per pooling function, each judging that function: ``name`` is its name."""
-    return pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.judges(n, stage=stage), id=n)
-                                            for n in names])
-
-
 @st.composite
 def pool_inputs(draw):
     B = draw(st.integers(1, 4))
@@ -313,9 +307,19 @@ def _check_all_padding_row(student, device, name):
                      name=msg("applications.row_whose_attention_mask", name=name))
 
 
-@each_pooling("mean_pool", "max_pool", "cls_pool", stage=2)
-def test_all_padding_row_pools_to_zeros(student, device, name):
-    _check_all_padding_row(student, device, name)
+@pytest.mark.judges("mean_pool", stage=2)
+def test_mean_pool_all_padding_row_pools_to_zeros(student, device):
+    _check_all_padding_row(student, device, "mean_pool")
+
+
+@pytest.mark.judges("max_pool", stage=2)
+def test_max_pool_all_padding_row_pools_to_zeros(student, device):
+    _check_all_padding_row(student, device, "max_pool")
+
+
+@pytest.mark.judges("cls_pool", stage=2)
+def test_cls_pool_all_padding_row_pools_to_zeros(student, device):
+    _check_all_padding_row(student, device, "cls_pool")
 
 
 @pytest.mark.judges("cls_pool", stage=2)
@@ -340,9 +344,14 @@ def _check_sentence_transformers_pooling(student, device, mode, name):
                  name=msg("applications.sentence_transformers_pooling_pooling", name=name, mode=mode))
 
 
-@each_pooling("mean_pool", "max_pool", stage=3)
-def test_pooling_matches_sentence_transformers_pooling(student, device, name):
-    _check_sentence_transformers_pooling(student, device, name.removesuffix("_pool"), name)
+@pytest.mark.judges("mean_pool", stage=3)
+def test_mean_pool_matches_sentence_transformers_pooling(student, device):
+    _check_sentence_transformers_pooling(student, device, "mean", "mean_pool")
+
+
+@pytest.mark.judges("max_pool", stage=3)
+def test_max_pool_matches_sentence_transformers_pooling(student, device):
+    _check_sentence_transformers_pooling(student, device, "max", "max_pool")
 
 
 # attention_mask shapes that are not (B, L) = (2, 5): too long, too many rows, one row, and two
@@ -360,9 +369,19 @@ def _check_rejects_bad_mask(student, device, name):
                 err=err.describe() if err is not None else msg("applications.no_error"))
 
 
-@each_pooling("mean_pool", "max_pool", "cls_pool", stage=0)
-def test_pooling_rejects_mask_of_wrong_shape(student, device, name):
-    _check_rejects_bad_mask(student, device, name)
+@pytest.mark.judges("mean_pool", stage=0)
+def test_mean_pool_rejects_mask_of_wrong_shape(student, device):
+    _check_rejects_bad_mask(student, device, "mean_pool")
+
+
+@pytest.mark.judges("max_pool", stage=0)
+def test_max_pool_rejects_mask_of_wrong_shape(student, device):
+    _check_rejects_bad_mask(student, device, "max_pool")
+
+
+@pytest.mark.judges("cls_pool", stage=0)
+def test_cls_pool_rejects_mask_of_wrong_shape(student, device):
+    _check_rejects_bad_mask(student, device, "cls_pool")
 
 
 # ------------------------------------------------------------------ cosine similarity
@@ -575,6 +594,28 @@ def test_group_entities_matches_hf_grouping_on_generated_labels(student, ner_pip
     _check_entities(got, want, msg("applications.tokens_labels", labelled=labelled))
 
 
+@pytest.mark.judges("group_entities", stage=3)
+def test_group_entities_matches_hf_grouping_on_300_tokens(student, ner_pipes):
+    """A long document: 300 tokens (more than 256), entities up to its end; nothing depends on the length."""
+    words = ["jacob", "dev", "##lin", "new", "york", "city", ".", "google", "the", "bert"]
+    labels = ["B-PER", "I-PER", "I-PER", "B-LOC", "I-LOC", "I-LOC", "O", "I-ORG", "O", "B-MISC"]
+    tokens, label_ids, scores, offsets, pos = ["[CLS]"], [1], [0.9], [(0, 0)], 0
+    for k in range(298):
+        t = words[k % len(words)]
+        piece = t[2:] if t.startswith("##") else t
+        if k and not t.startswith("##"):
+            pos += 1                                              # a space before a new word
+        tokens.append(t)
+        label_ids.append(NER_LABELS.index(labels[k % len(labels)]))
+        scores.append(0.25 + 0.5 * ((7 * k) % 11) / 10)
+        offsets.append((pos, pos + len(piece)))
+        pos += len(piece)
+    tokens, label_ids, scores, offsets = tokens + ["[SEP]"], label_ids + [5], scores + [0.8], offsets + [(0, 0)]
+    got = student.group_entities(tokens, label_ids, scores, offsets, dict(enumerate(NER_LABELS)))
+    want = _pipeline_grouping(ner_pipes[0], tokens, label_ids, scores, offsets)
+    _check_entities(got, want, msg("applications.long_sentence_tokens", n=len(tokens)))
+
+
 @pytest.mark.judges("group_entities", stage=2)
 def test_group_entities_bio_rules(student, ner_pipes):
     """One case per rule, each with its own message."""
@@ -640,6 +681,21 @@ def test_group_entities_rejects_lists_of_different_lengths(student):
         _, err = call_catching(student.group_entities, *args, id2label)
         assert isinstance(err, ValueError) and name in err.remote_message, \
             msg("applications.short_list_not_rejected", name=name,
+                err=err.describe() if err is not None else msg("applications.no_error"))
+
+
+@pytest.mark.judges("group_entities", stage=0)
+def test_group_entities_rejects_lists_longer_than_tokens(student):
+    tokens = ["[CLS]", "jacob", "dev", "##lin", "[SEP]"]
+    ids, scores = [0, 1, 2, 2, 0], [0.9, 0.8, 0.7, 0.6, 0.9]
+    offsets = [(0, 0), (0, 5), (6, 9), (9, 12), (0, 0)]
+    id2label = dict(enumerate(NER_LABELS))
+    for name, args in (("label_ids", (tokens, ids + [0], scores, offsets)),
+                       ("scores", (tokens, ids, scores + [0.9], offsets)),
+                       ("offsets", (tokens, ids, scores, offsets + [(0, 0)]))):
+        _, err = call_catching(student.group_entities, *args, id2label)
+        assert isinstance(err, ValueError) and name in err.remote_message, \
+            msg("applications.long_list_not_rejected", name=name,
                 err=err.describe() if err is not None else msg("applications.no_error"))
 
 
@@ -808,12 +864,28 @@ def test_best_span_first_context_token_at_character_zero_counts(student, device,
                 msg("applications.best_span_when_answer"))
 
 
+@pytest.mark.judges("best_span", stage=2)
+def test_best_span_on_more_than_256_tokens(student, device, hf_tokenizer):
+    # BERT reads up to 512 tokens: a context of 294 tokens (305 in all); the best span lies near its end
+    context = " ".join([QA_CONTEXT] * 14)
+    tokens, offsets = _qa_offsets(hf_tokenizer, QA_QUESTION, context, "hf")
+    L = len(tokens)
+    assert L > 300
+    ctx = [i for i, o in enumerate(offsets) if not _is_special(o)]
+    start = _peaked(L, {ctx[-6]: 9.0, ctx[10]: 7.0})
+    end = _peaked(L, {ctx[-4]: 9.0, ctx[12]: 7.0})
+    got = student.best_span(start.to(device), end.to(device), offsets, context)
+    _check_span(got, start.numpy(), end.numpy(), offsets, context, 15,
+                msg("applications.best_span_long_sequence", n=L))
+
+
 @pytest.mark.judges("best_span", stage=0)
 def test_best_span_rejects_mismatched_lengths(student, device, hf_tokenizer):
     tokens, offsets = _qa_offsets(hf_tokenizer, QA_QUESTION, QA_CONTEXT, "hf")
     L = len(tokens)
-    # both logits longer than offsets, then only the end logits, then only the start logits
-    for n_start, n_end in ((L + 1, L + 1), (L, L + 1), (L - 1, L)):
+    # both logits longer than offsets, both shorter, only the end logits longer, only the start logits
+    # longer, only the start logits shorter
+    for n_start, n_end in ((L + 1, L + 1), (L - 1, L - 1), (L, L + 1), (L + 1, L), (L - 1, L)):
         _, err = call_catching(student.best_span, torch.zeros(n_start, device=device),
                                torch.zeros(n_end, device=device), offsets, QA_CONTEXT)
         assert isinstance(err, ValueError) and re.search("logits|offsets", err.remote_message), \
@@ -1026,6 +1098,49 @@ def test_answer_question_matches_brute_force_on_drawn_text(student, hf_tokenizer
                                   max_length=max_length, stride=stride, max_answer_len=max_answer_len)
     _check_answer(got, spans, context, msg("applications.answer_question_max_length", max_length=max_length,
                                            stride=stride, max_answer_len=max_answer_len, n_windows=n_windows))
+
+
+@pytest.fixture(scope="module")
+def token_logit_qa_model(student, device, hf_tokenizer):
+    """A BertForQuestionAnswering whose logits depend on the token only: "2017" has start logit 5,
+    "2018" end logit 5, "2019" end logit 6, every other token 0.  The attention and feed-forward
+    outputs are zeroed, so every layer is a LayerNorm; position and token-type embeddings are zero."""
+    from transformers import BertForQuestionAnswering
+
+    cfg = small_config(vocab_size=hf_tokenizer.vocab_size, max_position_embeddings=512)
+    local = seeded(lambda: BertForQuestionAnswering(cfg), 8).eval()
+    H = cfg.hidden_size
+    with torch.no_grad():
+        for name, param in local.named_parameters():
+            if "LayerNorm.weight" in name:
+                param.fill_(1.0)
+            elif "embeddings" in name or "output.dense" in name or "LayerNorm.bias" in name:
+                param.zero_()
+        unit = torch.zeros(3, H)            # zero-mean unit vectors: LayerNorm maps them to sqrt(H) * unit
+        for k in range(3):
+            unit[k, 2 * k], unit[k, 2 * k + 1] = 0.5 ** 0.5, -(0.5 ** 0.5)
+        for k, word in enumerate(("2017", "2018", "2019")):
+            local.bert.embeddings.word_embeddings.weight[hf_tokenizer.convert_tokens_to_ids(word)] = unit[k]
+        local.qa_outputs.weight.copy_(torch.stack([5.0 * unit[0], 5.0 * unit[1] + 6.0 * unit[2]]) / H ** 0.5)
+        local.qa_outputs.bias.zero_()
+    return QaModel(local, hf_twin(student, "transformers.BertForQuestionAnswering", cfg, local, device=device))
+
+
+@pytest.mark.judges("answer_question", "qa_features", "best_span", stage=3)
+def test_answer_question_defaults_are_384_128_15(student, hf_tokenizer, remote_bert_tokenizer, token_logit_qa_model):
+    """No keywords: max_length=384, stride=128, max_answer_len=15.  450 one-token words make two windows;
+    "2017" (start), "2018" 14 tokens later (a 15-token span) and "2019" 15 tokens later (a better end, but a
+    16-token span) stand in the second window only, whose span scores depend on how many context tokens
+    it holds, that is on max_length and stride (one token more or less moves the score by ~3e-4)."""
+    filler = ["the", "model", "was", "presented", "by", "google", "in", "tokyo"]
+    words = [filler[k % len(filler)] for k in range(450)]
+    words[400], words[414], words[415] = "2017", "2018", "2019"
+    context = " ".join(words)
+    spans, n_windows = _brute_force_answer(token_logit_qa_model.local, hf_tokenizer, QA_QUESTION, context,
+                                           384, 128, 15)
+    assert n_windows == 2
+    got = student.answer_question(QA_QUESTION, context, token_logit_qa_model.remote, remote_bert_tokenizer)
+    _check_answer(got, spans, context, msg("applications.answer_question_defaults", n_windows=n_windows))
 
 
 @pytest.mark.judges("answer_question", stage=2)

@@ -241,6 +241,59 @@ def test_basic_tokenize_cased_matches_hf(student, yard, text):
                  name=f"basic_tokenize({text!r}, do_lower_case=False)")
 
 
+@pytest.mark.judges("basic_tokenize", stage=2)
+def test_basic_tokenize_docstring_examples(student):
+    # with do_lower_case=True, the default, accent stripping also drops the dakuten of "で", in
+    # HuggingFace too: "日本語です" -> [..., "てす"]
+    for text, want in [("Hello, World!", ["hello", ",", "world", "!"]), ("Naïve", ["naive"]),
+                       ("don't", ["don", "'", "t"]), ("日本語です", ["日", "本", "語", "てす"])]:
+        assert_equal(student.basic_tokenize(text), want, name=f"basic_tokenize({text!r})")
+    for text, want in [("Héllo", ["Héllo"]), ("日本語です", ["日", "本", "語", "です"])]:
+        assert_equal(student.basic_tokenize(text, do_lower_case=False), want,
+                     name=f"basic_tokenize({text!r}, do_lower_case=False)")
+
+
+@pytest.mark.judges("basic_tokenize", stage=2)
+def test_basic_tokenize_every_ascii_character(student, yard):
+    """Each printable ASCII character (and DEL) between two letters, uncased and cased: letters and
+    digits stay in the word, every other ASCII character is split off, category P or not."""
+    for cp in range(32, 128):
+        text = f"x{chr(cp)}y"
+        for kwargs, hf_tok in (({}, yard.hf_en), ({"do_lower_case": False}, yard.hf_en_cased)):
+            want = hf_words(hf_tok, text)
+            assert yard.ref.basic_tokenize(text, **kwargs) == want, self_check()
+            call = f"basic_tokenize({text!r}{', do_lower_case=False' if kwargs else ''})"
+            assert_equal(student.basic_tokenize(text, **kwargs), want, name=call)
+
+
+# The docstring's CJK blocks.  Their first and last code points and the ones just outside, where this
+# Python assigns them (SPEC puts unassigned code points out of scope); U+2B820 itself is left out, as
+# in the drawn text (HuggingFace's Rust tokenizer starts that block at U+2B920).
+CJK_BLOCKS = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F), (0x2B740, 0x2B81F),
+              (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
+CJK_EDGES = sorted({cp for lo, hi in CJK_BLOCKS for cp in (lo - 1, lo, hi, hi + 1)
+                    if cp != 0x2B820 and unicodedata.category(chr(cp)) != "Cn"})
+
+
+@pytest.mark.judges("basic_tokenize", stage=2)
+def test_basic_tokenize_cjk_block_edges(student, yard):
+    for cp in CJK_EDGES:
+        text = f"x{chr(cp)}y"
+        want = hf_words(yard.hf_en, text)
+        assert yard.ref.basic_tokenize(text) == want, self_check()
+        assert_equal(student.basic_tokenize(text), want, name=msg("tokenization.basic_tokenize_cjk_edge",
+                                                                  text=text, cp=f"U+{cp:04X}"))
+
+
+@pytest.mark.judges("basic_tokenize", stage=2)
+def test_basic_tokenize_drops_nul_replacement_and_control_characters(student, yard):
+    for ch in ("\x00", "\ufffd", "\x07", "\u200b"):
+        text = f"x{ch}y z"
+        want = hf_words(yard.hf_en, text)
+        assert yard.ref.basic_tokenize(text) == want, self_check()
+        assert_equal(student.basic_tokenize(text), want, name=f"basic_tokenize({text!r})")
+
+
 @st.composite
 def small_wordpiece_case(draw):
     """A small vocabulary over 'abcd', a word, a limit and an unknown-token name."""
@@ -277,6 +330,19 @@ def test_wordpiece_real_vocabulary_examples(student, yard):
         want = yard.hf_en.tokenize(word)
         assert_equal(student.wordpiece(word, vocab), want,
                      name=msg("tokenization.wordpiece_bert_vocab", word=word[:30]))
+
+
+@pytest.mark.judges("wordpiece", stage=2)
+def test_wordpiece_words_longer_than_256_characters(student):
+    """With max_chars_per_word=1000 a word of 300 characters is cut like any other (lengths and
+    positions past 256 too); one that fails near its end is one unk_token."""
+    from transformers.models.bert import WordpieceTokenizer
+
+    vocab = {"a": 0, "##a": 1}
+    for word in ("a" * 300, "a" * 299 + "b"):
+        want = WordpieceTokenizer(vocab, "[UNK]", max_input_chars_per_word=1000).tokenize(word)
+        assert_equal(student.wordpiece(word, vocab, unk_token="[UNK]", max_chars_per_word=1000), want,
+                     name=msg("tokenization.wordpiece_long_word", n=len(word), last=word[-1], vocab=sorted(vocab)))
 
 
 @pytest.mark.judges("WordPieceTokenizer.tokenize", stage=3)
@@ -347,6 +413,16 @@ def test_pair_truncation_longest_first(tok_en, yard):
         want = hf_encode(yard.hf_en, a, b, max_length=max_length, truncation=True)
         check_encoding(tok_en(a, text_pair=b, max_length=max_length, truncation=True), want,
                        f"tokenizer({a!r}, text_pair={b!r}, max_length={max_length}, truncation=True)")
+
+
+@pytest.mark.judges("WordPieceTokenizer", stage=2)
+def test_truncation_can_leave_only_special_tokens(tok_en, yard):
+    """max_length=2 leaves one text max_length - 2 = 0 tokens; max_length=3 leaves a pair a budget of 0."""
+    text, pair = long_text(5, 12), long_text(4, 13)
+    for pair_or_none, max_length in ((None, 2), (pair, 3)):
+        want = hf_encode(yard.hf_en, text, pair_or_none, max_length=max_length, truncation=True)
+        check_encoding(tok_en(text, text_pair=pair_or_none, max_length=max_length, truncation=True), want,
+                       f"tokenizer({text!r}, text_pair={pair_or_none!r}, max_length={max_length}, truncation=True)")
 
 
 @pytest.mark.judges("WordPieceTokenizer", stage=2)
@@ -527,6 +603,18 @@ def test_call_defaults_without_keywords(tok_en, yard):
                    msg("tokenization.call_pair_no_keywords", n=700, m=300))
     check_encoding(tok_en(text, truncation=True), hf_encode(yard.hf_en, text, truncation=True),
                    msg("tokenization.call_truncation_no_max_length", n=700))
+
+
+@pytest.mark.judges("WordPieceTokenizer", stage=2)
+def test_call_max_length_alone_neither_truncates_nor_pads(tok_en, yard):
+    """max_length without padding or truncation: the signature's defaults padding=False and
+    truncation=False hold, so nothing is cut or padded (HuggingFace's own default, truncation=None,
+    would cut; the contract's signature says False)."""
+    for n_words in (20, 3):
+        text = long_text(n_words, 10)
+        want = hf_encode(yard.hf_en, text, max_length=8, padding=False, truncation=False)
+        check_encoding(tok_en(text, max_length=8), want, msg("tokenization.call_max_length_only", n=n_words,
+                                                             max_length=8))
 
 
 @pytest.mark.judges("WordPieceTokenizer", stage=3)
