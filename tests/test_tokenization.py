@@ -415,7 +415,7 @@ def test_pair_truncation_longest_first(tok_en, yard):
                        f"tokenizer({a!r}, text_pair={b!r}, max_length={max_length}, truncation=True)")
 
 
-@pytest.mark.judges("WordPieceTokenizer", stage=2)
+@pytest.mark.judges("WordPieceTokenizer", stage=3)
 def test_truncation_can_leave_only_special_tokens(tok_en, yard):
     """max_length=2 leaves one text max_length - 2 = 0 tokens; max_length=3 leaves a pair a budget of 0."""
     text, pair = long_text(5, 12), long_text(4, 13)
@@ -605,7 +605,7 @@ def test_call_defaults_without_keywords(tok_en, yard):
                    msg("tokenization.call_truncation_no_max_length", n=700))
 
 
-@pytest.mark.judges("WordPieceTokenizer", stage=2)
+@pytest.mark.judges("WordPieceTokenizer", stage=3)
 def test_call_max_length_alone_neither_truncates_nor_pads(tok_en, yard):
     """max_length without padding or truncation: the signature's defaults padding=False and
     truncation=False hold, so nothing is cut or padded (HuggingFace's own default, truncation=None,
