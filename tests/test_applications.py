@@ -670,33 +670,20 @@ def test_group_entities_without_entities_returns_empty_list(student):
 
 
 @pytest.mark.judges("group_entities", stage=0)
-def test_group_entities_rejects_lists_of_different_lengths(student):
+@pytest.mark.parametrize("change, key", [("shorter", "applications.short_list_not_rejected"),
+                                         ("longer", "applications.long_list_not_rejected")], ids=["shorter", "longer"])
+def test_group_entities_rejects_lists_of_different_lengths(student, change, key):
+    # each of label_ids, scores and offsets one entry shorter, then one longer, than tokens
     tokens = ["[CLS]", "jacob", "dev", "##lin", "[SEP]"]
-    ids, scores = [0, 1, 2, 2, 0], [0.9, 0.8, 0.7, 0.6, 0.9]
-    offsets = [(0, 0), (0, 5), (6, 9), (9, 12), (0, 0)]
-    id2label = dict(enumerate(NER_LABELS))
-    for name, args in (("label_ids", (tokens, ids[:-1], scores, offsets)),
-                       ("scores", (tokens, ids, scores[:-1], offsets)),
-                       ("offsets", (tokens, ids, scores, offsets[:-1]))):
-        _, err = call_catching(student.group_entities, *args, id2label)
+    lists = {"label_ids": [0, 1, 2, 2, 0], "scores": [0.9, 0.8, 0.7, 0.6, 0.9],
+             "offsets": [(0, 0), (0, 5), (6, 9), (9, 12), (0, 0)]}
+    for name, good in lists.items():
+        bad = good[:-1] if change == "shorter" else good + [good[0]]
+        args = {**lists, name: bad}
+        _, err = call_catching(student.group_entities, tokens, args["label_ids"], args["scores"], args["offsets"],
+                               dict(enumerate(NER_LABELS)))
         assert isinstance(err, ValueError) and name in err.remote_message, \
-            msg("applications.short_list_not_rejected", name=name,
-                err=err.describe() if err is not None else msg("applications.no_error"))
-
-
-@pytest.mark.judges("group_entities", stage=0)
-def test_group_entities_rejects_lists_longer_than_tokens(student):
-    tokens = ["[CLS]", "jacob", "dev", "##lin", "[SEP]"]
-    ids, scores = [0, 1, 2, 2, 0], [0.9, 0.8, 0.7, 0.6, 0.9]
-    offsets = [(0, 0), (0, 5), (6, 9), (9, 12), (0, 0)]
-    id2label = dict(enumerate(NER_LABELS))
-    for name, args in (("label_ids", (tokens, ids + [0], scores, offsets)),
-                       ("scores", (tokens, ids, scores + [0.9], offsets)),
-                       ("offsets", (tokens, ids, scores, offsets + [(0, 0)]))):
-        _, err = call_catching(student.group_entities, *args, id2label)
-        assert isinstance(err, ValueError) and name in err.remote_message, \
-            msg("applications.long_list_not_rejected", name=name,
-                err=err.describe() if err is not None else msg("applications.no_error"))
+            msg(key, name=name, err=err.describe() if err is not None else msg("applications.no_error"))
 
 
 # ------------------------------------------------------------------ QA span decoding
