@@ -602,10 +602,7 @@ def test_whole_word_mask_structure(student, device, case):
         special[r, 1:n_tok + 1] = 0
         word_ids.append(wids + [None] * (length - len(wids)))
     text = WwmText("random", ids, word_ids, special, vocab_size, MASK, None)
-    x = ids.to(device)
-    inputs, labels = unpack_masked(student.whole_word_mask_tokens(
-        x, word_ids, MASK, vocab_size, special.to(device), mlm_probability=p,
-        generator=remote_generator(student, device, seed)), name="whole_word_mask_tokens")
+    inputs, labels = student_wwm(student, device, text, p, seed)
     assert_not_mutated(student)
     for what, t in (("inputs", inputs), ("labels", labels)):
         if tuple(t.shape) != tuple(ids.shape) or t.dtype != ids.dtype or t.device.type != device.type:
@@ -633,9 +630,7 @@ def test_whole_word_mask_token_of_no_word_is_never_selected(student, device):
     x = torch.tensor([[CLS, 7, 8, 9, 10, 11, SEP], [12, 13, 14, 15, 16, 17, 18]])
     special = torch.tensor([[1, 0, 0, 0, 0, 0, 1], [0, 0, 0, 0, 0, 0, 0]])
     word_ids = [[None, 0, 0, None, 1, None, None], [None, 0, None, 1, 1, None, 2]]
-    _, labels = unpack_masked(student.whole_word_mask_tokens(
-        x.to(device), word_ids, MASK, 50, special.to(device), mlm_probability=1.0,
-        generator=remote_generator(student, device, 3)), name="whole_word_mask_tokens")
+    _, labels = student_wwm(student, device, WwmText("no-word", x, word_ids, special, 50, MASK, None), 1.0, 3)
     in_word = torch.tensor([[w is not None for w in row] for row in word_ids])
     assert_equal((labels.cpu() != -100), in_word, name=msg("pretraining.selected_at_p", p=1.0))
 
@@ -648,9 +643,7 @@ def test_whole_word_mask_one_row_without_a_batch_axis(student, device, p):
     x = torch.tensor([CLS, 7, 8, 9, 10, 11, SEP, PAD])
     special = torch.tensor([1, 0, 0, 0, 0, 0, 1, 1])
     word_ids = [None, 0, 0, 1, 2, 2, None, None]
-    inputs, labels = unpack_masked(student.whole_word_mask_tokens(
-        x.to(device), word_ids, MASK, 50, special.to(device), mlm_probability=p,
-        generator=remote_generator(student, device, 4)), name="whole_word_mask_tokens")
+    inputs, labels = student_wwm(student, device, WwmText("one-row", x, word_ids, special, 50, MASK, None), p, 4)
     assert_shape(inputs, (8,), "whole_word_mask_tokens(...)[0]")
     assert_shape(labels, (8,), "whole_word_mask_tokens(...)[1]")
     want = torch.tensor([w is not None for w in word_ids]) & (p == 1.0)

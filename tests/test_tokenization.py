@@ -135,6 +135,15 @@ def hf_words(hf_tok, text):
     return [w for w, _ in backend.pre_tokenizer.pre_tokenize_str(backend.normalizer.normalize_str(text))]
 
 
+def check_basic_tokenize_vs_hf(student, yard, text, name=None, do_lower_case=True):
+    """The student's basic_tokenize(text) equals HuggingFace's words (uncased or cased tokenizer)."""
+    want = hf_words(yard.hf_en if do_lower_case else yard.hf_en_cased, text)
+    kwargs = {} if do_lower_case else {"do_lower_case": False}
+    assert yard.ref.basic_tokenize(text, **kwargs) == want, self_check()
+    call = f"basic_tokenize({text!r}{'' if do_lower_case else ', do_lower_case=False'})"
+    assert_equal(student.basic_tokenize(text, **kwargs), want, name=name or call)
+
+
 def hf_encode(hf_tok, text, text_pair=None, **kwargs):
     enc = hf_tok(text, text_pair, return_token_type_ids=True, return_attention_mask=True, **kwargs)
     return {k: list(enc[k]) for k in KEYS}
@@ -227,9 +236,7 @@ def test_chapter_example_gives_the_chapters_ids(tok_en):
 @graded(max_examples=30)
 @given(text=TEXT)
 def test_basic_tokenize_uncased_matches_hf(student, yard, text):
-    want = hf_words(yard.hf_en, text)
-    assert yard.ref.basic_tokenize(text) == want, self_check()
-    assert_equal(student.basic_tokenize(text), want, name=f"basic_tokenize({text!r})")
+    check_basic_tokenize_vs_hf(student, yard, text)
 
 
 @pytest.mark.judges("basic_tokenize", stage=3)
@@ -258,12 +265,8 @@ def test_basic_tokenize_every_ascii_character(student, yard):
     """Each printable ASCII character (and DEL) between two letters, uncased and cased: letters and
     digits stay in the word, every other ASCII character is split off, category P or not."""
     for cp in range(32, 128):
-        text = f"x{chr(cp)}y"
-        for kwargs, hf_tok in (({}, yard.hf_en), ({"do_lower_case": False}, yard.hf_en_cased)):
-            want = hf_words(hf_tok, text)
-            assert yard.ref.basic_tokenize(text, **kwargs) == want, self_check()
-            call = f"basic_tokenize({text!r}{', do_lower_case=False' if kwargs else ''})"
-            assert_equal(student.basic_tokenize(text, **kwargs), want, name=call)
+        for do_lower_case in (True, False):
+            check_basic_tokenize_vs_hf(student, yard, f"x{chr(cp)}y", do_lower_case=do_lower_case)
 
 
 # The docstring's CJK blocks.  Their first and last code points and the ones just outside, where this
@@ -279,19 +282,14 @@ CJK_EDGES = sorted({cp for lo, hi in CJK_BLOCKS for cp in (lo - 1, lo, hi, hi + 
 def test_basic_tokenize_cjk_block_edges(student, yard):
     for cp in CJK_EDGES:
         text = f"x{chr(cp)}y"
-        want = hf_words(yard.hf_en, text)
-        assert yard.ref.basic_tokenize(text) == want, self_check()
-        assert_equal(student.basic_tokenize(text), want, name=msg("tokenization.basic_tokenize_cjk_edge",
-                                                                  text=text, cp=f"U+{cp:04X}"))
+        check_basic_tokenize_vs_hf(student, yard, text,
+                                   msg("tokenization.basic_tokenize_cjk_edge", text=text, cp=f"U+{cp:04X}"))
 
 
 @pytest.mark.judges("basic_tokenize", stage=2)
 def test_basic_tokenize_drops_nul_replacement_and_control_characters(student, yard):
     for ch in ("\x00", "\ufffd", "\x07", "\u200b"):
-        text = f"x{ch}y z"
-        want = hf_words(yard.hf_en, text)
-        assert yard.ref.basic_tokenize(text) == want, self_check()
-        assert_equal(student.basic_tokenize(text), want, name=f"basic_tokenize({text!r})")
+        check_basic_tokenize_vs_hf(student, yard, f"x{ch}y z")
 
 
 @st.composite
