@@ -17,7 +17,9 @@ solution, the suite, the operator selection or cosmic-ray's version changed (``-
 it).  ``cr-report .mutation/<exercise>.sqlite`` reads the same database.
 
 Parallel: ``--jobs N`` workers (default: every core), each grading one mutant at a time in its
-own copy; this process alone writes the database.
+own copy; this process alone writes the database.  Each worker forks the test command from a warm
+Python that has imported torch and transformers once (``grader.instructor.forkserver``), which
+halves the time per mutant; ``--cold`` starts every command as a new process instead.
 
 Equivalent mutants (no correct test can tell them from the reference) are declared, never
 ignored silently, in ``tests/mutation/<exercise>.toml``; each entry names the operator, the
@@ -217,10 +219,11 @@ def unified_diff(original: str, mutated: str, name: str) -> str:
 class Runner:
     """Grades mutants in ``jobs`` private copies of ``solutions/``, one at a time per copy."""
 
-    def __init__(self, python: str, jobs: int, device: str):
-        self.python, self.device = python, device
+    def __init__(self, python: str, jobs: int, device: str, warm: bool = True):
+        self.python, self.device, self.warm = python, device, warm
         self.scratch = Path(tempfile.mkdtemp(prefix="kata-mutation-"))
         self.slots: queue.Queue = queue.Queue()
+        self.servers: dict[Path, WarmServer] = {}
         for i in range(jobs):
             slot = self.scratch / f"worker{i}" / "solutions"
             shutil.copytree(root() / "solutions", slot, ignore=shutil.ignore_patterns("__pycache__"))
@@ -229,24 +232,21 @@ class Runner:
         self.lock = threading.Lock()
         self.stopping = threading.Event()
 
-    def command(self, ex: str, slot: Path) -> list[str]:
-        return [self.python, "-m", "grader", ex, "--target", str(slot), "--fail-under", "100",
+    def args(self, ex: str, slot: Path) -> list[str]:
+        return [ex, "--target", str(slot), "--fail-under", "100",
                 "--exitfirst", "--no-shrink", "--jobs", "1", "--device", self.device]
 
-    def grade(self, ex: str, code: str | None, timeout: float) -> dict:
-        """Grade ``code`` as ``<ex>.py`` in a free copy (``None``: the unmutated solution)."""
-        slot = self.slots.get()
-        path = slot / f"{ex}.py"
-        original = path.read_bytes()
-        try:
-            if code is not None:
-                path.write_text(code, encoding="utf-8")
-            shutil.rmtree(slot / "__pycache__", ignore_errors=True)
-            env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "KATA_ROOT": str(root()), "KATA_LANG": "en"}
-            started = time.monotonic()
-            if self.stopping.is_set():
-                raise KeyboardInterrupt
-            proc = subprocess.Popen(self.command(ex, slot), cwd=root(), env=env, stdout=subprocess.PIPE,
+    def command(self, ex: str, slot: Path) -> list[str]:
+        return [self.python, "-m", "grader", *self.args(ex, slot)]
+
+    def env(self) -> dict:
+        return {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "KATA_ROOT": str(root()), "KATA_LANG": "en"}
+
+    def run_command(self, ex: str, slot: Path, timeout: float):
+        """``(exit, timed_out, output)`` of the test command on ``slot``: forked from the slot's
+        warm server (``grader.instructor.forkserver``), or started cold with ``warm=False``."""
+        if not self.warm:
+            proc = subprocess.Popen(self.command(ex, slot), cwd=root(), env=self.env(), stdout=subprocess.PIPE,
                                     stderr=subprocess.STDOUT, start_new_session=True)
             with self.lock:
                 self.procs[proc.pid] = proc
@@ -260,10 +260,32 @@ class Runner:
             finally:
                 with self.lock:
                     self.procs.pop(proc.pid, None)
+            return proc.returncode, timed_out, out.decode("utf-8", "replace")
+        with self.lock:
+            server = self.servers.get(slot)
+            if server is None or not server.alive():
+                server = self.servers[slot] = WarmServer(self.python, self.env())
+        log = slot.parent / "grader.log"
+        code, timed_out = server.run(self.args(ex, slot), log, timeout, self.stopping)
+        return code, timed_out, log.read_bytes().decode("utf-8", "replace") if log.is_file() else ""
+
+    def grade(self, ex: str, code: str | None, timeout: float) -> dict:
+        """Grade ``code`` as ``<ex>.py`` in a free copy (``None``: the unmutated solution)."""
+        slot = self.slots.get()
+        path = slot / f"{ex}.py"
+        original = path.read_bytes()
+        try:
+            if code is not None:
+                path.write_text(code, encoding="utf-8")
+            shutil.rmtree(slot / "__pycache__", ignore_errors=True)
+            started = time.monotonic()
             if self.stopping.is_set():
                 raise KeyboardInterrupt
-            return {"exit": proc.returncode, "timed_out": timed_out, "seconds": time.monotonic() - started,
-                    "output": out.decode("utf-8", "replace")[-OUTPUT_KEEP:]}
+            code, timed_out, out = self.run_command(ex, slot, timeout)
+            if self.stopping.is_set():
+                raise KeyboardInterrupt
+            return {"exit": code, "timed_out": timed_out, "seconds": time.monotonic() - started,
+                    "output": out[-OUTPUT_KEEP:]}
         finally:
             path.write_bytes(original)
             self.slots.put(slot)
@@ -273,9 +295,74 @@ class Runner:
         with self.lock:
             for proc in list(self.procs.values()):
                 _kill_group(proc)
+            for server in self.servers.values():
+                server.kill_child()
 
     def close(self):
+        with self.lock:
+            for server in self.servers.values():
+                server.close()
         shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+class WarmServer:
+    """One ``grader.instructor.forkserver`` process: forks the test command with torch and
+    transformers already imported (the protocol is in that module's docstring)."""
+
+    def __init__(self, python: str, env: dict):
+        self.proc = subprocess.Popen([python, "-m", "grader.instructor.forkserver"], cwd=root(), env=env,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+        self.child: int | None = None
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def _reply(self, deadline: float | None) -> dict | None:
+        """The next reply line, or ``None`` at the deadline."""
+        import select
+
+        while True:
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ready, _, _ = select.select([self.proc.stdout], [], [], wait)
+            if ready:
+                line = self.proc.stdout.readline()
+                if not line:
+                    raise RuntimeError(f"the warm grading server died (exit {self.proc.wait()})")
+                return json.loads(line)
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
+
+    def run(self, args: list[str], log: Path, timeout: float, stopping: threading.Event):
+        """``(exit, timed_out)`` of ``python -m grader ARGS`` forked by the server."""
+        started = time.monotonic()
+        self.proc.stdin.write(json.dumps({"argv": args, "log": str(log), "cwd": str(root())}) + "\n")
+        self.proc.stdin.flush()
+        self.child = self._reply(None)["pid"]
+        try:
+            done = self._reply(started + timeout)
+            if done is None:
+                self.kill_child()
+                return self._reply(None)["exit"], True
+            return done["exit"], False
+        finally:
+            self.child = None
+
+    def kill_child(self):
+        if self.child is not None:
+            try:
+                os.killpg(self.child, signal.SIGKILL)
+            except OSError:
+                pass
+
+    def close(self):
+        self.kill_child()
+        with contextlib.suppress(OSError):
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
 
 
 def _kill_group(proc):
@@ -517,6 +604,9 @@ def main(argv=None) -> int:
     p.add_argument("--timeout-factor", type=float, default=4.0,
                    help=f"a mutant times out after this many baseline gradings (at least {MIN_TIMEOUT_S:g} s)")
     p.add_argument("--fresh", action="store_true", help="discard stored results and start new sessions")
+    p.add_argument("--cold", action="store_true",
+                   help="start every grading as a new Python instead of forking it from a warm server "
+                        "that has imported torch and transformers (slower; the same verdicts)")
     p.add_argument("--report-only", action="store_true", help="grade nothing; report the stored results")
     p.add_argument("--json", metavar="FILE", help="write the per-exercise summary as JSON")
     p.add_argument("--fail-under", type=float, metavar="PCT",
@@ -548,7 +638,7 @@ def main(argv=None) -> int:
                 meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
                 sessions[ex] = (WorkDB(str(db_path), WorkDB.Mode.open), meta)
     else:
-        runner = Runner(args.python, args.jobs, args.device)
+        runner = Runner(args.python, args.jobs, args.device, warm=not args.cold)
         previous = signal.signal(signal.SIGTERM, _interrupt)
         try:
             sessions = run(exercises, runner, fresh=args.fresh, timeout_factor=args.timeout_factor,

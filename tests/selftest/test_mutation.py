@@ -73,3 +73,30 @@ def test_checked_in_declarations_parse():
 
     for ex in manifest.load():
         mut.load_declarations(ex.name)
+
+
+def test_warm_server_runs_the_grader_like_a_new_process(tmp_path):
+    """The fork server's child gives the exit status and output a cold ``python -m grader`` gives,
+    and a child past its timeout is killed with its process group."""
+    import os
+    import subprocess
+    import sys
+    import threading
+
+    from grader.manifest import root
+
+    env = {**os.environ, "KATA_LANG": "en"}
+    cold = subprocess.run([sys.executable, "-m", "grader", "no_such_exercise"], cwd=root(), env=env,
+                          capture_output=True, text=True)
+    server = mut.WarmServer(sys.executable, env)
+    try:
+        code, timed_out = server.run(["no_such_exercise"], tmp_path / "log", 120, threading.Event())
+        assert (code, timed_out) == (cold.returncode, False) == (2, False)
+        assert (tmp_path / "log").read_text() == cold.stdout + cold.stderr
+        # grading a whole exercise takes seconds (a sandbox starts); one second is always too short
+        code, timed_out = server.run(["attention_numpy", "--target", "solutions"], tmp_path / "log2", 1.0,
+                                     threading.Event())
+        assert timed_out and code == -9
+        assert server.alive()
+    finally:
+        server.close()
