@@ -12,10 +12,10 @@ Statistical bounds.  Every rate check is an exact two-sided binomial interval (c
 without scipy): the count must lie in [lo, hi] with P(X < lo) + P(X > hi) <= ALPHA = 1e-11 for the
 binomial the contract implies; the uniformity of random ids is one chi-squared statistic with a
 conservative threshold, also false-failing with probability <= ALPHA (``chi2_threshold``).  The
-suite draws at most 2 * 16 = 32 such checks (7 intervals and 1 chi-squared test for mask_tokens,
-8 intervals for whole_word_mask_tokens on the student's output; the same 16 on HF's collator as a
+suite draws at most 2 * 18 = 36 such checks (7 intervals and 1 chi-squared test for mask_tokens,
+10 intervals for whole_word_mask_tokens on the student's output; the same 18 on HF's collator as a
 self-check of the bounds), so a correct submission fails any of them with probability below
-32e-11 = 3.2e-10 < 1e-9.  The sizes are chosen so that a
+36e-11 = 3.6e-10 < 1e-9.  The sizes are chosen so that a
 15 % vs 20 % selection rate, an 80/20/0 split and a wrongly scaled 10 % random share each miss
 their interval by many standard deviations (see the numbers in each test).
 """
@@ -543,6 +543,16 @@ def word_counts(text: WwmText, labels, multi_only=False):
     return k, n
 
 
+def pair_counts(text: WwmText, labels):
+    """(pairs with both words selected, pairs) over disjoint pairs of neighbouring words of a row."""
+    sel = (labels.cpu() != -100).numpy()
+    rows = collections.defaultdict(list)
+    for r, pos in word_table(text):
+        rows[r].append(bool(sel[r, pos].all()))
+    pairs = [(w[i], w[i + 1]) for w in rows.values() for i in range(0, len(w) - 1, 2)]
+    return sum(a and b for a, b in pairs), len(pairs)
+
+
 def check_whole_words(text: WwmText, labels, what):
     """Every word all selected or not at all; nothing outside words selected."""
     sel = (labels.cpu() != -100).numpy()
@@ -706,7 +716,10 @@ def test_whole_word_mask_word_selection_rate_matches_hf(student, device, wwm_eng
     piece of it.  English: 115 840 words (interval 0.143..0.157) and 2 240 words of 2+ pieces
     (0.101..0.204); Japanese: 31 300 words (0.136..0.164) and 7 310 of 2+ pieces (0.122..0.179).  Selecting pieces one by one and then completing their words gives a
     2-piece word 1 - 0.85^2 = 0.28; a per-piece selection without completion fails the all-or-none
-    check at once."""
+    check at once.  Words are selected independently: of the disjoint pairs of neighbouring words
+    (words 0 and 1 of a row, 2 and 3, ...), both are selected with probability 0.15^2 = 0.0225
+    (English 55 000 pairs, interval 0.018..0.027; Japanese 14 960, 0.015..0.031); one coin
+    for a whole row gives 0.15."""
     text = wwm_english if language == "English" else wwm_japanese
     p = 0.15
     inputs, labels = student_wwm(student, device, text, p, 31)
@@ -717,6 +730,9 @@ def test_whole_word_mask_word_selection_rate_matches_hf(student, device, wwm_eng
         k, n = word_counts(text, labels, multi)
         hf_k, _ = word_counts(text, hf_labels, multi)
         check_count(what, k, n, p, hf_count=hf_k)
+    k, n = pair_counts(text, labels)
+    check_count(msg("pretraining.selected_share_word_pairs", language=language), k, n, p * p,
+                hf_count=pair_counts(text, hf_labels)[0])
 
 
 @pytest.mark.judges("whole_word_mask_tokens", stage=3)
