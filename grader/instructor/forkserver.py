@@ -57,9 +57,10 @@ def run_child(argv: list[str], log: str, cwd: str, replies_fd: int) -> None:
         try:
             runpy.run_module("grader", run_name="__main__", alter_sys=True)
             code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-            if not isinstance(exc.code, int) and exc.code is not None:
+        except SystemExit as exc:  # as the interpreter does: None is 0, a message is printed and gives 1
+            if exc.code is None or isinstance(exc.code, int):
+                code = exc.code or 0
+            else:
                 print(exc.code, file=sys.stderr)
     except BaseException:  # noqa: BLE001 - reported in the log, like an uncaught exception
         import traceback

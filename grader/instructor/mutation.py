@@ -266,8 +266,8 @@ class Runner:
             if server is None or not server.alive():
                 server = self.servers[slot] = WarmServer(self.python, self.env())
         log = slot.parent / "grader.log"
-        code, timed_out = server.run(self.args(ex, slot), log, timeout, self.stopping)
-        return code, timed_out, log.read_bytes().decode("utf-8", "replace") if log.is_file() else ""
+        exit_code, timed_out = server.run(self.args(ex, slot), log, timeout)
+        return exit_code, timed_out, log.read_bytes().decode("utf-8", "replace") if log.is_file() else ""
 
     def grade(self, ex: str, code: str | None, timeout: float) -> dict:
         """Grade ``code`` as ``<ex>.py`` in a free copy (``None``: the unmutated solution)."""
@@ -281,10 +281,10 @@ class Runner:
             started = time.monotonic()
             if self.stopping.is_set():
                 raise KeyboardInterrupt
-            code, timed_out, out = self.run_command(ex, slot, timeout)
+            exit_code, timed_out, out = self.run_command(ex, slot, timeout)
             if self.stopping.is_set():
                 raise KeyboardInterrupt
-            return {"exit": code, "timed_out": timed_out, "seconds": time.monotonic() - started,
+            return {"exit": exit_code, "timed_out": timed_out, "seconds": time.monotonic() - started,
                     "output": out[-OUTPUT_KEEP:]}
         finally:
             path.write_bytes(original)
@@ -332,7 +332,7 @@ class WarmServer:
             if deadline is not None and time.monotonic() >= deadline:
                 return None
 
-    def run(self, args: list[str], log: Path, timeout: float, stopping: threading.Event):
+    def run(self, args: list[str], log: Path, timeout: float):
         """``(exit, timed_out)`` of ``python -m grader ARGS`` forked by the server."""
         started = time.monotonic()
         self.proc.stdin.write(json.dumps({"argv": args, "log": str(log), "cwd": str(root())}) + "\n")

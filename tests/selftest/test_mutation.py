@@ -81,7 +81,6 @@ def test_warm_server_runs_the_grader_like_a_new_process(tmp_path):
     import os
     import subprocess
     import sys
-    import threading
 
     from grader.manifest import root
 
@@ -90,12 +89,11 @@ def test_warm_server_runs_the_grader_like_a_new_process(tmp_path):
                           capture_output=True, text=True)
     server = mut.WarmServer(sys.executable, env)
     try:
-        code, timed_out = server.run(["no_such_exercise"], tmp_path / "log", 120, threading.Event())
+        code, timed_out = server.run(["no_such_exercise"], tmp_path / "log", 120)
         assert (code, timed_out) == (cold.returncode, False) == (2, False)
         assert (tmp_path / "log").read_text() == cold.stdout + cold.stderr
         # grading a whole exercise takes seconds (a sandbox starts); one second is always too short
-        code, timed_out = server.run(["attention_numpy", "--target", "solutions"], tmp_path / "log2", 1.0,
-                                     threading.Event())
+        code, timed_out = server.run(["attention_numpy", "--target", "solutions"], tmp_path / "log2", 1.0)
         assert timed_out and code == -9
         assert server.alive()
     finally:
