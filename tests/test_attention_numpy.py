@@ -115,14 +115,16 @@ def test_mismatched_shapes_raise_value_error_naming_the_argument(student, shapes
 
 
 @pytest.mark.judges("scaled_dot_product_attention", stage=0)
-@pytest.mark.parametrize("mask_shape", [(2, 3, 4), (4,), (7, 2, 3, 5), (4, 1, 1, 5), (1, 2, 3, 5)],
+@pytest.mark.parametrize("batch, mask_shape", [((2,), (2, 3, 4)), ((2,), (4,)), ((2,), (7, 2, 3, 5)),
+                                                ((2,), (4, 1, 1, 5)), ((2,), (1, 2, 3, 5)), ((1,), (4, 3, 5))],
                          ids=["cannot broadcast", "wrong L_k", "bigger than the scores", "adds a batch axis",
-                              "a leading axis of 1"])
-def test_mask_that_does_not_fit_the_scores_raises_value_error(student, mask_shape):
-    # scores (2, 3, 5): the last two masks broadcast with them, but only by making the weights
-    # bigger than (2, 3, 5), which the contract calls a silent broadcast
+                              "a leading axis of 1", "a bigger batch than the scores'"])
+def test_mask_that_does_not_fit_the_scores_raises_value_error(student, batch, mask_shape):
+    # scores (2, 3, 5) or (1, 3, 5): the last three masks broadcast with them, but only by making
+    # the weights bigger than the scores, which the contract calls a silent broadcast (the last
+    # has no more axes than the scores: counting axes does not tell it)
     rng = np.random.default_rng(11)
-    Q, K, V = attention_inputs(rng, (2,), 3, 5, 4, 2)
+    Q, K, V = attention_inputs(rng, batch, 3, 5, 4, 2)
     with raises_naming(ValueError, "mask", "mask"):
         student.scaled_dot_product_attention(Q, K, V, mask=np.ones(mask_shape, dtype=bool))
 
@@ -230,6 +232,18 @@ def test_fully_blocked_row_stays_finite(student):
     out, w = student.scaled_dot_product_attention(Q, K, V, mask=mask)
     assert_finite(w, msg("attention_numpy.weights_when_query_keys"))
     assert_finite(out, msg("attention_numpy.output_when_query_keys"))
+    # "each row of weights sums to 1" holds for that row too (how it spreads its weight is free)
+    assert_close(w.sum(axis=-1), np.ones((1, 3)), atol=1e-6, name=msg("attention_numpy.rows_sum_fully_blocked"))
+
+
+@pytest.mark.judges("scaled_dot_product_attention", stage=2)
+def test_blocked_key_gets_zero_weight_next_to_large_negative_scores(student):
+    # scores of -1e4 and -2e4 (d_k = 1): a blocked score must end below every real one; a fill
+    # value of -1e4 (older BERT code) leaves the blocked key the largest score here
+    Q, K, V = np.array([[100.0]]), np.array([[-100.0], [-200.0]]), np.array([[1.0], [2.0]])
+    out, w = student.scaled_dot_product_attention(Q, K, V, mask=np.array([False, True]))
+    assert_close(w, np.array([[0.0, 1.0]]), atol=1e-9, name=msg("attention_numpy.weights_large_negative_scores"))
+    assert_close(out, np.array([[2.0]]), atol=1e-9, name=msg("attention_numpy.output_large_negative_scores"))
 
 
 @pytest.mark.judges("scaled_dot_product_attention", stage=2)

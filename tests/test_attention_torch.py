@@ -50,13 +50,15 @@ def qkv(rng, device, B, L_q, L_k, d_q, d_v=None, dtype=torch.float32):
 # ------------------------------------------------------------------ ScaledDotProductAttention
 
 @pytest.mark.judges("ScaledDotProductAttention", stage=0)
-@pytest.mark.parametrize("mask_shape", [(2, 3, 4), (7, 2, 3, 5), (1, 2, 3, 5)],
-                         ids=["cannot broadcast", "bigger than the scores", "a leading axis of 1"])
-def test_sdpa_mask_that_does_not_fit_the_scores_raises_value_error(student, device, mask_shape):
-    # scores (2, 3, 5); a (7, 2, 3, 5) or (1, 2, 3, 5) mask broadcasts with them only by making the
-    # weights bigger.  (1, 2, 3, 5) is also what comparing shapes as tuples (`<=`) lets through.
+@pytest.mark.parametrize("B, mask_shape", [(2, (2, 3, 4)), (2, (7, 2, 3, 5)), (2, (1, 2, 3, 5)), (1, (4, 3, 5))],
+                         ids=["cannot broadcast", "bigger than the scores", "a leading axis of 1",
+                              "a bigger batch than the scores'"])
+def test_sdpa_mask_that_does_not_fit_the_scores_raises_value_error(student, device, B, mask_shape):
+    # scores (B, 3, 5); a (7, 2, 3, 5) or (1, 2, 3, 5) mask broadcasts with them only by making the
+    # weights bigger.  (1, 2, 3, 5) is also what comparing shapes as tuples (`<=`) lets through;
+    # (4, 3, 5) on a batch of 1 has no more axes than the scores (counting axes does not tell it).
     rng = np.random.default_rng(20)
-    Q, K, V = qkv(rng, device, (2,), 3, 5, 4, 6)
+    Q, K, V = qkv(rng, device, (B,), 3, 5, 4, 6)
     with raises_naming(ValueError, "mask", "mask"):
         student.ScaledDotProductAttention(4)(Q, K, V, torch.ones(mask_shape, dtype=torch.bool, device=device))
 
@@ -115,6 +117,19 @@ def test_sdpa_blocked_keys_and_fully_blocked_rows(student, device):
     assert_close(rows, torch.ones_like(rows), name=msg("attention_torch.weights_summed_over_keys"), **TOL)
 
 
+@pytest.mark.judges("ScaledDotProductAttention", stage=2)
+def test_sdpa_blocked_key_gets_zero_weight_next_to_large_negative_scores(student, device):
+    # scores of -1e4 and -2e4 (d_k = 1): a blocked score must end below every real one; a fill
+    # value of -1e4 (older BERT code) leaves the blocked key the largest score here
+    Q = torch.tensor([[[100.0]]], device=device)
+    K, V = torch.tensor([[[-100.0], [-200.0]]], device=device), torch.tensor([[[1.0], [2.0]]], device=device)
+    out, w = student.ScaledDotProductAttention(1)(Q, K, V, torch.tensor([False, True], device=device))
+    assert_close(w, torch.tensor([[[0.0, 1.0]]], device=device), atol=1e-6,
+                 name=msg("attention_torch.weights_large_negative_scores"))
+    assert_close(out, torch.tensor([[[2.0]]], device=device), atol=1e-6,
+                 name=msg("attention_torch.output_large_negative_scores"))
+
+
 @pytest.mark.judges("ScaledDotProductAttention", stage=3)
 @graded(max_examples=30)
 @given(seed=seeds, four_d=st.booleans(), L_q=st.integers(1, 6), L_k=st.integers(1, 6),
@@ -158,14 +173,16 @@ def test_d_model_not_divisible_by_num_heads_raises_value_error(student, d_model,
 
 
 @pytest.mark.judges("MultiHeadAttention", stage=0)
-@pytest.mark.parametrize("mask_shape", [(2, 1, 1, 4), (3, 2, 1, 1, 5), (1, 2, 1, 1, 5)],
-                         ids=["cannot broadcast", "bigger than the scores", "a leading axis of 1"])
-def test_mha_mask_that_does_not_fit_the_scores_raises_value_error(student, reference, device, mask_shape):
-    # scores (2, h, 3, 5); (3, 2, 1, 1, 5) and (1, 2, 1, 1, 5) broadcast with them only by making
-    # the weights bigger
+@pytest.mark.parametrize("B, mask_shape", [(2, (2, 1, 1, 4)), (2, (3, 2, 1, 1, 5)), (2, (1, 2, 1, 1, 5)),
+                                            (1, (4, 1, 1, 5))],
+                         ids=["cannot broadcast", "bigger than the scores", "a leading axis of 1",
+                              "a bigger batch than the scores'"])
+def test_mha_mask_that_does_not_fit_the_scores_raises_value_error(student, reference, device, B, mask_shape):
+    # scores (B, h, 3, 5); (3, 2, 1, 1, 5), (1, 2, 1, 1, 5) and, on a batch of 1, (4, 1, 1, 5)
+    # broadcast with them only by making the weights bigger
     rng = np.random.default_rng(21)
     mha = mha_twin(student, reference_mha(reference, 8, 2, 21, device), device)
-    Q, K, V = qkv(rng, device, (2,), 3, 5, 8)
+    Q, K, V = qkv(rng, device, (B,), 3, 5, 8)
     with raises_naming(ValueError, "mask", "mask"):
         mha(Q, K, V, torch.ones(mask_shape, dtype=torch.bool, device=device))
 
@@ -340,11 +357,13 @@ def test_mha_dropout_only_in_train_mode(student, reference, device):
 
 
 @pytest.mark.judges("MultiHeadAttention", stage=2)
-def test_mha_does_not_modify_its_inputs(student, reference, device):
+@pytest.mark.parametrize("mask_kind", MASK_KINDS[1:])
+def test_mha_does_not_modify_its_inputs(student, reference, device, mask_kind):
+    # every documented mask shape: reshaping a (L_q, L_k) mask in place (unsqueeze_) changes the caller's
     rng = np.random.default_rng(14)
     mha = mha_twin(student, reference_mha(reference, 8, 2, 14, device), device)
     Q, K, V = qkv(rng, device, (2,), 3, 4, 8)
-    mha(Q, K, V, torch.ones(2, 1, 1, 4, dtype=torch.bool, device=device))
+    mha(Q, K, V, make_mask(mask_kind, rng, 2, 3, 4, device))
     assert_not_mutated(student, msg("attention_torch.q_k_v_or"))
 
 

@@ -346,6 +346,42 @@ def test_dropout_only_in_train_mode(student, device):
     assert torch.equal(first, second), msg("decoder.train_mode_same_seed")
 
 
+@pytest.mark.judges("DecoderLayer", stage=2)
+def test_dropout_0_changes_nothing_in_train_mode(student, device):
+    # dropout=0.0 reaches every part (a feed-forward built without it would drop at its own 0.1)
+    d, h, d_ff = 16, 2, 32
+    layer = torch_layer(d, h, d_ff, seed=63)
+    mine = loaded_student_layer(student, device, layer, d, h, d_ff, dropout=0.0)
+    gen = torch.Generator().manual_seed(64)
+    x, memory = torch.randn(2, 6, d, generator=gen), torch.randn(2, 4, d, generator=gen)
+    mine.train()
+    student.seed(0)
+    got = mine(x.to(device), memory.to(device), tril(6).to(device))
+    assert_close(got, run_torch(layer, x, memory, tril(6)).to(device), atol=TORCH_ATOL,
+                 name=msg("decoder.train_mode_dropout_0_0"))
+
+
+@pytest.mark.judges("DecoderLayer", stage=2)
+def test_dropout_never_touches_the_residual_path(student, device):
+    # "dropout on each sub-layer's output before the residual sum": with every sub-layer's output
+    # zero (out-projections and linear2 all 0) a dropout inside a sub-layer or on its output drops
+    # only zeros, so train mode equals eval mode; dropping x + sub-layer (or x) does not
+    d, h, d_ff = 16, 2, 32
+    layer = torch_layer(d, h, d_ff, dropout=0.5, seed=65)
+    with torch.no_grad():
+        for module in (layer.self_attn.out_proj, layer.multihead_attn.out_proj, layer.linear2):
+            module.weight.zero_()
+            module.bias.zero_()
+    mine = loaded_student_layer(student, device, layer, d, h, d_ff, dropout=0.5)
+    gen = torch.Generator().manual_seed(66)
+    x, memory = torch.randn(2, 6, d, generator=gen), torch.randn(2, 4, d, generator=gen)
+    mine.train()
+    student.seed(0)
+    got = mine(x.to(device), memory.to(device), tril(6).to(device))
+    assert_close(got, run_torch(layer, x, memory, tril(6)).to(device), atol=TORCH_ATOL,
+                 name=msg("decoder.train_mode_zero_sublayers"))
+
+
 # ------------------------------------------------------------------ shapes, dtypes, bad arguments
 
 @pytest.mark.judges("DecoderLayer", stage=1)
@@ -380,6 +416,33 @@ def test_defaults_are_torch_decoder_layers(student, device):
     got = mine(x.to(device), memory.to(device), tril(5).to(device))
     assert_close(got, run_torch(layer, x, memory, tril(5)).to(device), atol=TORCH_ATOL,
                  name=msg("decoder.defaults"))
+    # the default dropout (0.1) acts in train mode
+    mine.train()
+    student.seed(0)
+    moved = float((mine(x.to(device), memory.to(device), tril(5).to(device)) - got).abs().max())
+    mine.eval()
+    assert moved > 1e-3, msg("decoder.default_dropout_train_mode", moved=moved)
+
+
+@pytest.mark.judges("DecoderLayer", stage=2)
+def test_default_layer_norm_eps_is_1e_5(student, device):
+    # LayerNorm's eps only shows where the variance is small: inputs of size 1e-3 and no biases
+    # outside the norms make every sub-layer sum that small (eps 1e-12 moves the output by ~1.3)
+    layer = torch_layer(16, 4, 20, seed=83)
+    with torch.no_grad():
+        for name, p in layer.named_parameters():
+            if name.endswith("bias") and not name.startswith("norm"):
+                p.zero_()
+    remote = student.build("torch.nn.TransformerDecoderLayer", 16, 4, 20, dropout=0.0, batch_first=True)
+    remote.load_state_dict(layer.state_dict())
+    mine = student.load_torch_decoder_layer(student.DecoderLayer(16, 4, 20), remote)
+    mine.eval()
+    mine.to(device)
+    gen = torch.Generator().manual_seed(85)
+    x, memory = 1e-3 * torch.randn(2, 5, 16, generator=gen), 1e-3 * torch.randn(2, 7, 16, generator=gen)
+    got = mine(x.to(device), memory.to(device), tril(5).to(device))
+    assert_close(got, run_torch(layer, x, memory, tril(5)).to(device), atol=TORCH_ATOL,
+                 name=msg("decoder.default_eps_small_inputs"))
 
 
 @pytest.mark.judges("DecoderLayer", "load_torch_decoder_layer", stage=2)

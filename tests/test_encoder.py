@@ -290,6 +290,21 @@ def test_encoder_layer_dropout_only_in_train_mode(student, device):
 
 
 @pytest.mark.judges("EncoderLayer", "load_bert_layer", stage=2)
+def test_encoder_layer_dropout_0_changes_nothing_in_train_mode(student, device):
+    # dropout=0.0 reaches every part (a feed-forward built without it would drop at its own 0.1)
+    cfg = hf.small_config(hidden_size=16, num_attention_heads=2, intermediate_size=24)
+    layer = hf_layer(cfg, seed=49)
+    mine = loaded_student_layer(student, device, cfg, layer, dropout=0.0)
+    x = torch.randn(2, 6, 16, generator=torch.Generator().manual_seed(50))
+    with torch.no_grad():
+        want = layer(x)
+    mine.train()
+    student.seed(0)
+    assert_close(first(mine(x.to(device))), want.to(device), atol=LAYER_ATOL,
+                 name=msg("encoder.encoderlayer_dropout_0_train"))
+
+
+@pytest.mark.judges("EncoderLayer", "load_bert_layer", stage=2)
 def test_encoder_layer_defaults(student, device):
     # EncoderLayer(d_model, num_heads, d_ff) with no keywords: BERT's dropout 0.1 (on in train
     # mode, off in eval mode) and layer_norm_eps 1e-12
@@ -475,6 +490,29 @@ def test_bert_encoder_dropout_only_in_train_mode(student, device):
                  name=msg("encoder.bertencoder_dropout_eval"))
     check_dropout(student, enc, evaluated, lambda: enc(ids.to(device), mask.to(device)),
                   "BertEncoder.from_hf(config with dropout 0.1)")
+
+
+@pytest.mark.judges("BertEncoder.from_hf", "BertEncoder.forward", stage=2)
+def test_bert_encoder_from_a_config_without_dropout_changes_nothing_in_train_mode(student, device):
+    # from_hf reads the dropout from the config: with hidden_dropout_prob = attention_probs_dropout_prob
+    # = 0.0, train mode drops nothing (a hard-coded 0.1 would)
+    cfg = hf.small_config(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=24,
+                          vocab_size=30, max_position_embeddings=12)
+    cfg.hidden_dropout_prob = cfg.attention_probs_dropout_prob = 0.0
+    model = hf_model(cfg, seed=93)
+    enc = student_encoder(student, device, cfg, model)
+    gen = torch.Generator().manual_seed(94)
+    ids, mask = torch.randint(1, 30, (2, 10), generator=gen), padding_mask([10, 7], 10)
+    with torch.no_grad():
+        want = model(input_ids=ids, attention_mask=mask).last_hidden_state
+    enc.train()
+    try:
+        student.seed(0)
+        got = enc(ids.to(device), mask.to(device))
+    finally:
+        enc.eval()
+    assert_close(got, want.to(device), atol=SMALL_ATOL, mask=mask.bool()[..., None].to(device),
+                 name=msg("encoder.bertencoder_dropout_0_train"))
 
 
 @pytest.fixture(scope="module")

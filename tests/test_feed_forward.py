@@ -168,6 +168,21 @@ def test_dropout_only_in_train_mode(student, reference, device, activation):
     assert_close(drop2, drop1, atol=0.0, name=msg("feed_forward.train_mode_output_after"))
 
 
+@pytest.mark.judges("PositionwiseFeedForward", stage=2)
+def test_dropout_uses_the_given_probability(student, reference, device):
+    # dropout=1.0 in train mode zeroes whatever it is applied to (nn.Dropout(1.0) gives zeros), so
+    # wherever the dropout sits the output no longer depends on x: every position of every input
+    # gives the same vector.  A rate that ignores the argument (a hard-coded 0.1) keeps ~90 %.
+    ref = reference_ffn(reference, 8, 32, "relu", seed=5, dropout=1.0)
+    ffn = student_ffn(student, device, ref, 8, 32, "relu", dropout=1.0)
+    ffn.train()
+    student.seed(7)
+    gen = torch.Generator().manual_seed(6)
+    got = torch.cat([ffn(torch.randn(2, 3, 8, generator=gen).to(device)) for _ in range(2)])   # (4, 3, 8)
+    assert_close(got, got[:1, :1].expand_as(got), atol=FLOAT32_ATOL,
+                 name=msg("feed_forward.train_mode_output_dropout_1"))
+
+
 @pytest.mark.judges("PositionwiseFeedForward.__init__", stage=0)
 @pytest.mark.parametrize("activation", ["tanh", "swish", "sigmoid", "gelu_new"])
 def test_unknown_activation_raises(student, activation):

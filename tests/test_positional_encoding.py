@@ -142,6 +142,9 @@ def test_module_registers_pe_buffer(student):
     names = sorted(buffers) if isinstance(buffers, dict) else buffers
     assert isinstance(buffers, dict) and "pe" in buffers, msg("positional_encoding.register_buffer_pe", names=names)
     assert_shape(buffers["pe"], (1, 50, 16), msg("positional_encoding.buffer_pe"))
+    # "it is saved in the state_dict": not a persistent=False buffer
+    keys = sorted(student.build("builtins.list", pe_mod.state_dict()))
+    assert "pe" in keys, msg("positional_encoding.pe_not_in_state_dict", names=keys)
 
 
 @pytest.mark.judges("PositionalEncoding.__init__", stage=0)
