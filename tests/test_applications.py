@@ -255,7 +255,8 @@ def _check_padding_never_counts(student, device, name):
     """A sentence alone and the same sentence padded in a batch pool to the same vector."""
     g = torch.Generator().manual_seed(3)
     H = 5
-    for n, sign in ((3, 1.0), (2, -1.0)):     # negative hidden states: a zeroed pad must not win max
+    # negative hidden states: a zeroed pad must not win max; below -1e4: nor a pad filled with -1e4
+    for n, sign in ((3, 1.0), (2, -1.0), (2, -3e4)):
         real = torch.randn(1, n, H, generator=g).abs().add(0.5).mul(sign)
         alone = getattr(student, name)(real.to(device), torch.ones(1, n, dtype=torch.long).to(device))
         # right padding with huge garbage, then left padding with garbage
@@ -527,6 +528,18 @@ def test_sentence_embedding_truncates_a_text_longer_than_the_model(student, remo
     assert_close(got[1:], alone, atol=EMB_ATOL, name=msg("applications.short_text_next_to_long"))
 
 
+@pytest.mark.judges("sentence_embedding", "mean_pool", stage=3)
+def test_sentence_embedding_keeps_a_text_of_160_tokens_whole(student, remote_minilm, st_model):
+    # ~160 tokens fit both cuts the docstring leaves free (sentence-transformers' 256, the
+    # tokenizer's 512), so the vector must be sentence-transformers' one; cutting at 128 moves it
+    model, tok = remote_minilm
+    texts = ["word " * 150 + "the cat sits on the mat"]
+    got = student.sentence_embedding(texts, model, tok, pooling="mean", normalize=True)
+    want = st_model.encode(texts, convert_to_tensor=True, normalize_embeddings=True).cpu()
+    assert_close(got.cpu() if torch.is_tensor(got) else got, want, atol=EMB_ATOL,
+                 name=msg("applications.sentence_embedding_160_tokens"))
+
+
 # ------------------------------------------------------------------ NER grouping
 
 @pytest.mark.judges("group_entities", stage=3)
@@ -669,6 +682,16 @@ def test_group_entities_without_entities_returns_empty_list(student):
                               labels=[NER_LABELS[i] for i in ids], offsets=offsets, got=got)
 
 
+@pytest.mark.judges("group_entities", stage=2)
+def test_group_entities_does_not_modify_its_inputs(student):
+    # special tokens' (0, 0) offsets among them: normalising them to None in place changes the caller's list
+    tokens = ["[CLS]", "jacob", "dev", "##lin", "works", "[SEP]"]
+    offsets = [(0, 0), (0, 5), (6, 9), (9, 12), (13, 18), (0, 0)]
+    student.group_entities(tokens, [0, 1, 2, 2, 0, 0], [0.9, 0.8, 0.7, 0.6, 0.9, 0.9], offsets,
+                           dict(enumerate(NER_LABELS)))
+    assert_not_mutated(student, msg("applications.group_entities_inputs"))
+
+
 @pytest.mark.judges("group_entities", stage=0)
 @pytest.mark.parametrize("change, key", [("shorter", "applications.short_list_not_rejected"),
                                          ("longer", "applications.long_list_not_rejected")], ids=["shorter", "longer"])
@@ -721,7 +744,7 @@ def _check_span(got, start_logits, end_logits, offsets, context, max_answer_len,
         raise AssertionError(msg("applications.expected_dict_keys_answer", what=what, got=got))
     start = as_int(got["start"], msg("applications.start", what=what))
     end = as_int(got["end"], msg("applications.end", what=what))
-    score = as_float(got["score"], msg("applications.score", what=what))
+    score = as_float(got["score"], msg("applications.score", what=what), plain=True)   # "score": float
     if not isinstance(got["answer"], str) or got["answer"] != context[start:end]:
         raise AssertionError(msg("applications.answer_not_context", what=what, got_answer=got['answer'],
                                  start=start, end=end, context=context[start:end]))
@@ -1038,7 +1061,7 @@ def _check_answer(got, spans, context, what):
         raise AssertionError(msg("applications.expected_dict_keys_answer", what=what, got=got))
     start = as_int(got["start"], msg("applications.start", what=what))
     end = as_int(got["end"], msg("applications.end", what=what))
-    score = as_float(got["score"], msg("applications.score", what=what))
+    score = as_float(got["score"], msg("applications.score", what=what), plain=True)   # "score": float
     if got["answer"] != context[start:end]:
         raise AssertionError(msg("applications.answer_not_context_2", what=what, got_answer=got['answer'],
                                  start=start, end=end))

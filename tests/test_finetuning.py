@@ -691,6 +691,8 @@ def check_predictions(got, texts, probs, labels, what):
         k = int(p.argmax())
         assert label == labels[k], msg("finetuning.expected_label_class_got", what=what, text=text,
                                        labels_k=labels[k], k=k, label=label)
+        assert isinstance(conf, float), msg("finetuning.confidence_not_a_python_float", text=text,
+                                            got_type=type(conf).__name__)
         conf = as_float(conf, msg("finetuning.confidence", text=text), plain=True)
         # float32 softmax, batched with padding or not: agreement to ~1e-6
         assert abs(conf - float(p[k])) <= 1e-5, msg("finetuning.expected_confidence_softmax_probability",

@@ -251,6 +251,21 @@ def test_mask_tokens_labels_and_untouched_positions(student, device, case):
         raise AssertionError(msg("pretraining.mlm_probability_0_0", selected_sum=int(selected.sum())))
 
 
+@pytest.mark.judges("mask_tokens", stage=1)
+def test_mask_tokens_keeps_int32_ids(student, device):
+    """"both shaped, typed and placed like input_ids": int32 ids give int32 inputs and labels."""
+    x = torch.tensor([[CLS, 7, 8, 9, 10, SEP], [CLS, 11, 12, 13, SEP, PAD]], dtype=torch.int32)
+    special = torch.tensor([[1, 0, 0, 0, 0, 1], [1, 0, 0, 0, 1, 1]])
+    inputs, labels = unpack_masked(student.mask_tokens(x.to(device), MASK, 50, special.to(device),
+                                                       mlm_probability=0.5,
+                                                       generator=remote_generator(student, device, 8)))
+    for what, t in (("inputs", inputs), ("labels", labels)):
+        if tuple(t.shape) != tuple(x.shape) or t.dtype != x.dtype or t.device.type != device.type:
+            raise AssertionError(msg("pretraining.expected_shape_dtype_got", what=what, x_shape=tuple(x.shape),
+                                     dtype=x.dtype, device_type=device.type, t_shape=tuple(t.shape),
+                                     t_dtype=t.dtype, t_device=t.device))
+
+
 @pytest.mark.judges("mask_tokens", stage=2)
 def test_mask_tokens_does_not_modify_input(student, device):
     x, special, _ = stat_batch(1, rows=20, length=32, short_rows=0)
@@ -643,6 +658,18 @@ def test_whole_word_mask_token_of_no_word_is_never_selected(student, device):
     _, labels = student_wwm(student, device, WwmText("no-word", x, word_ids, special, 50, MASK, None), 1.0, 3)
     in_word = torch.tensor([[w is not None for w in row] for row in word_ids])
     assert_equal((labels.cpu() != -100), in_word, name=msg("pretraining.selected_at_p", p=1.0))
+
+
+@pytest.mark.judges("whole_word_mask_tokens", stage=2)
+def test_whole_word_mask_special_token_with_a_word_id_is_never_selected(student, device):
+    """Tokens with a set special_tokens_mask belong to no word even when word_ids gives them a
+    number: at mlm_probability 1 every other piece of that word is selected, they never are."""
+    x = torch.tensor([[CLS, 7, 8, 9, 10, SEP]])
+    special = torch.tensor([[1, 0, 1, 0, 0, 1]])
+    word_ids = [[None, 0, 0, 1, 1, 1]]                  # position 2 (special) and 5 (SEP) carry word ids
+    _, labels = student_wwm(student, device, WwmText("special-with-id", x, word_ids, special, 50, MASK, None), 1.0, 5)
+    assert_equal((labels.cpu() != -100), torch.tensor([[False, True, False, True, True, False]]),
+                 name=msg("pretraining.selected_special_with_word_id"))
 
 
 @pytest.mark.judges("whole_word_mask_tokens", stage=2)

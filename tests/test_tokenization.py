@@ -494,6 +494,15 @@ def test_japanese_lower_case_matches_hf(tok_ja_lower, yard, text):
                  name=msg("tokenization.tokenize_lower_case", text=text))
 
 
+@pytest.mark.judges("JapaneseWordPieceTokenizer", stage=3)
+def test_japanese_lower_case_applies_to_words_after_mecab(tok_ja_lower, yard):
+    # step 3 lower-cases each word MeCab cut; lower-casing the text first changes MeCab's cuts
+    # where case matters to it (Greek capitals are one word, lower-case Greek three)
+    for text in ("ΑΒΓと私", "ΣΟΦΙΑと東京"):
+        assert_equal(tok_ja_lower.tokenize(text), yard.hf_ja_lower.tokenize(text),
+                     name=msg("tokenization.tokenize_lower_case", text=text))
+
+
 @pytest.mark.judges("JapaneseWordPieceTokenizer.__init__", stage=3)
 def test_japanese_keeps_case_by_default(tok_ja, yard):
     text = "AIとGPUとPython"
@@ -539,7 +548,7 @@ def test_vocab_without_unk_raises(student, tmp_path, vocab_file):
 
 # Only what the contract rules out: a text that is not text.  A list of texts is NOT among them:
 # HuggingFace's tokenizers take one as a batch, and a tokenizer that also does must keep full marks.
-NOT_TEXT = (None, 42, 3.5, b"bytes")
+NOT_TEXT = (None, 42, 3.5, b"bytes", 0, 0.0, b"")   # falsy ones too: `if text_pair:` is no type check
 
 
 def check_type_error(call, what, name):
@@ -568,6 +577,14 @@ def test_wordpiece_rejects_non_text(student):
 def test_tokenize_rejects_non_text(tok_en):
     for bad in NOT_TEXT:
         check_type_error(lambda: tok_en.tokenize(bad), f"tokenize({bad!r})", "text")
+
+
+@pytest.mark.judges("WordPieceTokenizer.tokenize", stage=3)
+def test_tokenize_leaves_decomposed_hangul_decomposed(tok_en, yard):
+    # accents are stripped after NFD and nothing composes the rest again: Hangul syllables stay
+    # split into their jamo, as HuggingFace's do (an NFC pass afterwards gives [UNK])
+    for text in ("한국어", "café 한국어 naïve"):
+        assert_equal(tok_en.tokenize(text), yard.hf_en.tokenize(text), name=f"tokenize({text!r})")
 
 
 @pytest.mark.judges("WordPieceTokenizer", stage=0)

@@ -190,6 +190,22 @@ def test_training_arguments_use_output_dir(student):
     check_value(d, "output_dir", out, "training_arguments(output_dir)")
 
 
+@pytest.mark.judges("training_arguments", stage=2)
+def test_training_arguments_leave_every_other_argument_at_its_default(student):
+    """"Leave every other argument at its default": the whole to_dict() equals TrainingArguments
+    built with only output_dir and the chapter's settings (warmup_steps, logging_steps,
+    metric_for_best_model, ... all untouched), in the same process (some defaults, like disable_tqdm,
+    follow the environment)."""
+    out = scratch_dir(student)
+    d = arguments_dict(student.training_arguments(out), "training_arguments(output_dir)")
+    want = arguments_dict(student.build("transformers.TrainingArguments", out, eval_strategy="epoch",
+                                        save_strategy="epoch", load_best_model_at_end=True, **CHAPTER),
+                          "TrainingArguments(output_dir, ...)")
+    changed = {k: (d.get(k, "<missing>"), v) for k, v in want.items() if d.get(k, "<missing>") != v}
+    assert not changed, msg("trainer.other_arguments_changed",
+                            changed=", ".join(f"{k}={got!r} (default {v!r})" for k, (got, v) in sorted(changed.items())))
+
+
 # ---------------------------------------------------------------- build_trainer
 @pytest.mark.judges("build_trainer", stage=2)
 def test_build_trainer_applies_overrides_over_chapter_settings(student, sentiment):
