@@ -346,19 +346,24 @@ def test_dropout_only_in_train_mode(student, device):
     assert torch.equal(first, second), msg("decoder.train_mode_same_seed")
 
 
-@pytest.mark.judges("DecoderLayer", stage=2)
-def test_dropout_0_changes_nothing_in_train_mode(student, device):
-    # dropout=0.0 reaches every part (a feed-forward built without it would drop at its own 0.1)
-    d, h, d_ff = 16, 2, 32
-    layer = torch_layer(d, h, d_ff, seed=63)
-    mine = loaded_student_layer(student, device, layer, d, h, d_ff, dropout=0.0)
-    gen = torch.Generator().manual_seed(64)
+def check_train_mode_equals_torch(student, device, layer, dropout, seed, name):
+    """The student's layer (``dropout``) holding ``layer``'s weights gives, in train mode, what
+    ``layer`` gives in eval mode."""
+    d, h, d_ff = layer.self_attn.embed_dim, layer.self_attn.num_heads, layer.linear1.out_features
+    mine = loaded_student_layer(student, device, layer, d, h, d_ff, dropout=dropout)
+    gen = torch.Generator().manual_seed(seed)
     x, memory = torch.randn(2, 6, d, generator=gen), torch.randn(2, 4, d, generator=gen)
     mine.train()
     student.seed(0)
     got = mine(x.to(device), memory.to(device), tril(6).to(device))
-    assert_close(got, run_torch(layer, x, memory, tril(6)).to(device), atol=TORCH_ATOL,
-                 name=msg("decoder.train_mode_dropout_0_0"))
+    assert_close(got, run_torch(layer, x, memory, tril(6)).to(device), atol=TORCH_ATOL, name=name)
+
+
+@pytest.mark.judges("DecoderLayer", stage=2)
+def test_dropout_0_changes_nothing_in_train_mode(student, device):
+    # dropout=0.0 reaches every part (a feed-forward built without it would drop at its own 0.1)
+    check_train_mode_equals_torch(student, device, torch_layer(16, 2, 32, seed=63), 0.0, 64,
+                                  msg("decoder.train_mode_dropout_0_0"))
 
 
 @pytest.mark.judges("DecoderLayer", stage=2)
@@ -366,20 +371,12 @@ def test_dropout_never_touches_the_residual_path(student, device):
     # "dropout on each sub-layer's output before the residual sum": with every sub-layer's output
     # zero (out-projections and linear2 all 0) a dropout inside a sub-layer or on its output drops
     # only zeros, so train mode equals eval mode; dropping x + sub-layer (or x) does not
-    d, h, d_ff = 16, 2, 32
-    layer = torch_layer(d, h, d_ff, dropout=0.5, seed=65)
+    layer = torch_layer(16, 2, 32, dropout=0.5, seed=65)
     with torch.no_grad():
         for module in (layer.self_attn.out_proj, layer.multihead_attn.out_proj, layer.linear2):
             module.weight.zero_()
             module.bias.zero_()
-    mine = loaded_student_layer(student, device, layer, d, h, d_ff, dropout=0.5)
-    gen = torch.Generator().manual_seed(66)
-    x, memory = torch.randn(2, 6, d, generator=gen), torch.randn(2, 4, d, generator=gen)
-    mine.train()
-    student.seed(0)
-    got = mine(x.to(device), memory.to(device), tril(6).to(device))
-    assert_close(got, run_torch(layer, x, memory, tril(6)).to(device), atol=TORCH_ATOL,
-                 name=msg("decoder.train_mode_zero_sublayers"))
+    check_train_mode_equals_torch(student, device, layer, 0.5, 66, msg("decoder.train_mode_zero_sublayers"))
 
 
 # ------------------------------------------------------------------ shapes, dtypes, bad arguments
@@ -401,16 +398,22 @@ def test_decoder_layer_shape_and_dtype(student, device, dtype):
                                                device=device)
 
 
-@pytest.mark.judges("DecoderLayer", stage=2)
-def test_defaults_are_torch_decoder_layers(student, device):
-    # DecoderLayer(d_model, num_heads, d_ff) with no keywords: ReLU and LayerNorm eps 1e-5, like
-    # nn.TransformerDecoderLayer(d_model, nhead, dim_feedforward) with its defaults
-    layer = torch_layer(16, 4, 20, seed=83)
+def default_student_layer(student, device, layer):
+    """The student's DecoderLayer(16, 4, 20) with every default, holding ``layer``'s weights, in eval mode."""
     remote = student.build("torch.nn.TransformerDecoderLayer", 16, 4, 20, dropout=0.0, batch_first=True)
     remote.load_state_dict(layer.state_dict())
     mine = student.load_torch_decoder_layer(student.DecoderLayer(16, 4, 20), remote)
     mine.eval()
     mine.to(device)
+    return mine
+
+
+@pytest.mark.judges("DecoderLayer", stage=2)
+def test_defaults_are_torch_decoder_layers(student, device):
+    # DecoderLayer(d_model, num_heads, d_ff) with no keywords: ReLU and LayerNorm eps 1e-5, like
+    # nn.TransformerDecoderLayer(d_model, nhead, dim_feedforward) with its defaults
+    layer = torch_layer(16, 4, 20, seed=83)
+    mine = default_student_layer(student, device, layer)
     gen = torch.Generator().manual_seed(83)
     x, memory = torch.randn(2, 5, 16, generator=gen), 3 * torch.randn(2, 7, 16, generator=gen) + 1
     got = mine(x.to(device), memory.to(device), tril(5).to(device))
@@ -433,11 +436,7 @@ def test_default_layer_norm_eps_is_1e_5(student, device):
         for name, p in layer.named_parameters():
             if name.endswith("bias") and not name.startswith("norm"):
                 p.zero_()
-    remote = student.build("torch.nn.TransformerDecoderLayer", 16, 4, 20, dropout=0.0, batch_first=True)
-    remote.load_state_dict(layer.state_dict())
-    mine = student.load_torch_decoder_layer(student.DecoderLayer(16, 4, 20), remote)
-    mine.eval()
-    mine.to(device)
+    mine = default_student_layer(student, device, layer)
     gen = torch.Generator().manual_seed(85)
     x, memory = 1e-3 * torch.randn(2, 5, 16, generator=gen), 1e-3 * torch.randn(2, 7, 16, generator=gen)
     got = mine(x.to(device), memory.to(device), tril(5).to(device))

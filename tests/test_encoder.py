@@ -274,34 +274,35 @@ def test_encoder_layer_returns_the_hidden_states_alone(student, device):
     assert isinstance(out, torch.Tensor), msg("encoder.layer_returns_hidden_states", got_type=type(out).__name__)
 
 
+def layer_with_dropout(student, device, p, seed):
+    """(the student's EncoderLayer(dropout=p) holding a random BertLayer's weights, x, that BertLayer's
+    eval output) for a small config."""
+    cfg = hf.small_config(hidden_size=16, num_attention_heads=2, intermediate_size=24)
+    layer = hf_layer(cfg, seed=seed)
+    mine = loaded_student_layer(student, device, cfg, layer, dropout=p)
+    x = torch.randn(2, 6, 16, generator=torch.Generator().manual_seed(seed + 1))
+    with torch.no_grad():
+        want = layer(x)
+    return mine, x.to(device), want.to(device)
+
+
 @pytest.mark.judges("EncoderLayer", "load_bert_layer", stage=2)
 def test_encoder_layer_dropout_only_in_train_mode(student, device):
     # p = 0.3: eval mode is HuggingFace's BertLayer (eval) exactly; train mode drops something;
     # the same seed drops the same things (where the dropout sits is the student's choice)
-    cfg = hf.small_config(hidden_size=16, num_attention_heads=2, intermediate_size=24)
-    layer = hf_layer(cfg, seed=45)
-    mine = loaded_student_layer(student, device, cfg, layer, dropout=0.3)
-    x = torch.randn(2, 6, 16, generator=torch.Generator().manual_seed(46))
-    evaluated = first(mine(x.to(device)))
-    with torch.no_grad():
-        want = layer(x)
-    assert_close(evaluated, want.to(device), atol=LAYER_ATOL, name=msg("encoder.encoderlayer_dropout_eval"))
-    check_dropout(student, mine, evaluated, lambda: first(mine(x.to(device))), "EncoderLayer(dropout=0.3)")
+    mine, x, want = layer_with_dropout(student, device, 0.3, 45)
+    evaluated = first(mine(x))
+    assert_close(evaluated, want, atol=LAYER_ATOL, name=msg("encoder.encoderlayer_dropout_eval"))
+    check_dropout(student, mine, evaluated, lambda: first(mine(x)), "EncoderLayer(dropout=0.3)")
 
 
 @pytest.mark.judges("EncoderLayer", "load_bert_layer", stage=2)
 def test_encoder_layer_dropout_0_changes_nothing_in_train_mode(student, device):
     # dropout=0.0 reaches every part (a feed-forward built without it would drop at its own 0.1)
-    cfg = hf.small_config(hidden_size=16, num_attention_heads=2, intermediate_size=24)
-    layer = hf_layer(cfg, seed=49)
-    mine = loaded_student_layer(student, device, cfg, layer, dropout=0.0)
-    x = torch.randn(2, 6, 16, generator=torch.Generator().manual_seed(50))
-    with torch.no_grad():
-        want = layer(x)
+    mine, x, want = layer_with_dropout(student, device, 0.0, 49)
     mine.train()
     student.seed(0)
-    assert_close(first(mine(x.to(device))), want.to(device), atol=LAYER_ATOL,
-                 name=msg("encoder.encoderlayer_dropout_0_train"))
+    assert_close(first(mine(x)), want, atol=LAYER_ATOL, name=msg("encoder.encoderlayer_dropout_0_train"))
 
 
 @pytest.mark.judges("EncoderLayer", "load_bert_layer", stage=2)
@@ -472,46 +473,44 @@ def test_from_hf_reads_the_config(student, device, eps):
                  name=msg("encoder.from_hf_config_output", eps=eps))
 
 
+def encoder_with_dropout(student, device, p, seed):
+    """(the student's BertEncoder.from_hf, ids, mask, BertModel's eval output) for a small config
+    whose hidden and attention dropout are both ``p``."""
+    cfg = hf.small_config(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=24,
+                          vocab_size=30, max_position_embeddings=12)
+    cfg.hidden_dropout_prob = cfg.attention_probs_dropout_prob = p
+    model = hf_model(cfg, seed=seed)
+    enc = student_encoder(student, device, cfg, model)
+    gen = torch.Generator().manual_seed(seed + 1)
+    ids, mask = torch.randint(1, 30, (2, 10), generator=gen), padding_mask([10, 7], 10)
+    with torch.no_grad():
+        want = model(input_ids=ids, attention_mask=mask).last_hidden_state
+    return enc, ids.to(device), mask.to(device), want.to(device)
+
+
 @pytest.mark.judges("BertEncoder.from_hf", "BertEncoder.forward", stage=2)
 def test_bert_encoder_dropout_only_in_train_mode(student, device):
     # BERT's config has dropout (0.1 in bert-base and MiniLM): the encoder built from it drops in
     # train mode, and only there
-    cfg = hf.small_config(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=24,
-                          vocab_size=30, max_position_embeddings=12)
-    cfg.hidden_dropout_prob = cfg.attention_probs_dropout_prob = 0.1
-    model = hf_model(cfg, seed=91)
-    enc = student_encoder(student, device, cfg, model)
-    gen = torch.Generator().manual_seed(92)
-    ids, mask = torch.randint(1, 30, (2, 10), generator=gen), padding_mask([10, 7], 10)
-    evaluated = enc(ids.to(device), mask.to(device))
-    with torch.no_grad():
-        want = model(input_ids=ids, attention_mask=mask).last_hidden_state
-    assert_close(evaluated, want.to(device), atol=SMALL_ATOL, mask=mask.bool()[..., None].to(device),
+    enc, ids, mask, want = encoder_with_dropout(student, device, 0.1, 91)
+    evaluated = enc(ids, mask)
+    assert_close(evaluated, want, atol=SMALL_ATOL, mask=mask.bool()[..., None],
                  name=msg("encoder.bertencoder_dropout_eval"))
-    check_dropout(student, enc, evaluated, lambda: enc(ids.to(device), mask.to(device)),
-                  "BertEncoder.from_hf(config with dropout 0.1)")
+    check_dropout(student, enc, evaluated, lambda: enc(ids, mask), "BertEncoder.from_hf(config with dropout 0.1)")
 
 
 @pytest.mark.judges("BertEncoder.from_hf", "BertEncoder.forward", stage=2)
 def test_bert_encoder_from_a_config_without_dropout_changes_nothing_in_train_mode(student, device):
     # from_hf reads the dropout from the config: with hidden_dropout_prob = attention_probs_dropout_prob
     # = 0.0, train mode drops nothing (a hard-coded 0.1 would)
-    cfg = hf.small_config(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=24,
-                          vocab_size=30, max_position_embeddings=12)
-    cfg.hidden_dropout_prob = cfg.attention_probs_dropout_prob = 0.0
-    model = hf_model(cfg, seed=93)
-    enc = student_encoder(student, device, cfg, model)
-    gen = torch.Generator().manual_seed(94)
-    ids, mask = torch.randint(1, 30, (2, 10), generator=gen), padding_mask([10, 7], 10)
-    with torch.no_grad():
-        want = model(input_ids=ids, attention_mask=mask).last_hidden_state
+    enc, ids, mask, want = encoder_with_dropout(student, device, 0.0, 93)
     enc.train()
     try:
         student.seed(0)
-        got = enc(ids.to(device), mask.to(device))
+        got = enc(ids, mask)
     finally:
         enc.eval()
-    assert_close(got, want.to(device), atol=SMALL_ATOL, mask=mask.bool()[..., None].to(device),
+    assert_close(got, want, atol=SMALL_ATOL, mask=mask.bool()[..., None],
                  name=msg("encoder.bertencoder_dropout_0_train"))
 
 
