@@ -230,21 +230,21 @@ def _check_pool(student, reference, name, x, mask, device):
                                                            x_shape=tuple(x.shape), mask=mask.long().tolist()))
 
 
-@pytest.mark.judges("mean_pool", stage=3)
+@pytest.mark.judges("mean_pool", stage=3, item="mean_pool")
 @graded(max_examples=20, report_multiple_bugs=False)
 @given(pool_inputs())
 def test_mean_pool_matches_reference(student, reference, device, inputs):
     _check_pool(student, reference, "mean_pool", *inputs, device)
 
 
-@pytest.mark.judges("max_pool", stage=3)
+@pytest.mark.judges("max_pool", stage=3, item="other_pools")
 @graded(max_examples=20, report_multiple_bugs=False)
 @given(pool_inputs())
 def test_max_pool_matches_reference(student, reference, device, inputs):
     _check_pool(student, reference, "max_pool", *inputs, device)
 
 
-@pytest.mark.judges("cls_pool", stage=3)
+@pytest.mark.judges("cls_pool", stage=3, item="other_pools")
 @graded(max_examples=20, report_multiple_bugs=False)
 @given(pool_inputs())
 def test_cls_pool_matches_reference(student, reference, device, inputs):
@@ -281,17 +281,17 @@ def _check_padding_never_counts(student, device, name):
                          name=msg("applications.token_sentence_batch_alone", name=name, n=n, label=label))
 
 
-@pytest.mark.judges("mean_pool", stage=2)
+@pytest.mark.judges("mean_pool", stage=2, item="mean_pool")
 def test_mean_pool_padding_never_counts(student, device):
     _check_padding_never_counts(student, device, "mean_pool")
 
 
-@pytest.mark.judges("max_pool", stage=2)
+@pytest.mark.judges("max_pool", stage=2, item="other_pools")
 def test_max_pool_padding_never_counts(student, device):
     _check_padding_never_counts(student, device, "max_pool")
 
 
-@pytest.mark.judges("cls_pool", stage=2)
+@pytest.mark.judges("cls_pool", stage=2, item="other_pools")
 def test_cls_pool_padding_never_counts(student, device):
     _check_padding_never_counts(student, device, "cls_pool")
 
@@ -308,22 +308,22 @@ def _check_all_padding_row(student, device, name):
                      name=msg("applications.row_whose_attention_mask", name=name))
 
 
-@pytest.mark.judges("mean_pool", stage=2)
+@pytest.mark.judges("mean_pool", stage=2, item="mean_pool")
 def test_mean_pool_all_padding_row_pools_to_zeros(student, device):
     _check_all_padding_row(student, device, "mean_pool")
 
 
-@pytest.mark.judges("max_pool", stage=2)
+@pytest.mark.judges("max_pool", stage=2, item="other_pools")
 def test_max_pool_all_padding_row_pools_to_zeros(student, device):
     _check_all_padding_row(student, device, "max_pool")
 
 
-@pytest.mark.judges("cls_pool", stage=2)
+@pytest.mark.judges("cls_pool", stage=2, item="other_pools")
 def test_cls_pool_all_padding_row_pools_to_zeros(student, device):
     _check_all_padding_row(student, device, "cls_pool")
 
 
-@pytest.mark.judges("cls_pool", stage=2)
+@pytest.mark.judges("cls_pool", stage=2, item="other_pools")
 def test_cls_pool_takes_first_real_position(student, device):
     # row 1 is left-padded, row 2 has a hole after its first real token, row 3 starts real
     x = torch.arange(3 * 4 * 3, dtype=torch.float32).reshape(3, 4, 3)
@@ -345,12 +345,12 @@ def _check_sentence_transformers_pooling(student, device, mode, name):
                  name=msg("applications.sentence_transformers_pooling_pooling", name=name, mode=mode))
 
 
-@pytest.mark.judges("mean_pool", stage=3)
+@pytest.mark.judges("mean_pool", stage=3, item="mean_pool")
 def test_mean_pool_matches_sentence_transformers_pooling(student, device):
     _check_sentence_transformers_pooling(student, device, "mean", "mean_pool")
 
 
-@pytest.mark.judges("max_pool", stage=3)
+@pytest.mark.judges("max_pool", stage=3, item="other_pools")
 def test_max_pool_matches_sentence_transformers_pooling(student, device):
     _check_sentence_transformers_pooling(student, device, "max", "max_pool")
 
@@ -370,24 +370,24 @@ def _check_rejects_bad_mask(student, device, name):
                 err=err.describe() if err is not None else msg("applications.no_error"))
 
 
-@pytest.mark.judges("mean_pool", stage=0)
+@pytest.mark.judges("mean_pool", stage=0, item="contract")
 def test_mean_pool_rejects_mask_of_wrong_shape(student, device):
     _check_rejects_bad_mask(student, device, "mean_pool")
 
 
-@pytest.mark.judges("max_pool", stage=0)
+@pytest.mark.judges("max_pool", stage=0, item="contract")
 def test_max_pool_rejects_mask_of_wrong_shape(student, device):
     _check_rejects_bad_mask(student, device, "max_pool")
 
 
-@pytest.mark.judges("cls_pool", stage=0)
+@pytest.mark.judges("cls_pool", stage=0, item="contract")
 def test_cls_pool_rejects_mask_of_wrong_shape(student, device):
     _check_rejects_bad_mask(student, device, "cls_pool")
 
 
 # ------------------------------------------------------------------ cosine similarity
 
-@pytest.mark.judges("cosine_similarity_matrix", stage=3)
+@pytest.mark.judges("cosine_similarity_matrix", stage=3, item="sentence_embedding")
 @graded(max_examples=20, report_multiple_bugs=False)
 @given(st.integers(1, 6), st.integers(1, 8), st.sampled_from([torch.float32, torch.float64]),
        st.integers(0, 2**32 - 1))
@@ -413,7 +413,7 @@ def test_cosine_similarity_matrix_matches_torch(student, device, n, h, dtype, se
 EMB_ATOL = 1e-5
 
 
-@pytest.mark.judges("sentence_embedding", "mean_pool", stage=3)
+@pytest.mark.judges("sentence_embedding", "mean_pool", stage=3, item="sentence_embedding")
 def test_sentence_embedding_equals_sentence_transformers_on_example_sentences(student, remote_minilm, st_model):
     model, tok = remote_minilm
     got = student.sentence_embedding(SIMILARITY_SENTENCES, model, tok, pooling="mean", normalize=True)
@@ -423,7 +423,7 @@ def test_sentence_embedding_equals_sentence_transformers_on_example_sentences(st
                  name=msg("applications.sentence_embedding_sentence_transformers"))
 
 
-@pytest.mark.judges("sentence_embedding", "cosine_similarity_matrix", "mean_pool", stage=3)
+@pytest.mark.judges("sentence_embedding", "cosine_similarity_matrix", "mean_pool", stage=3, item="sentence_embedding")
 def test_similarity_ranks_cat_and_feline_closest(student, remote_minilm, st_model):
     model, tok = remote_minilm
     emb = student.sentence_embedding(SIMILARITY_SENTENCES, model, tok, pooling="mean", normalize=True)
@@ -447,7 +447,7 @@ texts_strategy = st.lists(
     min_size=1, max_size=4)
 
 
-@pytest.mark.judges("sentence_embedding", "mean_pool", stage=3)
+@pytest.mark.judges("sentence_embedding", "mean_pool", stage=3, item="sentence_embedding")
 @graded(max_examples=8, report_multiple_bugs=False)
 @given(texts_strategy)
 def test_sentence_embedding_equals_sentence_transformers_on_drawn_text(student, remote_minilm, st_model, texts):
@@ -458,7 +458,7 @@ def test_sentence_embedding_equals_sentence_transformers_on_drawn_text(student, 
                  name=msg("applications.sentence_embedding_vs_st", texts=texts))
 
 
-@pytest.mark.judges("sentence_embedding", "mean_pool", "max_pool", "cls_pool", stage=3)
+@pytest.mark.judges("sentence_embedding", "mean_pool", "max_pool", "cls_pool", stage=3, item="sentence_embedding")
 @pytest.mark.parametrize("pooling", ["mean", "max", "cls"])
 def test_sentence_embedding_pooling_options(student, reference, remote_minilm, hf_minilm, hf_tokenizer, pooling):
     model, tok = remote_minilm
@@ -472,7 +472,7 @@ def test_sentence_embedding_pooling_options(student, reference, remote_minilm, h
                  name=f"sentence_embedding(pooling={pooling!r}, normalize=False)")
 
 
-@pytest.mark.judges("sentence_embedding", stage=0)
+@pytest.mark.judges("sentence_embedding", stage=0, item="contract")
 def test_sentence_embedding_rejects_unknown_pooling(student, remote_minilm):
     model, tok = remote_minilm
     for pooling in ("median", "MEAN", "pooler"):
@@ -482,7 +482,7 @@ def test_sentence_embedding_rejects_unknown_pooling(student, remote_minilm):
                 err=err.describe() if err is not None else msg("applications.no_error"))
 
 
-@pytest.mark.judges("sentence_embedding", "mean_pool", stage=2)
+@pytest.mark.judges("sentence_embedding", "mean_pool", stage=2, item="sentence_embedding")
 def test_sentence_embedding_defaults_are_mean_pooling_unnormalised(student, reference, remote_minilm, hf_minilm,
                                                                     hf_tokenizer):
     # no keywords: pooling="mean", normalize=False
@@ -497,7 +497,7 @@ def test_sentence_embedding_defaults_are_mean_pooling_unnormalised(student, refe
                  name=msg("applications.sentence_embedding_defaults"))
 
 
-@pytest.mark.judges("sentence_embedding", stage=2)
+@pytest.mark.judges("sentence_embedding", stage=2, item="sentence_embedding")
 def test_sentence_embedding_runs_in_eval_mode_without_autograd(student, device, hf_tokenizer, remote_bert_tokenizer):
     # a small BERT with dropout 0.3 handed over in train mode, twice (the second time after
     # model.train() again): every forward pass must run in eval mode with autograd off.  (In train
@@ -512,7 +512,7 @@ def test_sentence_embedding_runs_in_eval_mode_without_autograd(student, device, 
     assert_inference_calls(probe.calls, "sentence_embedding")
 
 
-@pytest.mark.judges("sentence_embedding", stage=2)
+@pytest.mark.judges("sentence_embedding", stage=2, item="sentence_embedding")
 def test_sentence_embedding_truncates_a_text_longer_than_the_model(student, remote_minilm):
     # ~1000 tokens: more than MiniLM's 512 positions, so an untruncated batch cannot run at all.
     # Where to cut is left free (the tokenizer's 512, or sentence-transformers' 256); the short text
@@ -528,7 +528,7 @@ def test_sentence_embedding_truncates_a_text_longer_than_the_model(student, remo
     assert_close(got[1:], alone, atol=EMB_ATOL, name=msg("applications.short_text_next_to_long"))
 
 
-@pytest.mark.judges("sentence_embedding", "mean_pool", stage=3)
+@pytest.mark.judges("sentence_embedding", "mean_pool", stage=3, item="sentence_embedding")
 def test_sentence_embedding_keeps_a_text_of_160_tokens_whole(student, remote_minilm, st_model):
     # ~160 tokens fit both cuts the docstring leaves free (sentence-transformers' 256, the
     # tokenizer's 512), so the vector must be sentence-transformers' one; cutting at 128 moves it
@@ -542,7 +542,7 @@ def test_sentence_embedding_keeps_a_text_of_160_tokens_whole(student, remote_min
 
 # ------------------------------------------------------------------ NER grouping
 
-@pytest.mark.judges("group_entities", stage=3)
+@pytest.mark.judges("group_entities", stage=3, item="ner")
 def test_group_entities_matches_hf_pipeline_on_sentences(student, ner_pipes):
     for k, pipe in enumerate(ner_pipes):
         id2label = dict(pipe.model.config.id2label)
@@ -595,7 +595,7 @@ def _pipeline_grouping(pipe, tokens, label_ids, scores, offsets):
     return [e for e in pipe.group_entities(entities) if e["entity_group"] != "O"]
 
 
-@pytest.mark.judges("group_entities", stage=3)
+@pytest.mark.judges("group_entities", stage=3, item="ner")
 @graded(max_examples=40, report_multiple_bugs=False)
 @given(label_sequences())
 def test_group_entities_matches_hf_grouping_on_generated_labels(student, ner_pipes, seq):
@@ -607,7 +607,7 @@ def test_group_entities_matches_hf_grouping_on_generated_labels(student, ner_pip
     _check_entities(got, want, msg("applications.tokens_labels", labelled=labelled))
 
 
-@pytest.mark.judges("group_entities", stage=3)
+@pytest.mark.judges("group_entities", stage=3, item="ner")
 def test_group_entities_matches_hf_grouping_on_300_tokens(student, ner_pipes):
     """A long document: 300 tokens (more than 256), entities up to its end; nothing depends on the length."""
     words = ["jacob", "dev", "##lin", "new", "york", "city", ".", "google", "the", "bert"]
@@ -629,7 +629,7 @@ def test_group_entities_matches_hf_grouping_on_300_tokens(student, ner_pipes):
     _check_entities(got, want, msg("applications.long_sentence_tokens", n=len(tokens)))
 
 
-@pytest.mark.judges("group_entities", stage=2)
+@pytest.mark.judges("group_entities", stage=2, item="ner")
 def test_group_entities_bio_rules(student, ner_pipes):
     """One case per rule, each with its own message."""
     cases = {
@@ -651,7 +651,7 @@ def test_group_entities_bio_rules(student, ner_pipes):
         _check_entities(got, want, msg("applications.labels_jacob_dev_lin", rule=rule, labels=labels))
 
 
-@pytest.mark.judges("group_entities", stage=2)
+@pytest.mark.judges("group_entities", stage=2, item="ner")
 def test_group_entities_word_joins_subwords_and_punctuation(student, ner_pipes):
     tokens = ["[CLS]", "hugging", "##face", "inc", ".", ",", "new", "-", "york", "?", "##s", "[SEP]"]
     offsets = [None, (0, 7), (7, 11), (12, 15), (15, 16), (16, 17), (18, 21), (21, 22), (22, 26), (26, 27),
@@ -668,7 +668,7 @@ def test_group_entities_word_joins_subwords_and_punctuation(student, ner_pipes):
     _check_entities(got, want, msg("applications.org_entity_piece_face"))
 
 
-@pytest.mark.judges("group_entities", stage=2)
+@pytest.mark.judges("group_entities", stage=2, item="ner")
 def test_group_entities_without_entities_returns_empty_list(student):
     """Only special tokens (labelled as entities by the model, offsets None or (0, 0)), or only O:
     no entity at all."""
@@ -682,7 +682,7 @@ def test_group_entities_without_entities_returns_empty_list(student):
                               labels=[NER_LABELS[i] for i in ids], offsets=offsets, got=got)
 
 
-@pytest.mark.judges("group_entities", stage=2)
+@pytest.mark.judges("group_entities", stage=2, item="ner")
 def test_group_entities_does_not_modify_its_inputs(student):
     # special tokens' (0, 0) offsets among them: normalising them to None in place changes the caller's list
     tokens = ["[CLS]", "jacob", "dev", "##lin", "works", "[SEP]"]
@@ -692,7 +692,7 @@ def test_group_entities_does_not_modify_its_inputs(student):
     assert_not_mutated(student, msg("applications.group_entities_inputs"))
 
 
-@pytest.mark.judges("group_entities", stage=0)
+@pytest.mark.judges("group_entities", stage=0, item="contract")
 @pytest.mark.parametrize("change, key", [("shorter", "applications.short_list_not_rejected"),
                                          ("longer", "applications.long_list_not_rejected")], ids=["shorter", "longer"])
 def test_group_entities_rejects_lists_of_different_lengths(student, change, key):
@@ -778,7 +778,7 @@ def qa_inputs(draw):
     return question, context, style, max_answer_len, draw(st.data())
 
 
-@pytest.mark.judges("best_span", stage=3)
+@pytest.mark.judges("best_span", stage=3, item="best_span")
 @graded(max_examples=30, report_multiple_bugs=False)
 @given(qa_inputs())
 def test_best_span_matches_brute_force(student, device, hf_tokenizer, inputs):
@@ -803,7 +803,7 @@ def _peaked(L, hot):
     return x
 
 
-@pytest.mark.judges("best_span", stage=2)
+@pytest.mark.judges("best_span", stage=2, item="best_span")
 def test_best_span_example_context_finds_2017_at_56_60(student, device, hf_tokenizer):
     tokens, offsets = _qa_offsets(hf_tokenizer, QA_QUESTION, QA_CONTEXT, "hf")
     k = tokens.index("2017")
@@ -817,7 +817,7 @@ def test_best_span_example_context_finds_2017_at_56_60(student, device, hf_token
             got_end=got['end'])
 
 
-@pytest.mark.judges("best_span", stage=2)
+@pytest.mark.judges("best_span", stage=2, item="best_span")
 def test_best_span_never_answers_from_the_question(student, device, hf_tokenizer):
     tokens, offsets = _qa_offsets(hf_tokenizer, QA_QUESTION, QA_CONTEXT, "hf")
     L = len(tokens)
@@ -831,7 +831,7 @@ def test_best_span_never_answers_from_the_question(student, device, hf_tokenizer
                 msg("applications.best_span_when_question"))
 
 
-@pytest.mark.judges("best_span", stage=2)
+@pytest.mark.judges("best_span", stage=2, item="best_span")
 def test_best_span_end_never_before_start(student, device, hf_tokenizer):
     tokens, offsets = _qa_offsets(hf_tokenizer, QA_QUESTION, QA_CONTEXT, "hf")
     L = len(tokens)
@@ -844,7 +844,7 @@ def test_best_span_end_never_before_start(student, device, hf_tokenizer):
                 msg("applications.best_span_when_start"))
 
 
-@pytest.mark.judges("best_span", stage=2)
+@pytest.mark.judges("best_span", stage=2, item="best_span")
 @pytest.mark.parametrize("max_answer_len", [1, 3, None])
 def test_best_span_respects_max_answer_len(student, device, hf_tokenizer, max_answer_len):
     tokens, offsets = _qa_offsets(hf_tokenizer, QA_QUESTION, QA_CONTEXT, "hf")
@@ -862,7 +862,7 @@ def test_best_span_respects_max_answer_len(student, device, hf_tokenizer, max_an
                 else msg("applications.best_span_default_max_answer"))
 
 
-@pytest.mark.judges("best_span", stage=2)
+@pytest.mark.judges("best_span", stage=2, item="best_span")
 def test_best_span_first_context_token_at_character_zero_counts(student, device, hf_tokenizer):
     tokens, offsets = _qa_offsets(hf_tokenizer, QA_QUESTION, QA_CONTEXT, "zeros")
     ctx = [i for i, o in enumerate(offsets) if not _is_special(o)]
@@ -874,7 +874,7 @@ def test_best_span_first_context_token_at_character_zero_counts(student, device,
                 msg("applications.best_span_when_answer"))
 
 
-@pytest.mark.judges("best_span", stage=2)
+@pytest.mark.judges("best_span", stage=2, item="best_span")
 def test_best_span_on_more_than_256_tokens(student, device, hf_tokenizer):
     # BERT reads up to 512 tokens: a context of 294 tokens (305 in all); the best span lies near its end
     context = " ".join([QA_CONTEXT] * 14)
@@ -889,7 +889,7 @@ def test_best_span_on_more_than_256_tokens(student, device, hf_tokenizer):
                 msg("applications.best_span_long_sequence", n=L))
 
 
-@pytest.mark.judges("best_span", stage=0)
+@pytest.mark.judges("best_span", stage=0, item="contract")
 def test_best_span_rejects_mismatched_lengths(student, device, hf_tokenizer):
     tokens, offsets = _qa_offsets(hf_tokenizer, QA_QUESTION, QA_CONTEXT, "hf")
     L = len(tokens)
@@ -981,7 +981,7 @@ def remote_bert_tokenizer(student):
     return student.build("transformers.BertTokenizer", vocab=str(vocab_path()))
 
 
-@pytest.mark.judges("qa_features", stage=3)
+@pytest.mark.judges("qa_features", stage=3, item="qa")
 @graded(max_examples=25)
 @given(doc=qa_documents())
 def test_qa_features_match_hf_preprocessing(student, hf_tokenizer, remote_bert_tokenizer, doc):
@@ -993,7 +993,7 @@ def test_qa_features_match_hf_preprocessing(student, hf_tokenizer, remote_bert_t
     _check_windows(got, want, msg("applications.qa_features_max_length", max_length=max_length, stride=stride))
 
 
-@pytest.mark.judges("qa_features", stage=3)
+@pytest.mark.judges("qa_features", stage=3, item="qa")
 def test_qa_features_long_context_windows_overlap_and_cover_it(student, hf_tokenizer, remote_bert_tokenizer):
     """A context of ~600 tokens, default max_length=384 and stride=128: two windows, as HF; and a short
     context: one window."""
@@ -1004,7 +1004,7 @@ def test_qa_features_long_context_windows_overlap_and_cover_it(student, hf_token
                        msg("applications.qa_features_defaults_384", what=what))
 
 
-@pytest.mark.judges("qa_features", stage=0)
+@pytest.mark.judges("qa_features", stage=0, item="contract")
 def test_qa_features_rejects_stride_not_below_max_length(student, remote_bert_tokenizer):
     for stride in (32, 40, -1):
         _, err = call_catching(student.qa_features, QA_QUESTION, QA_CONTEXT, remote_bert_tokenizer,
@@ -1078,7 +1078,7 @@ def _check_answer(got, spans, context, what):
                                  start=start, end=end, score=score, spans=spans[start, end], want=want))
 
 
-@pytest.mark.judges("answer_question", "qa_features", "best_span", stage=3)
+@pytest.mark.judges("answer_question", "qa_features", "best_span", stage=3, item="qa")
 @pytest.mark.parametrize("kind", ["short", "long"])
 def test_answer_question_matches_brute_force_over_windows(student, hf_tokenizer, remote_bert_tokenizer,
                                                           qa_model, kind):
@@ -1096,7 +1096,7 @@ def test_answer_question_matches_brute_force_over_windows(student, hf_tokenizer,
     _check_answer(got, spans, context, msg(f"applications.answer_question_on_{kind}_context", n_windows=n_windows))
 
 
-@pytest.mark.judges("answer_question", "qa_features", "best_span", stage=3)
+@pytest.mark.judges("answer_question", "qa_features", "best_span", stage=3, item="qa")
 @graded(max_examples=8)
 @given(doc=qa_documents(), max_answer_len=st.integers(1, 20))
 def test_answer_question_matches_brute_force_on_drawn_text(student, hf_tokenizer, remote_bert_tokenizer, qa_model,
@@ -1136,7 +1136,7 @@ def token_logit_qa_model(student, device, hf_tokenizer):
     return QaModel(local, hf_twin(student, "transformers.BertForQuestionAnswering", cfg, local, device=device))
 
 
-@pytest.mark.judges("answer_question", "qa_features", "best_span", stage=3)
+@pytest.mark.judges("answer_question", "qa_features", "best_span", stage=3, item="qa")
 def test_answer_question_defaults_are_384_128_15(student, hf_tokenizer, remote_bert_tokenizer, token_logit_qa_model):
     """No keywords: max_length=384, stride=128, max_answer_len=15.  450 one-token words make two windows;
     "2017" (start), "2018" 14 tokens later (a 15-token span) and "2019" 15 tokens later (a better end, but a
@@ -1153,7 +1153,7 @@ def test_answer_question_defaults_are_384_128_15(student, hf_tokenizer, remote_b
     _check_answer(got, spans, context, msg("applications.answer_question_defaults", n_windows=n_windows))
 
 
-@pytest.mark.judges("answer_question", stage=2)
+@pytest.mark.judges("answer_question", stage=2, item="qa")
 def test_answer_question_runs_in_eval_mode_without_autograd(student, device, hf_tokenizer, remote_bert_tokenizer):
     # a small QA model with dropout 0.3 handed over in train mode, twice (the second time after
     # model.train() again), over a context of several windows: every forward pass must run in

@@ -36,20 +36,20 @@ def softmax_tol(x):
 
 # ------------------------------------------------------------------ softmax
 
-@pytest.mark.judges("softmax", stage=0)
+@pytest.mark.judges("softmax", stage=0, item="contract")
 def test_softmax_rejects_a_list(student):
     # the docstring: "Raises TypeError if x is not an np.ndarray"
     with pytest.raises(TypeError):
         student.softmax([1.0, 2.0, 3.0])
 
 
-@pytest.mark.judges("softmax", stage=1)
+@pytest.mark.judges("softmax", stage=1, item="conventions")
 def test_softmax_keeps_float32(student):
     got = student.softmax(np.zeros((2, 3), dtype=np.float32))
     assert_dtype(got, np.float32, msg("attention_numpy.softmax_float32_array"))
 
 
-@pytest.mark.judges("softmax", stage=2)
+@pytest.mark.judges("softmax", stage=2, item="softmax")
 def test_softmax_rows_sum_to_one_along_the_given_axis(student):
     x = np.random.default_rng(1).standard_normal((4, 3))
     got = student.softmax(x, axis=0)
@@ -58,7 +58,7 @@ def test_softmax_rows_sum_to_one_along_the_given_axis(student):
                  name=msg("attention_numpy.softmax_x_axis_0"))
 
 
-@pytest.mark.judges("softmax", stage=2)
+@pytest.mark.judges("softmax", stage=2, item="stability")
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_softmax_survives_huge_inputs(student, dtype):
     x = np.array([[1e4, -1e4, 0.0], [1e4, 1e4, 1e4], [-1e4, -1e4, -1e4], [-1e4, -1e4 + 1.0, -1e4]], dtype=dtype)
@@ -68,7 +68,7 @@ def test_softmax_survives_huge_inputs(student, dtype):
     assert_close(got, want.astype(dtype), name=msg("attention_numpy.softmax_inputs_1e4"), **softmax_tol(x))
 
 
-@pytest.mark.judges("softmax", stage=2)
+@pytest.mark.judges("softmax", stage=2, item="softmax")
 def test_softmax_default_axis_is_the_last(student, reference):
     # softmax(x) with no axis: the last one.  x is 3-D, so axis=1 (or 0) gives other numbers.
     x = np.random.default_rng(13).standard_normal((2, 3, 4))
@@ -76,14 +76,14 @@ def test_softmax_default_axis_is_the_last(student, reference):
                  name=msg("attention_numpy.softmax_default_axis"), **tol(np.float64))
 
 
-@pytest.mark.judges("softmax", stage=2)
+@pytest.mark.judges("softmax", stage=2, item="conventions")
 def test_softmax_does_not_modify_its_input(student):
     x = np.random.default_rng(9).standard_normal((3, 4))
     student.softmax(x)
     assert_not_mutated(student, msg("attention_numpy.softmax_input"))
 
 
-@pytest.mark.judges("softmax", stage=3)
+@pytest.mark.judges("softmax", stage=3, item="softmax")
 @graded(max_examples=30)
 @given(seed=seeds, shape=st.lists(st.integers(1, 6), min_size=1, max_size=3), dtype=float_dtypes,
        scale=st.sampled_from([1.0, 10.0, 100.0]), data=st.data())
@@ -103,7 +103,7 @@ BAD_D_K = [((2, 3, 4), (2, 5, 6), (2, 5, 6)), ((2, 3, 6), (2, 5, 4), (2, 5, 4))]
 BAD_L_K = [((2, 3, 4), (2, 5, 4), (2, 6, 4)), ((2, 3, 4), (2, 6, 4), (2, 5, 4))]
 
 
-@pytest.mark.judges("scaled_dot_product_attention", stage=0)
+@pytest.mark.judges("scaled_dot_product_attention", stage=0, item="contract")
 @pytest.mark.parametrize("shapes", BAD_D_K + BAD_L_K, ids=["d_k 4 vs 6", "d_k 6 vs 4", "L_k 5 vs 6", "L_k 6 vs 5"])
 def test_mismatched_shapes_raise_value_error_naming_the_argument(student, shapes):
     rng = np.random.default_rng(10)
@@ -114,7 +114,7 @@ def test_mismatched_shapes_raise_value_error_naming_the_argument(student, shapes
         student.scaled_dot_product_attention(Q, K, V)
 
 
-@pytest.mark.judges("scaled_dot_product_attention", stage=0)
+@pytest.mark.judges("scaled_dot_product_attention", stage=0, item="contract")
 @pytest.mark.parametrize("batch, mask_shape", [((2,), (2, 3, 4)), ((2,), (4,)), ((2,), (7, 2, 3, 5)),
                                                 ((2,), (4, 1, 1, 5)), ((2,), (1, 2, 3, 5)), ((1,), (4, 3, 5))],
                          ids=["cannot broadcast", "wrong L_k", "bigger than the scores", "adds a batch axis",
@@ -131,7 +131,7 @@ def test_mask_that_does_not_fit_the_scores_raises_value_error(student, batch, ma
 
 # ------------------------------------------------------------------ attention: shapes and dtypes
 
-@pytest.mark.judges("scaled_dot_product_attention", stage=1)
+@pytest.mark.judges("scaled_dot_product_attention", stage=1, item="conventions")
 def test_chapter_shapes(student):
     rng = np.random.default_rng(0)
     Q, K, V = attention_inputs(rng, (2,), 5, 5, 64, 64)
@@ -140,7 +140,7 @@ def test_chapter_shapes(student):
     assert_shape(w, (2, 5, 5), msg("attention_numpy.weights_q_k_v"))
 
 
-@pytest.mark.judges("scaled_dot_product_attention", stage=1)
+@pytest.mark.judges("scaled_dot_product_attention", stage=1, item="conventions")
 def test_cross_attention_shapes(student):
     rng = np.random.default_rng(2)
     Q, K, V = attention_inputs(rng, (2,), 3, 7, 8, 4)
@@ -149,7 +149,7 @@ def test_cross_attention_shapes(student):
     assert_shape(w, (2, 3, 7), msg("attention_numpy.weights_l_q_3"))
 
 
-@pytest.mark.judges("scaled_dot_product_attention", stage=3)
+@pytest.mark.judges("scaled_dot_product_attention", stage=3, item="scaled_scores")
 def test_cross_attention_values(student, reference):
     rng = np.random.default_rng(2)
     Q, K, V = attention_inputs(rng, (2,), 3, 7, 8, 4)
@@ -158,7 +158,7 @@ def test_cross_attention_values(student, reference):
     assert_close(out, want_out, name=msg("attention_numpy.cross_attention_output"), **tol(np.float64))
 
 
-@pytest.mark.judges("scaled_dot_product_attention", stage=1)
+@pytest.mark.judges("scaled_dot_product_attention", stage=1, item="conventions")
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_keeps_float_dtype(student, dtype):
     rng = np.random.default_rng(8)
@@ -171,7 +171,7 @@ def test_keeps_float_dtype(student, dtype):
 
 # ------------------------------------------------------------------ attention: mechanisms
 
-@pytest.mark.judges("scaled_dot_product_attention", stage=2)
+@pytest.mark.judges("scaled_dot_product_attention", stage=2, item="scaled_scores")
 @pytest.mark.parametrize("batch", [(), (2,), (2, 3)], ids=["2-D", "3-D", "4-D"])
 def test_scores_are_scaled_by_sqrt_dk(student, batch):
     # every query e1 against k1 = 8*e1 and k2 = 0: the weight ratio is exp((q.k1 - q.k2) / sqrt(d_k));
@@ -187,7 +187,7 @@ def test_scores_are_scaled_by_sqrt_dk(student, batch):
     assert_close(w, want, atol=1e-9, name=msg("attention_numpy.weights_q_e1_k1"))
 
 
-@pytest.mark.judges("scaled_dot_product_attention", stage=2)
+@pytest.mark.judges("scaled_dot_product_attention", stage=2, item="scaled_scores")
 def test_bert_base_sizes(student, reference):
     # BERT-base: d_model = 768, up to 512 tokens.  Sizes above 256 are where `is not` (object
     # identity) stops agreeing with `!=` for Python ints: shapes must be compared by value.
@@ -199,7 +199,7 @@ def test_bert_base_sizes(student, reference):
     assert_close(out, want_out, name=msg("attention_numpy.output_bert_base"), **tol(np.float32))
 
 
-@pytest.mark.judges("scaled_dot_product_attention", stage=2)
+@pytest.mark.judges("scaled_dot_product_attention", stage=2, item="scaled_scores")
 def test_weights_rows_sum_to_one(student):
     rng = np.random.default_rng(3)
     Q, K, V = attention_inputs(rng, (3,), 4, 6, 5, 5, scale=3.0)
@@ -208,7 +208,7 @@ def test_weights_rows_sum_to_one(student):
                  name=msg("attention_numpy.attention_weights_summed_over"))
 
 
-@pytest.mark.judges("scaled_dot_product_attention", stage=2)
+@pytest.mark.judges("scaled_dot_product_attention", stage=2, item="masking")
 def test_blocked_keys_get_zero_weight_and_their_values_do_not_matter(student):
     rng = np.random.default_rng(4)
     Q, K, V = attention_inputs(rng, (2,), 4, 5, 6, 3)
@@ -223,7 +223,7 @@ def test_blocked_keys_get_zero_weight_and_their_values_do_not_matter(student):
     assert_close(out2, out, atol=1e-9, name=msg("attention_numpy.output_after_changing_only"))
 
 
-@pytest.mark.judges("scaled_dot_product_attention", stage=2)
+@pytest.mark.judges("scaled_dot_product_attention", stage=2, item="blocked_rows")
 def test_fully_blocked_row_stays_finite(student):
     rng = np.random.default_rng(5)
     Q, K, V = attention_inputs(rng, (1,), 3, 4, 4, 4)
@@ -236,7 +236,7 @@ def test_fully_blocked_row_stays_finite(student):
     assert_close(w.sum(axis=-1), np.ones((1, 3)), atol=1e-6, name=msg("attention_numpy.rows_sum_fully_blocked"))
 
 
-@pytest.mark.judges("scaled_dot_product_attention", stage=2)
+@pytest.mark.judges("scaled_dot_product_attention", stage=2, item="masking")
 def test_blocked_key_gets_zero_weight_next_to_large_negative_scores(student):
     # scores of -1e4 and -2e4 (d_k = 1): a blocked score must end below every real one; a fill
     # value of -1e4 (older BERT code) leaves the blocked key the largest score here
@@ -246,7 +246,7 @@ def test_blocked_key_gets_zero_weight_next_to_large_negative_scores(student):
     assert_close(out, np.array([[2.0]]), atol=1e-9, name=msg("attention_numpy.output_large_negative_scores"))
 
 
-@pytest.mark.judges("scaled_dot_product_attention", stage=2)
+@pytest.mark.judges("scaled_dot_product_attention", stage=2, item="masking")
 def test_mask_of_zeros_and_ones(student, reference):
     rng = np.random.default_rng(6)
     Q, K, V = attention_inputs(rng, (2,), 3, 4, 4, 2)
@@ -260,7 +260,7 @@ def test_mask_of_zeros_and_ones(student, reference):
 MASK_SHAPES = [(4, 5), (1, 5), (5,), (2, 1, 1, 5), (3, 4, 5), (2, 3, 4, 1), (2, 3, 4, 5)]
 
 
-@pytest.mark.judges("scaled_dot_product_attention", stage=2)
+@pytest.mark.judges("scaled_dot_product_attention", stage=2, item="masking")
 @pytest.mark.parametrize("mask_shape", MASK_SHAPES, ids=[str(s) for s in MASK_SHAPES])
 def test_every_broadcastable_mask_shape(student, reference, mask_shape):
     rng = np.random.default_rng(12)
@@ -272,7 +272,7 @@ def test_every_broadcastable_mask_shape(student, reference, mask_shape):
     assert_close(out, want_out, name=msg("attention_numpy.output_mask_shape", shape=mask_shape), **tol(np.float64))
 
 
-@pytest.mark.judges("scaled_dot_product_attention", stage=2)
+@pytest.mark.judges("scaled_dot_product_attention", stage=2, item="scaled_scores")
 def test_self_attention_is_permutation_equivariant(student):
     rng = np.random.default_rng(7)
     X = rng.standard_normal((6, 4))
@@ -283,7 +283,7 @@ def test_self_attention_is_permutation_equivariant(student):
                  name=msg("attention_numpy.self_attention_permuted_tokens"))
 
 
-@pytest.mark.judges("scaled_dot_product_attention", stage=2)
+@pytest.mark.judges("scaled_dot_product_attention", stage=2, item="conventions")
 def test_inputs_are_not_modified(student):
     rng = np.random.default_rng(9)
     Q, K, V = attention_inputs(rng, (2,), 3, 4, 4, 4)
@@ -293,7 +293,7 @@ def test_inputs_are_not_modified(student):
 
 # ------------------------------------------------------------------ attention: the whole comparison
 
-@pytest.mark.judges("scaled_dot_product_attention", stage=3)
+@pytest.mark.judges("scaled_dot_product_attention", stage=3, item="scaled_scores")
 @graded(max_examples=40)
 @given(seed=seeds, shapes=attention_shapes(), dtype=float_dtypes, masked=st.booleans())
 def test_attention_matches_reference(student, reference, seed, shapes, dtype, masked):

@@ -49,7 +49,7 @@ def qkv(rng, device, B, L_q, L_k, d_q, d_v=None, dtype=torch.float32):
 
 # ------------------------------------------------------------------ ScaledDotProductAttention
 
-@pytest.mark.judges("ScaledDotProductAttention", stage=0)
+@pytest.mark.judges("ScaledDotProductAttention", stage=0, item="contract")
 @pytest.mark.parametrize("B, mask_shape", [(2, (2, 3, 4)), (2, (7, 2, 3, 5)), (2, (1, 2, 3, 5)), (1, (4, 3, 5))],
                          ids=["cannot broadcast", "bigger than the scores", "a leading axis of 1",
                               "a bigger batch than the scores'"])
@@ -63,7 +63,7 @@ def test_sdpa_mask_that_does_not_fit_the_scores_raises_value_error(student, devi
         student.ScaledDotProductAttention(4)(Q, K, V, torch.ones(mask_shape, dtype=torch.bool, device=device))
 
 
-@pytest.mark.judges("ScaledDotProductAttention", stage=1)
+@pytest.mark.judges("ScaledDotProductAttention", stage=1, item="conventions")
 def test_sdpa_chapter_shapes(student, device):
     rng = np.random.default_rng(0)
     Q, K, V = qkv(rng, device, (2,), 5, 5, 64)
@@ -72,7 +72,7 @@ def test_sdpa_chapter_shapes(student, device):
     assert_shape(w, (2, 5, 5), msg("attention_torch.weights_q_k_v"))
 
 
-@pytest.mark.judges("ScaledDotProductAttention", stage=1)
+@pytest.mark.judges("ScaledDotProductAttention", stage=1, item="conventions")
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_sdpa_keeps_dtype_and_device(student, device, dtype):
     rng = np.random.default_rng(2)
@@ -84,7 +84,7 @@ def test_sdpa_keeps_dtype_and_device(student, device, dtype):
                                                device=device)
 
 
-@pytest.mark.judges("ScaledDotProductAttention", stage=2)
+@pytest.mark.judges("ScaledDotProductAttention", stage=2, item="sdpa_scores")
 @pytest.mark.parametrize("lead", [(2,), (2, 3)], ids=["3-D", "4-D"])
 def test_sdpa_scores_are_scaled_by_sqrt_dk(student, device, lead):
     # every query e1 against k1 = 8*e1 and k2 = 0: the weight ratio is exp(8 / sqrt(16)) = e^2;
@@ -100,7 +100,7 @@ def test_sdpa_scores_are_scaled_by_sqrt_dk(student, device, lead):
     assert_close(w, want, name=msg("attention_torch.weights_scaled_by_sqrt_dk"), **TOL64)
 
 
-@pytest.mark.judges("ScaledDotProductAttention", stage=2)
+@pytest.mark.judges("ScaledDotProductAttention", stage=2, item="sdpa_masking")
 def test_sdpa_blocked_keys_and_fully_blocked_rows(student, device):
     rng = np.random.default_rng(1)
     Q, K, V = (tensor(rng, (1, 2, 4, 8), device) for _ in range(3))
@@ -117,7 +117,7 @@ def test_sdpa_blocked_keys_and_fully_blocked_rows(student, device):
     assert_close(rows, torch.ones_like(rows), name=msg("attention_torch.weights_summed_over_keys"), **TOL)
 
 
-@pytest.mark.judges("ScaledDotProductAttention", stage=2)
+@pytest.mark.judges("ScaledDotProductAttention", stage=2, item="sdpa_masking")
 def test_sdpa_blocked_key_gets_zero_weight_next_to_large_negative_scores(student, device):
     # scores of -1e4 and -2e4 (d_k = 1): a blocked score must end below every real one; a fill
     # value of -1e4 (older BERT code) leaves the blocked key the largest score here
@@ -130,7 +130,7 @@ def test_sdpa_blocked_key_gets_zero_weight_next_to_large_negative_scores(student
                  name=msg("attention_torch.output_large_negative_scores"))
 
 
-@pytest.mark.judges("ScaledDotProductAttention", stage=3)
+@pytest.mark.judges("ScaledDotProductAttention", stage=3, item="sdpa_scores")
 @graded(max_examples=30)
 @given(seed=seeds, four_d=st.booleans(), L_q=st.integers(1, 6), L_k=st.integers(1, 6),
        d_k=st.integers(1, 8), d_v=st.integers(1, 8), masked=st.booleans())
@@ -150,7 +150,7 @@ def test_sdpa_matches_torch_functional(student, reference, device, seed, four_d,
 
 # ------------------------------------------------------------------ MultiHeadAttention: contract
 
-@pytest.mark.judges("MultiHeadAttention.__init__", stage=0)
+@pytest.mark.judges("MultiHeadAttention.__init__", stage=0, item="contract")
 def test_mha_has_named_linear_projections(student):
     m = student.MultiHeadAttention(16, 4)
     sd = m.state_dict()
@@ -161,7 +161,7 @@ def test_mha_has_named_linear_projections(student):
             assert_shape(sd[key], shape, key)
 
 
-@pytest.mark.judges("MultiHeadAttention.__init__", stage=0)
+@pytest.mark.judges("MultiHeadAttention.__init__", stage=0, item="contract")
 @pytest.mark.parametrize("d_model, num_heads", [(10, 3), (12, 8)])
 def test_d_model_not_divisible_by_num_heads_raises_value_error(student, d_model, num_heads):
     # the docstring: ValueError "naming both numbers"
@@ -172,7 +172,7 @@ def test_d_model_not_divisible_by_num_heads_raises_value_error(student, d_model,
         "attention_torch.divisibility_error_names_numbers", d_model=d_model, num_heads=num_heads, message=message)
 
 
-@pytest.mark.judges("MultiHeadAttention", stage=0)
+@pytest.mark.judges("MultiHeadAttention", stage=0, item="contract")
 @pytest.mark.parametrize("B, mask_shape", [(2, (2, 1, 1, 4)), (2, (3, 2, 1, 1, 5)), (2, (1, 2, 1, 1, 5)),
                                             (1, (4, 1, 1, 5))],
                          ids=["cannot broadcast", "bigger than the scores", "a leading axis of 1",
@@ -189,7 +189,7 @@ def test_mha_mask_that_does_not_fit_the_scores_raises_value_error(student, refer
 
 # ------------------------------------------------------------------ MultiHeadAttention: shapes
 
-@pytest.mark.judges("MultiHeadAttention", stage=1)
+@pytest.mark.judges("MultiHeadAttention", stage=1, item="conventions")
 def test_chapter_shapes(student, device):
     rng = np.random.default_rng(10)
     mha = student.MultiHeadAttention(512, 8).to(str(device)).eval()
@@ -199,7 +199,7 @@ def test_chapter_shapes(student, device):
     assert_shape(w, (2, 8, 10, 10), msg("attention_torch.weights_multiheadattention_512_8"))
 
 
-@pytest.mark.judges("MultiHeadAttention", stage=1)
+@pytest.mark.judges("MultiHeadAttention", stage=1, item="conventions")
 def test_mha_cross_attention_shapes(student, device):
     rng = np.random.default_rng(15)
     mha = student.MultiHeadAttention(12, 3).to(str(device)).eval()
@@ -211,7 +211,7 @@ def test_mha_cross_attention_shapes(student, device):
 
 # ------------------------------------------------------------------ MultiHeadAttention: mechanisms
 
-@pytest.mark.judges("MultiHeadAttention.split_heads", stage=2)
+@pytest.mark.judges("MultiHeadAttention.split_heads", stage=2, item="heads")
 def test_split_heads_layout(student, reference, device):
     rng = np.random.default_rng(9)
     x = tensor(rng, (2, 5, 12), device)
@@ -220,7 +220,7 @@ def test_split_heads_layout(student, reference, device):
     assert_close(got, want, atol=0, name=msg("attention_torch.split_heads_2_5"))
 
 
-@pytest.mark.judges("MultiHeadAttention", stage=2)
+@pytest.mark.judges("MultiHeadAttention", stage=2, item="heads")
 def test_mha_with_identity_projections_is_attention_per_head(student, device):
     # identity projections, zero biases: head h sees the slice h*d_k:(h+1)*d_k of Q and K as they are,
     # so its weights must be softmax(q . k / sqrt(d_k)) with d_k = d_model / num_heads (3.3), not
@@ -248,7 +248,7 @@ def test_mha_with_identity_projections_is_attention_per_head(student, device):
     assert_close(out, want_out, name=msg("attention_torch.output_identity_projections"), **TOL)
 
 
-@pytest.mark.judges("MultiHeadAttention", stage=2)
+@pytest.mark.judges("MultiHeadAttention", stage=2, item="projections")
 def test_mha_keys_and_values_are_projected_separately(student, reference, device):
     # each of Q, K, V changed alone changes the output as the reference's does: W_V(V), not W_V(K)
     rng = np.random.default_rng(16)
@@ -261,7 +261,7 @@ def test_mha_keys_and_values_are_projected_separately(student, reference, device
         assert_close(out, want, name=msg("attention_torch.output_after_doubling", name=name), **TOL)
 
 
-@pytest.mark.judges("MultiHeadAttention", stage=2)
+@pytest.mark.judges("MultiHeadAttention", stage=2, item="mha_masking")
 def test_mha_padded_positions_do_not_matter(student, reference, device):
     rng = np.random.default_rng(12)
     mha = mha_twin(student, reference_mha(reference, 16, 2, 12, device), device)
@@ -275,7 +275,7 @@ def test_mha_padded_positions_do_not_matter(student, reference, device):
     assert_close(out2, out, name=msg("attention_torch.output_after_changing_only"), **TOL)
 
 
-@pytest.mark.judges("MultiHeadAttention", stage=2)
+@pytest.mark.judges("MultiHeadAttention", stage=2, item="conventions")
 def test_mha_self_attention_is_permutation_equivariant(student, reference, device):
     rng = np.random.default_rng(11)
     mha = mha_twin(student, reference_mha(reference, 16, 4, 11, device), device)
@@ -299,7 +299,7 @@ def make_mask(kind, rng, B, L_q, L_k, device):
     return bool_mask(rng, (B, 1, L_q, L_k), device)
 
 
-@pytest.mark.judges("MultiHeadAttention", stage=2)
+@pytest.mark.judges("MultiHeadAttention", stage=2, item="mha_masking")
 @pytest.mark.parametrize("mask_kind", MASK_KINDS[1:])
 def test_mha_accepts_every_mask_shape(student, reference, device, mask_kind):
     rng = np.random.default_rng(3)
@@ -313,7 +313,7 @@ def test_mha_accepts_every_mask_shape(student, reference, device, mask_kind):
     assert_close(out, want_out, name=msg("attention_torch.output_mask_kind", mask_kind=mask_kind), **TOL)
 
 
-@pytest.mark.judges("MultiHeadAttention", stage=2)
+@pytest.mark.judges("MultiHeadAttention", stage=2, item="mha_masking")
 def test_mha_accepts_a_0_1_attention_mask(student, reference, device):
     rng = np.random.default_rng(4)
     ref = reference_mha(reference, 8, 2, 4, device)
@@ -325,7 +325,7 @@ def test_mha_accepts_a_0_1_attention_mask(student, reference, device):
     assert_close(out, want, name=msg("attention_torch.output_0_1_integer"), **TOL)
 
 
-@pytest.mark.judges("MultiHeadAttention", stage=2)
+@pytest.mark.judges("MultiHeadAttention", stage=2, item="dropout")
 def test_mha_dropout_only_in_train_mode(student, reference, device):
     """dropout=0.5: eval mode equals the reference (no dropout), train mode differs from eval, and
     the same seed drops the same units.  Where the dropout sits is free (attention weights, the
@@ -356,7 +356,7 @@ def test_mha_dropout_only_in_train_mode(student, reference, device):
     assert_close(out, want, name=msg("attention_torch.default_dropout_train_mode"), **TOL)
 
 
-@pytest.mark.judges("MultiHeadAttention", stage=2)
+@pytest.mark.judges("MultiHeadAttention", stage=2, item="conventions")
 @pytest.mark.parametrize("mask_kind", MASK_KINDS[1:])
 def test_mha_does_not_modify_its_inputs(student, reference, device, mask_kind):
     # every documented mask shape: reshaping a (L_q, L_k) mask in place (unsqueeze_) changes the caller's
@@ -369,7 +369,7 @@ def test_mha_does_not_modify_its_inputs(student, reference, device, mask_kind):
 
 # ------------------------------------------------------------------ MultiHeadAttention: comparisons
 
-@pytest.mark.judges("MultiHeadAttention", stage=3)
+@pytest.mark.judges("MultiHeadAttention", stage=3, item="projections")
 @graded(max_examples=25)
 @given(seed=seeds, B=st.integers(1, 3), L_q=st.integers(1, 5), L_k=st.integers(1, 5),
        heads=st.sampled_from([1, 2, 4]), d_k=st.integers(1, 4), cross=st.booleans(),
@@ -390,7 +390,7 @@ def test_mha_matches_reference(student, reference, device, seed, B, L_q, L_k, he
     assert_close(out, want_out, name=msg("attention_torch.output_mask", kind=kind, mask_kind=mask_kind), **TOL)
 
 
-@pytest.mark.judges("MultiHeadAttention", stage=3)
+@pytest.mark.judges("MultiHeadAttention", stage=3, item="projections")
 def test_mha_float64(student, reference, device):
     rng = np.random.default_rng(13)
     ref = reference_mha(reference, 8, 2, 13, device).double()
@@ -402,7 +402,7 @@ def test_mha_float64(student, reference, device):
     assert_close(w, want_w, name=msg("attention_torch.float64_weights"), **TOL64)
 
 
-@pytest.mark.judges("MultiHeadAttention", stage=3)
+@pytest.mark.judges("MultiHeadAttention", stage=3, item="projections")
 @pytest.mark.parametrize("seed", [0, 1])
 def test_matches_hf_bert_self_attention(student, reference, device, seed):
     from transformers.models.bert.modeling_bert import BertSelfAttention, BertSelfOutput
@@ -428,7 +428,7 @@ def test_matches_hf_bert_self_attention(student, reference, device, seed):
     assert_close(out, want, name=msg("attention_torch.output_huggingface_bertselfattention_bertselfoutput"), **TOL)
 
 
-@pytest.mark.judges("MultiHeadAttention", stage=3)
+@pytest.mark.judges("MultiHeadAttention", stage=3, item="projections")
 @pytest.mark.parametrize("cross", [False, True])
 def test_matches_torch_multihead_attention(student, reference, device, cross):
     d_model, heads = 24, 4

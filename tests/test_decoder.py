@@ -112,7 +112,7 @@ def run_torch(layer, x, memory, tgt_mask=None, memory_mask=None):
 
 # ------------------------------------------------------------------ causal_mask
 
-@pytest.mark.judges("causal_mask", stage=2)
+@pytest.mark.judges("causal_mask", stage=2, item="causal_mask")
 @pytest.mark.parametrize("length", [0, 1, 2, 5, 9])
 def test_causal_mask_values(student, device, length):
     got = student.causal_mask(length, device=device)
@@ -128,14 +128,14 @@ def test_causal_mask_values(student, device, length):
                                  name=name, i=i, j=j, value=bool(got[i, j])))
 
 
-@pytest.mark.judges("causal_mask", stage=1)
+@pytest.mark.judges("causal_mask", stage=1, item="conventions")
 def test_causal_mask_default_device(student):
     got = student.causal_mask(3)
     assert isinstance(got, torch.Tensor) and got.device.type == "cpu", msg("decoder.causal_mask_3_without",
                                                                            got=got)
 
 
-@pytest.mark.judges("causal_mask", stage=0)
+@pytest.mark.judges("causal_mask", stage=0, item="contract")
 def test_causal_mask_bad_length(student):
     with pytest.raises(ValueError, match="length"):
         student.causal_mask(-1)
@@ -198,7 +198,7 @@ def on(device, t):
     return None if t is None else t.to(device)
 
 
-@pytest.mark.judges("DecoderLayer", "load_torch_decoder_layer", stage=3)
+@pytest.mark.judges("DecoderLayer", "load_torch_decoder_layer", stage=3, item="layer")
 @graded(max_examples=20)
 @given(case=layer_cases())
 def test_decoder_layer_matches_torch_decoder_layer(student, device, case):
@@ -214,7 +214,7 @@ def test_decoder_layer_matches_torch_decoder_layer(student, device, case):
                           case_memory_mask=case['memory_mask']))
 
 
-@pytest.mark.judges("load_torch_decoder_layer", stage=2)
+@pytest.mark.judges("load_torch_decoder_layer", stage=2, item="layer")
 def test_load_torch_decoder_layer_maps_each_weight(student):
     d, h, d_ff = 12, 3, 12                                           # square feed-forward weights too
     layer = torch_layer(d, h, d_ff, seed=31)
@@ -265,7 +265,7 @@ def causal_cases(draw):
                 seed=draw(st.integers(0, 2**31 - 1), label="seed"))
 
 
-@pytest.mark.judges("DecoderLayer", "causal_mask", stage=2)
+@pytest.mark.judges("DecoderLayer", "causal_mask", stage=2, item="causality")
 @graded(max_examples=15)
 @given(case=causal_cases())
 def test_decoder_is_causal(student, device, case):
@@ -287,7 +287,7 @@ def test_decoder_is_causal(student, device, case):
                  name=msg("decoder.outputs_positions_0_after", i=i, which=which))
 
 
-@pytest.mark.judges("DecoderLayer", stage=2)
+@pytest.mark.judges("DecoderLayer", stage=2, item="causality")
 def test_later_tokens_do_matter_without_the_mask(student, device):
     # the other half of causality: the same layer without a mask does look ahead (the property above
     # is not passed by a layer that ignores x's later tokens for another reason)
@@ -304,7 +304,7 @@ def test_later_tokens_do_matter_without_the_mask(student, device):
 
 # ------------------------------------------------------------------ memory padding, dropout
 
-@pytest.mark.judges("DecoderLayer", "load_torch_decoder_layer", stage=2)
+@pytest.mark.judges("DecoderLayer", "load_torch_decoder_layer", stage=2, item="cross_attention")
 def test_memory_padding_mask(student, device):
     d, h, d_ff = 16, 4, 24
     layer = torch_layer(d, h, d_ff, activation="gelu", seed=51)
@@ -323,7 +323,7 @@ def test_memory_padding_mask(student, device):
                  name=msg("decoder.decoderlayer_output_after_changing"))
 
 
-@pytest.mark.judges("DecoderLayer", "load_torch_decoder_layer", stage=2)
+@pytest.mark.judges("DecoderLayer", "load_torch_decoder_layer", stage=2, item="dropout")
 def test_dropout_only_in_train_mode(student, device):
     d, h, d_ff = 16, 2, 32
     layer = torch_layer(d, h, d_ff, dropout=0.3, seed=61)
@@ -359,14 +359,14 @@ def check_train_mode_equals_torch(student, device, layer, dropout, seed, name):
     assert_close(got, run_torch(layer, x, memory, tril(6)).to(device), atol=TORCH_ATOL, name=name)
 
 
-@pytest.mark.judges("DecoderLayer", stage=2)
+@pytest.mark.judges("DecoderLayer", stage=2, item="dropout")
 def test_dropout_0_changes_nothing_in_train_mode(student, device):
     # dropout=0.0 reaches every part (a feed-forward built without it would drop at its own 0.1)
     check_train_mode_equals_torch(student, device, torch_layer(16, 2, 32, seed=63), 0.0, 64,
                                   msg("decoder.train_mode_dropout_0_0"))
 
 
-@pytest.mark.judges("DecoderLayer", stage=2)
+@pytest.mark.judges("DecoderLayer", stage=2, item="dropout")
 def test_dropout_never_touches_the_residual_path(student, device):
     # "dropout on each sub-layer's output before the residual sum": with every sub-layer's output
     # zero (out-projections and linear2 all 0) a dropout inside a sub-layer or on its output drops
@@ -381,7 +381,7 @@ def test_dropout_never_touches_the_residual_path(student, device):
 
 # ------------------------------------------------------------------ shapes, dtypes, bad arguments
 
-@pytest.mark.judges("DecoderLayer", stage=1)
+@pytest.mark.judges("DecoderLayer", stage=1, item="conventions")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_decoder_layer_shape_and_dtype(student, device, dtype):
     mine = student.DecoderLayer(16, 4, 20)
@@ -408,7 +408,7 @@ def default_student_layer(student, device, layer):
     return mine
 
 
-@pytest.mark.judges("DecoderLayer", stage=2)
+@pytest.mark.judges("DecoderLayer", stage=2, item="layer")
 def test_defaults_are_torch_decoder_layers(student, device):
     # DecoderLayer(d_model, num_heads, d_ff) with no keywords: ReLU and LayerNorm eps 1e-5, like
     # nn.TransformerDecoderLayer(d_model, nhead, dim_feedforward) with its defaults
@@ -427,7 +427,7 @@ def test_defaults_are_torch_decoder_layers(student, device):
     assert moved > 1e-3, msg("decoder.default_dropout_train_mode", moved=moved)
 
 
-@pytest.mark.judges("DecoderLayer", stage=2)
+@pytest.mark.judges("DecoderLayer", stage=2, item="layer")
 def test_default_layer_norm_eps_is_1e_5(student, device):
     # LayerNorm's eps only shows where the variance is small: inputs of size 1e-3 and no biases
     # outside the norms make every sub-layer sum that small (eps 1e-12 moves the output by ~1.3)
@@ -444,7 +444,7 @@ def test_default_layer_norm_eps_is_1e_5(student, device):
                  name=msg("decoder.default_eps_small_inputs"))
 
 
-@pytest.mark.judges("DecoderLayer", "load_torch_decoder_layer", stage=2)
+@pytest.mark.judges("DecoderLayer", "load_torch_decoder_layer", stage=2, item="layer")
 def test_decoder_layer_with_sizes_above_256(student, device):
     # sizes above 256 (a batch of 257, d_model 264) are where comparing Python ints with `is not`
     # (object identity) stops agreeing with !=
@@ -457,7 +457,7 @@ def test_decoder_layer_with_sizes_above_256(student, device):
                  name=msg("decoder.d_model_264"))
 
 
-@pytest.mark.judges("DecoderLayer", stage=0)
+@pytest.mark.judges("DecoderLayer", stage=0, item="contract")
 def test_decoder_layer_attributes(student):
     mine = student.DecoderLayer(8, 2, 12, dropout=0.0, activation="gelu", layer_norm_eps=1e-6)
     names = set(mine.state_dict())
@@ -468,7 +468,7 @@ def test_decoder_layer_attributes(student):
     assert not torch.equal(sd["self_attn.W_Q.weight"], sd["cross_attn.W_Q.weight"]), msg("decoder.self_attn_cross_attn")
 
 
-@pytest.mark.judges("DecoderLayer", stage=0)
+@pytest.mark.judges("DecoderLayer", stage=0, item="contract")
 def test_decoder_layer_bad_arguments(student):
     with pytest.raises(ValueError, match="d_model|num_heads"):
         student.DecoderLayer(10, 3, 16)
@@ -485,7 +485,7 @@ BAD_INPUTS = {"x 2-D": ("x", (2, 8), (2, 4, 8)), "x 4-D": ("x", (1, 2, 3, 8), (1
               "memory d_model 10": ("memory", (2, 3, 8), (2, 4, 10))}
 
 
-@pytest.mark.judges("DecoderLayer", stage=0)
+@pytest.mark.judges("DecoderLayer", stage=0, item="contract")
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
 def test_decoder_layer_rejects_inputs_of_the_wrong_shape(student, case):
     name, x_shape, memory_shape = BAD_INPUTS[case]
@@ -497,7 +497,7 @@ def test_decoder_layer_rejects_inputs_of_the_wrong_shape(student, case):
         mine(x, memory)
 
 
-@pytest.mark.judges("DecoderLayer", stage=0)
+@pytest.mark.judges("DecoderLayer", stage=0, item="contract")
 @pytest.mark.parametrize("which", ["tgt_mask", "memory_mask"])
 def test_decoder_layer_mask_of_the_wrong_length(student, which):
     # L_t = 3, L_s = 4: the target's padding mask (B, 1, 1, 3) passed as memory_mask, or the

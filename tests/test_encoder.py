@@ -190,7 +190,7 @@ def layer_cases(draw):
         seed=draw(st.integers(0, 2**31 - 1), label="seed"))
 
 
-@pytest.mark.judges("EncoderLayer", "load_bert_layer", stage=3)
+@pytest.mark.judges("EncoderLayer", "load_bert_layer", stage=3, item="layer")
 @graded(max_examples=20)
 @given(case=layer_cases())
 def test_encoder_layer_matches_hf_bert_layer(student, device, case):
@@ -223,7 +223,7 @@ def test_encoder_layer_matches_hf_bert_layer(student, device, case):
                  name=msg("encoder.encoderlayer_output_huggingface_bertlayer", case_mask_kind=case['mask_kind']))
 
 
-@pytest.mark.judges("EncoderLayer", "load_bert_layer", stage=2)
+@pytest.mark.judges("EncoderLayer", "load_bert_layer", stage=2, item="layer")
 @pytest.mark.parametrize("eps", [None, 1e-12, 1e-5, 1e-3])
 def test_encoder_layer_uses_layer_norm_eps(student, device, eps):
     # inputs and biases so small that the LayerNorms' inputs have a variance of ~1e-5:
@@ -247,7 +247,7 @@ def test_encoder_layer_uses_layer_norm_eps(student, device, eps):
                  name=msg("encoder.encoderlayer_vs_hf_label", label=label))
 
 
-@pytest.mark.judges("load_bert_layer", stage=2)
+@pytest.mark.judges("load_bert_layer", stage=2, item="layer")
 def test_load_bert_layer_maps_each_weight(student):
     cfg = hf.small_config(hidden_size=24, num_attention_heads=3, intermediate_size=24)   # square FFN weights too
     layer = hf_layer(cfg, seed=31)
@@ -255,7 +255,7 @@ def test_load_bert_layer_maps_each_weight(student):
     check_weight_mapping(mine.state_dict(), layer.state_dict(), "load_bert_layer")
 
 
-@pytest.mark.judges("EncoderLayer", stage=1)
+@pytest.mark.judges("EncoderLayer", stage=1, item="conventions")
 def test_encoder_layer_output_shape_and_dtype(student, device):
     cfg = hf.small_config(hidden_size=16, num_attention_heads=4, intermediate_size=20)
     mine = loaded_student_layer(student, device, cfg, hf_layer(cfg, seed=41))
@@ -264,7 +264,7 @@ def test_encoder_layer_output_shape_and_dtype(student, device):
     assert_dtype(out, torch.float32, msg("encoder.encoderlayer_output"))
 
 
-@pytest.mark.judges("EncoderLayer", stage=1)
+@pytest.mark.judges("EncoderLayer", stage=1, item="conventions")
 def test_encoder_layer_returns_the_hidden_states_alone(student, device):
     # layer(x, mask) gives the hidden states, not a tuple: how the weights come out for
     # output_attentions is the student's choice, but not by default
@@ -286,7 +286,7 @@ def layer_with_dropout(student, device, p, seed):
     return mine, x.to(device), want.to(device)
 
 
-@pytest.mark.judges("EncoderLayer", "load_bert_layer", stage=2)
+@pytest.mark.judges("EncoderLayer", "load_bert_layer", stage=2, item="dropout")
 def test_encoder_layer_dropout_only_in_train_mode(student, device):
     # p = 0.3: eval mode is HuggingFace's BertLayer (eval) exactly; train mode drops something;
     # the same seed drops the same things (where the dropout sits is the student's choice)
@@ -296,7 +296,7 @@ def test_encoder_layer_dropout_only_in_train_mode(student, device):
     check_dropout(student, mine, evaluated, lambda: first(mine(x)), "EncoderLayer(dropout=0.3)")
 
 
-@pytest.mark.judges("EncoderLayer", "load_bert_layer", stage=2)
+@pytest.mark.judges("EncoderLayer", "load_bert_layer", stage=2, item="dropout")
 def test_encoder_layer_dropout_0_changes_nothing_in_train_mode(student, device):
     # dropout=0.0 reaches every part (a feed-forward built without it would drop at its own 0.1)
     mine, x, want = layer_with_dropout(student, device, 0.0, 49)
@@ -305,7 +305,7 @@ def test_encoder_layer_dropout_0_changes_nothing_in_train_mode(student, device):
     assert_close(first(mine(x)), want, atol=LAYER_ATOL, name=msg("encoder.encoderlayer_dropout_0_train"))
 
 
-@pytest.mark.judges("EncoderLayer", "load_bert_layer", stage=2)
+@pytest.mark.judges("EncoderLayer", "load_bert_layer", stage=2, item="dropout")
 def test_encoder_layer_defaults(student, device):
     # EncoderLayer(d_model, num_heads, d_ff) with no keywords: BERT's dropout 0.1 (on in train
     # mode, off in eval mode) and layer_norm_eps 1e-12
@@ -337,7 +337,7 @@ def check_dropout(student, module, evaluated, run, label):
     assert torch.equal(one, two), msg("encoder.train_mode_same_seed", label=label)
 
 
-@pytest.mark.judges("EncoderLayer", stage=0)
+@pytest.mark.judges("EncoderLayer", stage=0, item="contract")
 def test_encoder_layer_bad_sizes(student):
     # d_model 10 does not split into 3 heads: a ValueError naming the sizes (from your MultiHeadAttention)
     with pytest.raises(ValueError, match="d_model|num_heads"):
@@ -397,7 +397,7 @@ def random_inputs(c, seed):
     return ids, mask, types
 
 
-@pytest.mark.judges("BertEncoder.from_hf", "BertEncoder.forward", stage=3)
+@pytest.mark.judges("BertEncoder.from_hf", "BertEncoder.forward", stage=3, item="model")
 @graded(max_examples=12)
 @given(case=model_cases())
 def test_bert_encoder_matches_hf_bert_model(student, device, case):
@@ -427,7 +427,7 @@ def odd_config(eps=1e-12):
                            vocab_size=43, max_position_embeddings=19, type_vocab_size=3, layer_norm_eps=eps)
 
 
-@pytest.mark.judges("BertEncoder.from_hf", stage=2)
+@pytest.mark.judges("BertEncoder.from_hf", stage=2, item="model")
 def test_from_hf_maps_each_weight(student):
     cfg = odd_config()
     model = hf_model(cfg, seed=51)
@@ -455,7 +455,7 @@ def quiet_model(cfg, seed):
     return model
 
 
-@pytest.mark.judges("BertEncoder.from_hf", "BertEncoder.forward", stage=2)
+@pytest.mark.judges("BertEncoder.from_hf", "BertEncoder.forward", stage=2, item="model")
 @pytest.mark.parametrize("eps", [1e-5, 1e-7])
 def test_from_hf_reads_the_config(student, device, eps):
     # layer_norm_eps and num_attention_heads change no weight's shape: only the outputs show them
@@ -488,7 +488,7 @@ def encoder_with_dropout(student, device, p, seed):
     return enc, ids.to(device), mask.to(device), want.to(device)
 
 
-@pytest.mark.judges("BertEncoder.from_hf", "BertEncoder.forward", stage=2)
+@pytest.mark.judges("BertEncoder.from_hf", "BertEncoder.forward", stage=2, item="dropout")
 def test_bert_encoder_dropout_only_in_train_mode(student, device):
     # BERT's config has dropout (0.1 in bert-base and MiniLM): the encoder built from it drops in
     # train mode, and only there
@@ -499,7 +499,7 @@ def test_bert_encoder_dropout_only_in_train_mode(student, device):
     check_dropout(student, enc, evaluated, lambda: enc(ids, mask), "BertEncoder.from_hf(config with dropout 0.1)")
 
 
-@pytest.mark.judges("BertEncoder.from_hf", "BertEncoder.forward", stage=2)
+@pytest.mark.judges("BertEncoder.from_hf", "BertEncoder.forward", stage=2, item="dropout")
 def test_bert_encoder_from_a_config_without_dropout_changes_nothing_in_train_mode(student, device):
     # from_hf reads the dropout from the config: with hidden_dropout_prob = attention_probs_dropout_prob
     # = 0.0, train mode drops nothing (a hard-coded 0.1 would)
@@ -522,7 +522,7 @@ def small_pair(student, device):
     return model, student_encoder(student, device, cfg, model)
 
 
-@pytest.mark.judges("BertEncoder.forward", stage=2)
+@pytest.mark.judges("BertEncoder.forward", stage=2, item="model")
 def test_padding_content_does_not_matter(student, device, small_pair):
     _, enc = small_pair
     gen = torch.Generator().manual_seed(62)
@@ -546,7 +546,7 @@ def test_padding_content_does_not_matter(student, device, small_pair):
                      name=msg("encoder.sentence_length_alone_row", b=b, n=n))
 
 
-@pytest.mark.judges("BertEncoder.forward", "BertEncoder.from_hf", stage=1)
+@pytest.mark.judges("BertEncoder.forward", "BertEncoder.from_hf", stage=1, item="conventions")
 def test_bert_encoder_output_shape_and_dtype(student, device, small_pair):
     _, enc = small_pair
     out = enc(torch.randint(0, 50, (2, 11), generator=torch.Generator().manual_seed(63)).to(device))
@@ -587,7 +587,7 @@ def minilm_encoder(student, device):
     return encoder_from_hf(student, remote, device)
 
 
-@pytest.mark.judges("BertEncoder.from_hf", "BertEncoder.forward", stage=3)
+@pytest.mark.judges("BertEncoder.from_hf", "BertEncoder.forward", stage=3, item="model")
 def test_bert_encoder_matches_minilm_on_a_padded_batch_of_pairs(minilm_encoder, device):
     batch, want, _, _ = minilm_reference()
     got = minilm_encoder(batch["input_ids"].to(device), batch["attention_mask"].to(device),
@@ -597,7 +597,7 @@ def test_bert_encoder_matches_minilm_on_a_padded_batch_of_pairs(minilm_encoder, 
                  name=msg("encoder.minilm_vs_bertmodel_pairs"))
 
 
-@pytest.mark.judges("BertEncoder.from_hf", "BertEncoder.forward", stage=3)
+@pytest.mark.judges("BertEncoder.from_hf", "BertEncoder.forward", stage=3, item="model")
 def test_bert_encoder_matches_minilm_on_the_chapters_sentence(minilm_encoder, device):
     # "Hello, how are you?" -> [101, 7592, 1010, 2129, 2024, 2017, 1029, 102]; no mask, no token types
     _, _, ids, want = minilm_reference()
@@ -615,7 +615,7 @@ def hf_pooler(hidden_size, seed):
     return randomize_(hf.seeded(lambda: BertPooler(cfg), seed), seed).eval()
 
 
-@pytest.mark.judges("BertPooler", stage=3)
+@pytest.mark.judges("BertPooler", stage=3, item="pooler")
 @pytest.mark.parametrize("hidden_size", [4, 24])
 def test_bert_pooler_matches_hf_bert_pooler(student, device, hidden_size):
     pooler = hf_pooler(hidden_size, seed=70 + hidden_size)
@@ -631,7 +631,7 @@ def test_bert_pooler_matches_hf_bert_pooler(student, device, hidden_size):
                  name=msg("encoder.bertpooler_output_huggingface_bertpooler", hidden_size=hidden_size))
 
 
-@pytest.mark.judges("BertEncoder.pooled", "BertPooler", "BertEncoder.from_hf", "BertEncoder.forward", stage=3)
+@pytest.mark.judges("BertEncoder.pooled", "BertPooler", "BertEncoder.from_hf", "BertEncoder.forward", stage=3, item="pooler")
 @graded(max_examples=8)
 @given(case=model_cases())
 def test_pooled_matches_hf_pooler_output(student, device, case):
@@ -649,7 +649,7 @@ def test_pooled_matches_hf_pooler_output(student, device, case):
                  name=msg("encoder.bertencoder_pooled_huggingface_bertmodel"))
 
 
-@pytest.mark.judges("BertEncoder.pooled", "BertPooler", "BertEncoder.from_hf", "BertEncoder.forward", stage=3)
+@pytest.mark.judges("BertEncoder.pooled", "BertPooler", "BertEncoder.from_hf", "BertEncoder.forward", stage=3, item="pooler")
 def test_pooled_matches_minilm_pooler_output(minilm_encoder, device):
     batch, _, _, _ = minilm_reference()
     want = minilm_extras()["pooler_output"]
@@ -683,7 +683,7 @@ def check_attentions(result, want_hidden, want_attentions, real, device, where):
                      name=msg("encoder.attention_weights_layer_batch", where=where, i=i))
 
 
-@pytest.mark.judges("BertEncoder.forward", "BertEncoder.from_hf", stage=3)
+@pytest.mark.judges("BertEncoder.forward", "BertEncoder.from_hf", stage=3, item="attentions")
 @graded(max_examples=8)
 @given(case=model_cases())
 def test_attentions_match_hf_output_attentions(student, device, case):
@@ -698,7 +698,7 @@ def test_attentions_match_hf_output_attentions(student, device, case):
                      msg("encoder.small_random_bertmodel"))
 
 
-@pytest.mark.judges("BertEncoder.forward", "BertEncoder.from_hf", stage=3)
+@pytest.mark.judges("BertEncoder.forward", "BertEncoder.from_hf", stage=3, item="attentions")
 def test_attentions_match_minilm(minilm_encoder, device):
     batch, want_hidden, _, _ = minilm_reference()
     result = minilm_encoder(batch["input_ids"].to(device), batch["attention_mask"].to(device),
@@ -760,7 +760,7 @@ def check_count(student, sizes, label):
                                  diff=diff, why=why))
 
 
-@pytest.mark.judges("count_parameters", stage=3)
+@pytest.mark.judges("count_parameters", stage=3, item="parameters")
 @pytest.mark.parametrize("sizes, printed", [
     ({}, 109_482_240),
     ({"hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16, "intermediate_size": 4096},
@@ -784,14 +784,14 @@ def count_configs(draw):
         type_vocab_size=draw(st.integers(1, 4), label="type_vocab_size"))
 
 
-@pytest.mark.judges("count_parameters", stage=3)
+@pytest.mark.judges("count_parameters", stage=3, item="parameters")
 @graded(max_examples=25)
 @given(sizes=count_configs())
 def test_count_parameters_matches_bert_model(student, sizes):
     check_count(student, sizes, "BertConfig(" + ", ".join(f"{k}={v}" for k, v in sizes.items()) + ")")
 
 
-@pytest.mark.judges("count_parameters", stage=2)
+@pytest.mark.judges("count_parameters", stage=2, item="parameters")
 def test_count_parameters_builds_no_model(student):
     # 8.2e12 word-embedding entries (33 TB): building the model, even for a moment, fails at once;
     # the formula needs only the sizes

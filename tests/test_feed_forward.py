@@ -33,7 +33,7 @@ def student_ffn(student, device, ref, d_model, d_ff, activation, dropout=0.0, dt
                 device=device, dtype=dtype)
 
 
-@pytest.mark.judges("PositionwiseFeedForward", stage=3)
+@pytest.mark.judges("PositionwiseFeedForward", stage=3, item="relu_ffn")
 @graded(max_examples=25)
 @given(d_model=st.integers(1, 48), d_ff=st.integers(1, 96), batch=st.integers(1, 3),
        seq_len=st.integers(1, 10), activation=st.sampled_from(["relu", "gelu"]),
@@ -50,7 +50,7 @@ def test_matches_reference(student, reference, device, d_model, d_ff, batch, seq
                  name=f"PositionwiseFeedForward({d_model}, {d_ff}, activation={activation!r})(x)")
 
 
-@pytest.mark.judges("PositionwiseFeedForward", stage=1)
+@pytest.mark.judges("PositionwiseFeedForward", stage=1, item="conventions")
 @pytest.mark.parametrize("activation", ["relu", "gelu"])
 def test_float64_in_float64_out(student, reference, device, activation):
     ref = reference_ffn(reference, 12, 40, activation, seed=5).double()
@@ -63,7 +63,7 @@ def test_float64_in_float64_out(student, reference, device, activation):
     assert_close(got, want, atol=FLOAT64_ATOL, name=msg("feed_forward.float64_output", activation=activation))
 
 
-@pytest.mark.judges("PositionwiseFeedForward.__init__", stage=1)
+@pytest.mark.judges("PositionwiseFeedForward.__init__", stage=1, item="conventions")
 def test_layers_have_the_chapter_shapes(student):
     ffn = student.PositionwiseFeedForward(24, 80, dropout=0.25)
     assert_shape(ffn.linear1.weight, (80, 24), "linear1.weight (nn.Linear(d_model, d_ff))")
@@ -83,7 +83,7 @@ def hf_bert_ffn(seed, hidden_size=32, intermediate_size=128):
     return inter, out
 
 
-@pytest.mark.judges("PositionwiseFeedForward", stage=3)
+@pytest.mark.judges("PositionwiseFeedForward", stage=3, item="gelu")
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_matches_hf_bert_intermediate_and_output_dense(student, device, seed):
     # BERT's feed-forward: BertIntermediate (dense + exact GELU) then BertOutput.dense
@@ -103,7 +103,7 @@ def test_matches_hf_bert_intermediate_and_output_dense(student, device, seed):
                  name=msg("feed_forward.output_huggingface_bertintermediate_bertoutput"))
 
 
-@pytest.mark.judges("PositionwiseFeedForward", stage=2)
+@pytest.mark.judges("PositionwiseFeedForward", stage=2, item="relu_ffn")
 def test_relu_is_the_chapters_formula(student, device):
     # chapter 3.5: FFN(x) = max(0, x W1 + b1) W2 + b2
     gen = torch.Generator().manual_seed(11)
@@ -119,7 +119,7 @@ def test_relu_is_the_chapters_formula(student, device):
     assert_close(got, want, atol=FLOAT32_ATOL, name=msg("feed_forward.ffn_default_activation"))
 
 
-@pytest.mark.judges("PositionwiseFeedForward", stage=2)
+@pytest.mark.judges("PositionwiseFeedForward", stage=2, item="relu_ffn")
 @graded(max_examples=10)
 @given(d_model=st.integers(1, 24), d_ff=st.integers(1, 48), batch=st.integers(1, 3),
        seq_len=st.integers(2, 9), activation=st.sampled_from(["relu", "gelu"]),
@@ -143,7 +143,7 @@ def test_each_position_alone(student, reference, device, d_model, d_ff, batch, s
                  name=msg("feed_forward.output_permuted_positions_permuted"))
 
 
-@pytest.mark.judges("PositionwiseFeedForward", stage=2)
+@pytest.mark.judges("PositionwiseFeedForward", stage=2, item="dropout")
 @pytest.mark.parametrize("activation", ["relu", "gelu"])
 def test_dropout_only_in_train_mode(student, reference, device, activation):
     ref = reference_ffn(reference, 16, 64, activation, seed=3, dropout=0.5)
@@ -168,7 +168,7 @@ def test_dropout_only_in_train_mode(student, reference, device, activation):
     assert_close(drop2, drop1, atol=0.0, name=msg("feed_forward.train_mode_output_after"))
 
 
-@pytest.mark.judges("PositionwiseFeedForward", stage=2)
+@pytest.mark.judges("PositionwiseFeedForward", stage=2, item="dropout")
 def test_dropout_uses_the_given_probability(student, reference, device):
     # dropout=1.0 in train mode zeroes whatever it is applied to (nn.Dropout(1.0) gives zeros), so
     # wherever the dropout sits the output no longer depends on x: every position of every input
@@ -183,7 +183,7 @@ def test_dropout_uses_the_given_probability(student, reference, device):
                  name=msg("feed_forward.train_mode_output_dropout_1"))
 
 
-@pytest.mark.judges("PositionwiseFeedForward.__init__", stage=0)
+@pytest.mark.judges("PositionwiseFeedForward.__init__", stage=0, item="contract")
 @pytest.mark.parametrize("activation", ["tanh", "swish", "sigmoid", "gelu_new"])
 def test_unknown_activation_raises(student, activation):
     # the docstring: ValueError "naming activation and the value"
@@ -191,14 +191,14 @@ def test_unknown_activation_raises(student, activation):
         student.PositionwiseFeedForward(8, 16, activation=activation)
 
 
-@pytest.mark.judges("PositionwiseFeedForward.__init__", stage=0)
+@pytest.mark.judges("PositionwiseFeedForward.__init__", stage=0, item="contract")
 def test_activation_that_is_not_a_string_raises(student):
     # "anything else raises ValueError"; a TypeError for a non-string is the contract's other choice
     with raises_naming((ValueError, TypeError), "activation", "activation"):
         student.PositionwiseFeedForward(8, 16, activation=None)
 
 
-@pytest.mark.judges("PositionwiseFeedForward.__init__", stage=0)
+@pytest.mark.judges("PositionwiseFeedForward.__init__", stage=0, item="contract")
 def test_default_dropout_is_0_1(student):
     # no keywords: dropout=0.1 (the chapter's default)
     p = student.PositionwiseFeedForward(8, 16).dropout.p

@@ -307,7 +307,7 @@ def check_item(item, text, label, max_length, hf_tokenizer, what):
                  name=msg("finetuning.labels_0_dim_long", what=what))
 
 
-@pytest.mark.judges("SentimentDataset", stage=3)
+@pytest.mark.judges("SentimentDataset", stage=3, item="dataset")
 @graded(max_examples=12)
 @given(max_length=st.integers(4, 40), picks=st.lists(st.integers(0, POOL_SIZE - 1), min_size=1, max_size=5),
        labels_seed=st.integers(0, 2**16))
@@ -324,7 +324,7 @@ def test_dataset_items_match_hf_tokenizer_padded_and_truncated(student, remote_t
                    msg("finetuning.dataset_item_for_text", i=i, text=text[:30]))
 
 
-@pytest.mark.judges("SentimentDataset", stage=2)
+@pytest.mark.judges("SentimentDataset", stage=2, item="dataset")
 def test_dataset_default_max_length_is_128(student, remote_tokenizer, hf_tokenizer, text_pool):
     ds = student.SentimentDataset(text_pool[:2], [1, 0], remote_tokenizer)
     for i in range(2):
@@ -332,7 +332,7 @@ def test_dataset_default_max_length_is_128(student, remote_tokenizer, hf_tokeniz
                    msg("finetuning.dataset_default_max_length", i=i))
 
 
-@pytest.mark.judges("SentimentDataset", stage=2)
+@pytest.mark.judges("SentimentDataset", stage=2, item="dataset")
 def test_dataset_max_length_2_holds_cls_and_sep(student, remote_tokenizer, hf_tokenizer, text_pool):
     # the smallest max_length with room for [CLS] and [SEP]: every text is cut to nothing
     texts, labels = [text_pool[0], text_pool[15], ""], [1, 0, 1]
@@ -342,7 +342,7 @@ def test_dataset_max_length_2_holds_cls_and_sep(student, remote_tokenizer, hf_to
                    msg("finetuning.dataset_item_for_text", i=i, text=text[:30]))
 
 
-@pytest.mark.judges("SentimentDataset", stage=2)
+@pytest.mark.judges("SentimentDataset", stage=2, item="dataset")
 def test_dataset_of_300_texts(student, remote_tokenizer, hf_tokenizer, text_pool):
     # 300 texts and 300 labels: above 256, lengths compared with `is not` (object identity) no
     # longer agree with !=
@@ -356,7 +356,7 @@ def test_dataset_of_300_texts(student, remote_tokenizer, hf_tokenizer, text_pool
                    msg("finetuning.dataset_item_for_text", i=i, text=texts[i][:30]))
 
 
-@pytest.mark.judges("SentimentDataset", stage=2)
+@pytest.mark.judges("SentimentDataset", stage=2, item="dataset")
 @pytest.mark.parametrize("max_length", [24, 6])
 def test_dataset_works_with_kata_wordpiece_tokenizer_interface(student, helpers, remote_tokenizer,
                                                                 hf_tokenizer, text_pool, max_length):
@@ -373,7 +373,7 @@ def test_dataset_works_with_kata_wordpiece_tokenizer_interface(student, helpers,
                    msg("finetuning.dataset_wordpiecetokenizer", i=i))
 
 
-@pytest.mark.judges("SentimentDataset", stage=1)
+@pytest.mark.judges("SentimentDataset", stage=1, item="dataset")
 def test_dataset_batches_through_dataloader(student, remote_tokenizer, hf_tokenizer, text_pool):
     texts, labels = text_pool[:6], [1, 0, 0, 1, 1, 0]
     ds = student.SentimentDataset(texts, labels, remote_tokenizer, max_length=20)
@@ -387,7 +387,7 @@ def test_dataset_batches_through_dataloader(student, remote_tokenizer, hf_tokeni
     assert_equal(batch.get("labels"), torch.tensor(labels[:4]), name="batch['labels'] (B,)")
 
 
-@pytest.mark.judges("SentimentDataset", stage=0)
+@pytest.mark.judges("SentimentDataset", stage=0, item="contract")
 @pytest.mark.parametrize("n_texts, n_labels", [(5, 3), (2, 4)])
 def test_dataset_rejects_texts_and_labels_of_different_lengths(student, remote_tokenizer, n_texts, n_labels):
     # more texts than labels and fewer: a ValueError whose message names texts and labels and says
@@ -405,7 +405,7 @@ def test_dataset_rejects_texts_and_labels_of_different_lengths(student, remote_t
 
 
 # ---------------------------------------------------------------- train_model
-@pytest.mark.judges("train_model", stage=3)
+@pytest.mark.judges("train_model", stage=3, item="training")
 def test_train_matches_reference_after_two_epochs(student, reference, device):
     cfg = config(dropout=0.0)
     local, remote = model_pair(student, device, cfg, seed=11)
@@ -426,7 +426,7 @@ def test_train_matches_reference_after_two_epochs(student, reference, device):
                         msg("finetuning.after_2_epochs_sgd"))
 
 
-@pytest.mark.judges("train_model", stage=2)
+@pytest.mark.judges("train_model", stage=2, item="training")
 def test_train_returns_mean_of_batch_losses_per_epoch(student, device):
     # lr = 0: the weights never move, so every epoch's value is the same mean of batch losses,
     # computed here directly; batches of 4, 4 and 2 make it differ from the per-example mean.
@@ -443,7 +443,7 @@ def test_train_returns_mean_of_batch_losses_per_epoch(student, device):
                                             want=want, got=got)
 
 
-@pytest.mark.judges("train_model", stage=2)
+@pytest.mark.judges("train_model", stage=2, item="training")
 def test_train_zero_epochs_is_no_pass(student, device):
     # epochs=0: no pass over the data, an empty list of losses and the weights as they were
     local, remote, _, remote_loader, remote_opt = sgd_setup(student, device, 25, 6, lr=0.5)
@@ -453,7 +453,7 @@ def test_train_zero_epochs_is_no_pass(student, device):
     assert_params_close(remote.state_dict(), local.state_dict(), msg("finetuning.after_zero_epochs"))
 
 
-@pytest.mark.judges("train_model", stage=2)
+@pytest.mark.judges("train_model", stage=2, item="training")
 def test_train_on_a_loader_of_one_batch(student, device):
     # one batch of 3 examples, lr = 0: the epoch's loss is that batch's loss
     local, remote, local_loader, remote_loader, remote_opt = sgd_setup(student, device, 27, 3, lr=0.0)
@@ -465,7 +465,7 @@ def test_train_on_a_loader_of_one_batch(student, device):
     assert abs(got - want[0]) <= 1e-5, msg("finetuning.loss_one_batch", want=want[0], got=got)
 
 
-@pytest.mark.judges("train_model", stage=2)
+@pytest.mark.judges("train_model", stage=2, item="training")
 def test_train_zeroes_gradients_every_step(student, device):
     # lr = 0 keeps the weights fixed, so each batch's true gradient is known here.  After the
     # loop, .grad holds the last batch's gradient (zero_grad before backward), nothing
@@ -493,7 +493,7 @@ def test_train_zeroes_gradients_every_step(student, device):
                                          err_last=err_last)
 
 
-@pytest.mark.judges("train_model", stage=2)
+@pytest.mark.judges("train_model", stage=2, item="training")
 def test_train_puts_model_in_train_mode(student, reference, device):
     # the model arrives in eval mode, as evaluate_model leaves it, with dropout 0.2; one batch,
     # so that this test does not depend on how gradients are cleared between steps
@@ -527,7 +527,7 @@ def check_moves(log, keys, device, fn_name):
                                  device=str(device), missing=missing, batches=batches, keys=', '.join(keys))
 
 
-@pytest.mark.judges("train_model", stage=1)
+@pytest.mark.judges("train_model", stage=1, item="training")
 def test_train_moves_batches_to_device(student, helpers, device):
     cfg = config(dropout=0.0)
     _, remote = model_pair(student, device, cfg, seed=51)
@@ -547,7 +547,7 @@ def eval_examples():
     return random_examples(40, seed=61)
 
 
-@pytest.mark.judges("evaluate_model", stage=3)
+@pytest.mark.judges("evaluate_model", stage=3, item="evaluation")
 def test_evaluate_matches_reference(student, reference, device, eval_examples):
     # handed over in train mode with dropout 0.3: only an evaluation in eval mode is reproducible
     cfg = config(dropout=0.3)
@@ -574,7 +574,7 @@ def test_evaluate_matches_reference(student, reference, device, eval_examples):
         msg("finetuning.f1_expected_weighted_f1", f1=f1, got_f1=got['f1'])
 
 
-@pytest.mark.judges("evaluate_model", stage=2)
+@pytest.mark.judges("evaluate_model", stage=2, item="evaluation")
 def test_evaluate_runs_in_eval_mode_without_autograd(student, device, eval_examples):
     cfg = config(dropout=0.3)
     _, remote = model_pair(student, device, cfg, seed=71, train=True)
@@ -589,7 +589,7 @@ def test_evaluate_runs_in_eval_mode_without_autograd(student, device, eval_examp
                  name=msg("finetuning.predictions_second_evaluation_dropout"))
 
 
-@pytest.mark.judges("evaluate_model", stage=1)
+@pytest.mark.judges("evaluate_model", stage=1, item="evaluation")
 def test_evaluate_moves_batches_to_device(student, helpers, device, eval_examples):
     cfg = config(dropout=0.0)
     _, remote = model_pair(student, device, cfg, seed=81)
@@ -630,7 +630,7 @@ def check_metrics(got, labels, preds):
                                               preds=preds.tolist())
 
 
-@pytest.mark.judges("compute_metrics", stage=3)
+@pytest.mark.judges("compute_metrics", stage=3, item="metrics")
 @graded(max_examples=30)
 @given(data=eval_predictions())
 def test_compute_metrics_matches_sklearn(student, data):
@@ -639,7 +639,7 @@ def test_compute_metrics_matches_sklearn(student, data):
     check_metrics(got, labels, logits.argmax(-1))
 
 
-@pytest.mark.judges("compute_metrics", stage=3)
+@pytest.mark.judges("compute_metrics", stage=3, item="metrics")
 @graded(max_examples=8)
 @given(data=eval_predictions())
 def test_compute_metrics_accepts_eval_prediction(student, data):
@@ -648,7 +648,7 @@ def test_compute_metrics_accepts_eval_prediction(student, data):
     check_metrics(student.compute_metrics(pred), labels, logits.argmax(-1))
 
 
-@pytest.mark.judges("compute_metrics", stage=2)
+@pytest.mark.judges("compute_metrics", stage=2, item="metrics")
 def test_compute_metrics_class_missing_from_labels(student):
     # class 2 is predicted but never true, class 1 is true but never predicted
     labels = np.array([0, 0, 1, 1, 0])
@@ -657,7 +657,7 @@ def test_compute_metrics_class_missing_from_labels(student):
     check_metrics(student.compute_metrics((logits, labels)), labels, preds)
 
 
-@pytest.mark.judges("compute_metrics", stage=2)
+@pytest.mark.judges("compute_metrics", stage=2, item="metrics")
 @pytest.mark.parametrize("label, pred", [(1, 1), (0, 1)])
 def test_compute_metrics_on_one_example(student, label, pred):
     labels, preds = np.array([label]), np.array([pred])
@@ -706,7 +706,7 @@ def ja_texts(japanese):
                     "この店の料理は、値段の割においしいけれど、店員さんの態度がとても悪くて残念でした。"]
 
 
-@pytest.mark.judges("predict_sentiment", stage=3)
+@pytest.mark.judges("predict_sentiment", stage=3, item="prediction")
 def test_predict_sentiment_matches_softmax_on_japanese_text(student, device, ja_tokenizer, remote_ja_tokenizer,
                                                             ja_texts):
     # chapter 3.8: a Japanese BERT with BertJapaneseTokenizer; dropout 0.1 and handed over in
@@ -720,7 +720,7 @@ def test_predict_sentiment_matches_softmax_on_japanese_text(student, device, ja_
     check_predictions(got, ja_texts, probs, CHAPTER_LABELS, "predict_sentiment")
 
 
-@pytest.mark.judges("predict_sentiment", stage=2)
+@pytest.mark.judges("predict_sentiment", stage=2, item="prediction")
 def test_predict_sentiment_default_labels_are_the_chapters(student, device, remote_tokenizer, hf_tokenizer,
                                                            ja_texts):
     cfg = config(vocab_size=hf_tokenizer.vocab_size, initializer_range=0.02)
@@ -741,7 +741,7 @@ def test_predict_sentiment_default_labels_are_the_chapters(student, device, remo
                 msg("finetuning.confidence_expected_0_99", pair_1=pair[1])
 
 
-@pytest.mark.judges("predict_sentiment", stage=3)
+@pytest.mark.judges("predict_sentiment", stage=3, item="prediction")
 def test_predict_sentiment_custom_labels_three_classes(student, device, hf_tokenizer, remote_tokenizer, english):
     labels = ("negative", "neutral", "positive")
     cfg = config(num_labels=3, vocab_size=hf_tokenizer.vocab_size, initializer_range=0.02)
@@ -756,7 +756,7 @@ def test_predict_sentiment_custom_labels_three_classes(student, device, hf_token
     check_predictions(got, texts, probs, labels, msg("finetuning.predict_sentiment_3_labels"))
 
 
-@pytest.mark.judges("predict_sentiment", stage=2)
+@pytest.mark.judges("predict_sentiment", stage=2, item="prediction")
 def test_predict_sentiment_runs_in_eval_mode_without_autograd(student, device, hf_tokenizer, remote_tokenizer,
                                                               english):
     # handed over in train mode with dropout 0.3, twice (the second time after model.train(), as
@@ -772,7 +772,7 @@ def test_predict_sentiment_runs_in_eval_mode_without_autograd(student, device, h
 
 
 # ---------------------------------------------------------------- learning on real data
-@pytest.mark.judges("train_model", stage=3)
+@pytest.mark.judges("train_model", stage=3, item="training")
 def test_training_reaches_accuracy_band_on_english_set(student, device, hf_tokenizer, english):
     from transformers import BertForSequenceClassification
 

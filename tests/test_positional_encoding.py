@@ -43,7 +43,7 @@ def check_table(got, max_len, d_model, name):
 
 # ------------------------------------------------------------------ sinusoidal_table
 
-@pytest.mark.judges("sinusoidal_table", stage=0)
+@pytest.mark.judges("sinusoidal_table", stage=0, item="contract")
 @pytest.mark.parametrize("max_len, d_model, name", [(0, 8, "max_len"), (-3, 8, "max_len"), (8, 0, "d_model"),
                                                     (8, -2, "d_model")])
 def test_table_rejects_sizes_that_are_not_positive(student, max_len, d_model, name):
@@ -52,7 +52,7 @@ def test_table_rejects_sizes_that_are_not_positive(student, max_len, d_model, na
         student.sinusoidal_table(max_len, d_model)
 
 
-@pytest.mark.judges("sinusoidal_table", stage=1)
+@pytest.mark.judges("sinusoidal_table", stage=1, item="conventions")
 @pytest.mark.parametrize("d_model", [8, 7])
 def test_table_shape_and_dtype(student, d_model):
     # an odd d_model has one more sine column than cosine columns
@@ -62,7 +62,7 @@ def test_table_shape_and_dtype(student, d_model):
                                         name=f"sinusoidal_table(5, {d_model})", got_dtype=got.dtype)
 
 
-@pytest.mark.judges("sinusoidal_table", stage=3)
+@pytest.mark.judges("sinusoidal_table", stage=3, item="table")
 @graded(max_examples=25)
 @given(max_len=st.integers(1, 120), d_model=st.integers(1, 64))
 def test_table_matches_distilbert(student, max_len, d_model):
@@ -70,7 +70,7 @@ def test_table_matches_distilbert(student, max_len, d_model):
     check_table(got, max_len, d_model, f"sinusoidal_table({max_len}, {d_model})")
 
 
-@pytest.mark.judges("sinusoidal_table", stage=3)
+@pytest.mark.judges("sinusoidal_table", stage=3, item="table")
 @pytest.mark.parametrize("d_model", [64, 63])
 def test_table_matches_distilbert_up_to_position_5000(student, d_model):
     # the chapter's default max_len; odd d_model too (one more sin column than cos columns)
@@ -78,7 +78,7 @@ def test_table_matches_distilbert_up_to_position_5000(student, d_model):
     check_table(got, 5000, d_model, f"sinusoidal_table(5000, {d_model})")
 
 
-@pytest.mark.judges("sinusoidal_table", stage=2)
+@pytest.mark.judges("sinusoidal_table", stage=2, item="table")
 @pytest.mark.parametrize("d_model", [6, 5])
 def test_table_first_rows(student, d_model):
     # position 0 is (sin 0, cos 0, sin 0, ...) = (0, 1, 0, 1, ...); the first column is sin(pos);
@@ -94,7 +94,7 @@ def test_table_first_rows(student, d_model):
                  name=msg("positional_encoding.column_0_sinusoidal_table"), check_dtype=False)
 
 
-@pytest.mark.judges("sinusoidal_table", stage=2)
+@pytest.mark.judges("sinusoidal_table", stage=2, item="table")
 @graded(max_examples=10)
 @given(max_len=st.integers(1, 600), d_model=st.integers(1, 96))
 def test_table_values_in_unit_interval(student, max_len, d_model):
@@ -106,7 +106,7 @@ def test_table_values_in_unit_interval(student, max_len, d_model):
                                     d_model=d_model, worst=worst)
 
 
-@pytest.mark.judges("sinusoidal_table", stage=2)
+@pytest.mark.judges("sinusoidal_table", stage=2, item="table")
 @graded(max_examples=20)
 @given(d_model=st.integers(2, 64), k=st.integers(1, 60), data=st.data())
 def test_shift_by_k_is_a_fixed_rotation(student, d_model, k, data):
@@ -135,7 +135,7 @@ def module_buffers(student, module):
     return student.build("builtins.dict", module.named_buffers())
 
 
-@pytest.mark.judges("PositionalEncoding.__init__", stage=0)
+@pytest.mark.judges("PositionalEncoding.__init__", stage=0, item="contract")
 def test_module_registers_pe_buffer(student):
     pe_mod = student.PositionalEncoding(16, max_len=50)
     buffers = module_buffers(student, pe_mod)
@@ -147,7 +147,7 @@ def test_module_registers_pe_buffer(student):
     assert "pe" in keys, msg("positional_encoding.pe_not_in_state_dict", names=keys)
 
 
-@pytest.mark.judges("PositionalEncoding.__init__", stage=0)
+@pytest.mark.judges("PositionalEncoding.__init__", stage=0, item="contract")
 def test_pe_is_not_a_parameter(student):
     # a buffer, not an nn.Parameter (not even one with requires_grad=False): an optimizer
     # given model.parameters() must not see it
@@ -156,14 +156,14 @@ def test_pe_is_not_a_parameter(student):
     assert not params, msg("positional_encoding.pe_is_a_parameter", names=params)
 
 
-@pytest.mark.judges("PositionalEncoding.__init__", stage=0)
+@pytest.mark.judges("PositionalEncoding.__init__", stage=0, item="contract")
 @pytest.mark.parametrize("max_len", [0, -5])
 def test_module_rejects_max_len_that_is_not_positive(student, max_len):
     with raises_naming((ValueError, TypeError), "max_len", "max_len"):
         student.PositionalEncoding(8, max_len=max_len)
 
 
-@pytest.mark.judges("PositionalEncoding.forward", stage=0)
+@pytest.mark.judges("PositionalEncoding.forward", stage=0, item="contract")
 @pytest.mark.parametrize("seq_len", [11, 30])
 def test_sequence_longer_than_max_len_raises(student, device, seq_len):
     # the docstring: ValueError "naming max_len and the length"
@@ -174,13 +174,13 @@ def test_sequence_longer_than_max_len_raises(student, device, seq_len):
         pe_mod(x)
 
 
-@pytest.mark.judges("PositionalEncoding.__init__", stage=1)
+@pytest.mark.judges("PositionalEncoding.__init__", stage=1, item="buffer")
 def test_module_default_max_len_is_5000(student):
     pe_mod = student.PositionalEncoding(8)
     assert_shape(pe_mod.pe, (1, 5000, 8), "PositionalEncoding(8).pe")
 
 
-@pytest.mark.judges("PositionalEncoding.forward", stage=1)
+@pytest.mark.judges("PositionalEncoding.forward", stage=1, item="conventions")
 @pytest.mark.parametrize("d_model", [10, 7])
 def test_forward_keeps_shape_dtype_and_device(student, device, d_model):
     # x + pe: the same shape as x (concatenating the table would add columns)
@@ -196,14 +196,14 @@ def test_forward_keeps_shape_dtype_and_device(student, device, d_model):
                                                    out_device=out.device, device=device)
 
 
-@pytest.mark.judges("PositionalEncoding.__init__", stage=2)
+@pytest.mark.judges("PositionalEncoding.__init__", stage=2, item="buffer")
 def test_module_buffer_holds_the_table(student):
     pe = module_buffers(student, student.PositionalEncoding(16, max_len=50))["pe"]
     assert_close(pe[0], distilbert_table(50, 16), atol=TABLE_ATOL, name=msg("positional_encoding.buffer_pe"),
                  check_dtype=False)
 
 
-@pytest.mark.judges("PositionalEncoding.forward", stage=2)
+@pytest.mark.judges("PositionalEncoding.forward", stage=2, item="forward")
 @pytest.mark.parametrize("d_model", [6, 7])
 def test_forward_at_exactly_max_len(student, device, d_model):
     # x of size O(1), not zeros: x * sqrt(d_model) + pe (the original Transformer's embedding
@@ -218,7 +218,7 @@ def test_forward_at_exactly_max_len(student, device, d_model):
                                                       d_model=d_model))
 
 
-@pytest.mark.judges("PositionalEncoding.forward", stage=2)
+@pytest.mark.judges("PositionalEncoding.forward", stage=2, item="forward")
 def test_forward_at_distilbert_size(student, device):
     # DistilBERT's d_model = 768 and max_len = 512, 300 tokens: sizes above 256, where comparing
     # Python ints with `is` / `is not` (object identity) stops agreeing with == / !=
@@ -230,7 +230,7 @@ def test_forward_at_distilbert_size(student, device):
     assert_close(out, want, atol=TABLE_ATOL, name=msg("positional_encoding.distilbert_size"))
 
 
-@pytest.mark.judges("PositionalEncoding.forward", stage=3)
+@pytest.mark.judges("PositionalEncoding.forward", stage=3, item="forward")
 @graded(max_examples=20)
 @given(batch=st.integers(1, 3), seq_len=st.integers(1, 40), d_model=st.integers(1, 24),
        dtype=st.sampled_from([torch.float32, torch.float64]), seed=st.integers(0, 2**31 - 1))

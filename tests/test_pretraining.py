@@ -211,7 +211,7 @@ def mask_cases(draw):
     return rows, length, vocab_size, p, special_kind, draw(st.integers(0, 2**31 - 1))
 
 
-@pytest.mark.judges("mask_tokens", stage=2)
+@pytest.mark.judges("mask_tokens", stage=2, item="selection")
 @graded(max_examples=20)
 @given(case=mask_cases())
 def test_mask_tokens_labels_and_untouched_positions(student, device, case):
@@ -251,7 +251,7 @@ def test_mask_tokens_labels_and_untouched_positions(student, device, case):
         raise AssertionError(msg("pretraining.mlm_probability_0_0", selected_sum=int(selected.sum())))
 
 
-@pytest.mark.judges("mask_tokens", stage=1)
+@pytest.mark.judges("mask_tokens", stage=1, item="randomness")
 def test_mask_tokens_keeps_int32_ids(student, device):
     """"both shaped, typed and placed like input_ids": int32 ids give int32 inputs and labels."""
     x = torch.tensor([[CLS, 7, 8, 9, 10, SEP], [CLS, 11, 12, 13, SEP, PAD]], dtype=torch.int32)
@@ -266,7 +266,7 @@ def test_mask_tokens_keeps_int32_ids(student, device):
                                      t_dtype=t.dtype, t_device=t.device))
 
 
-@pytest.mark.judges("mask_tokens", stage=2)
+@pytest.mark.judges("mask_tokens", stage=2, item="randomness")
 def test_mask_tokens_does_not_modify_input(student, device):
     x, special, _ = stat_batch(1, rows=20, length=32, short_rows=0)
     student.mask_tokens(x.to(device), MASK, STAT_V, special.to(device), mlm_probability=0.5,
@@ -274,7 +274,7 @@ def test_mask_tokens_does_not_modify_input(student, device):
     assert_not_mutated(student, "input_ids / special_tokens_mask")
 
 
-@pytest.mark.judges("mask_tokens", stage=2)
+@pytest.mark.judges("mask_tokens", stage=2, item="randomness")
 def test_mask_tokens_same_generator_seed_same_result(student, device):
     """The same generator seed gives the same result whatever the global seed; another seed gives
     another result; with generator=None the caller's global seed decides."""
@@ -307,7 +307,7 @@ def test_mask_tokens_same_generator_seed_same_result(student, device):
         raise AssertionError(msg("pretraining.generator_none_global_seeds"))
 
 
-@pytest.mark.judges("mask_tokens", stage=2)
+@pytest.mark.judges("mask_tokens", stage=2, item="randomness")
 def test_mask_tokens_consumes_the_generator(student, device):
     """Two calls with ONE generator continue its stream: they differ (a function that re-seeds the
     generator, copies it, or builds its own from its seed repeats itself).  40 rows of ~60 real
@@ -337,7 +337,7 @@ def bad_special(special, change):
     return special
 
 
-@pytest.mark.judges("mask_tokens", stage=0)
+@pytest.mark.judges("mask_tokens", stage=0, item="contract")
 @pytest.mark.parametrize("name, p, change", BAD_MASK_ARGUMENTS)
 def test_mask_tokens_rejects_bad_arguments(student, device, name, p, change):
     x, special, _ = stat_batch(3, rows=2, length=8, short_rows=0)
@@ -348,7 +348,7 @@ def test_mask_tokens_rejects_bad_arguments(student, device, name, p, change):
 
 # ------------------------------------------------------------------ mask_tokens: statistics
 
-@pytest.mark.judges("mask_tokens", stage=3)
+@pytest.mark.judges("mask_tokens", stage=3, item="selection")
 @pytest.mark.parametrize("mlm_probability", [0.15, 0.4])
 def test_mask_tokens_selection_rate_matches_hf(student, device, hf_collator, mlm_probability):
     """Each non-special token is selected independently with probability mlm_probability, also in rows
@@ -368,7 +368,7 @@ def test_mask_tokens_selection_rate_matches_hf(student, device, hf_collator, mlm
                     got["selected"], got["eligible"], mlm_probability, hf_count=ref["selected"])
 
 
-@pytest.mark.judges("mask_tokens", stage=3)
+@pytest.mark.judges("mask_tokens", stage=3, item="eighty_ten_ten")
 def test_mask_tokens_80_10_10_split_matches_hf(student, device, hf_collator):
     """Of the selected tokens 80 % become [MASK], 10 % a random id, 10 % stay (a random id can equal
     [MASK] or the original: probabilities below are exact for that).  mlm_probability=0.5 over about
@@ -388,7 +388,7 @@ def test_mask_tokens_80_10_10_split_matches_hf(student, device, hf_collator):
         check_count(what, got[key], got["selected"], p, hf_count=ref[key], hf_n=ref["selected"])
 
 
-@pytest.mark.judges("mask_tokens", stage=3)
+@pytest.mark.judges("mask_tokens", stage=3, item="eighty_ten_ten")
 def test_mask_tokens_random_ids_are_uniform_over_vocab(student, device, hf_collator):
     """Random replacements are uniform over [0, vocab_size), whatever the input ids: the batch's ids
     follow a Zipf law over [5, 400) (``skewed_ids``), so an id copied from the batch or drawn below
@@ -602,7 +602,7 @@ def wwm_cases(draw):
     return layout, p, seed
 
 
-@pytest.mark.judges("whole_word_mask_tokens", stage=2)
+@pytest.mark.judges("whole_word_mask_tokens", stage=2, item="whole_word")
 @graded(max_examples=20)
 @given(case=wwm_cases())
 def test_whole_word_mask_structure(student, device, case):
@@ -648,7 +648,7 @@ def test_whole_word_mask_structure(student, device, case):
         raise AssertionError(msg("pretraining.mlm_probability_words_selected", p=p, k=k, n=n))
 
 
-@pytest.mark.judges("whole_word_mask_tokens", stage=2)
+@pytest.mark.judges("whole_word_mask_tokens", stage=2, item="whole_word")
 def test_whole_word_mask_token_of_no_word_is_never_selected(student, device):
     """A token whose word_ids entry is None belongs to no word, even where special_tokens_mask is 0:
     at mlm_probability 1 every word is selected and those tokens never are."""
@@ -660,7 +660,7 @@ def test_whole_word_mask_token_of_no_word_is_never_selected(student, device):
     assert_equal((labels.cpu() != -100), in_word, name=msg("pretraining.selected_at_p", p=1.0))
 
 
-@pytest.mark.judges("whole_word_mask_tokens", stage=2)
+@pytest.mark.judges("whole_word_mask_tokens", stage=2, item="whole_word")
 def test_whole_word_mask_special_token_with_a_word_id_is_never_selected(student, device):
     """Tokens with a set special_tokens_mask belong to no word even when word_ids gives them a
     number: at mlm_probability 1 every other piece of that word is selected, they never are."""
@@ -672,7 +672,7 @@ def test_whole_word_mask_special_token_with_a_word_id_is_never_selected(student,
                  name=msg("pretraining.selected_special_with_word_id"))
 
 
-@pytest.mark.judges("whole_word_mask_tokens", stage=2)
+@pytest.mark.judges("whole_word_mask_tokens", stage=2, item="whole_word")
 @pytest.mark.parametrize("p", [1.0, 0.0])
 def test_whole_word_mask_one_row_without_a_batch_axis(student, device, p):
     """input_ids of shape (L,) with word_ids a flat list: outputs of shape (L,); at mlm_probability 1
@@ -687,7 +687,7 @@ def test_whole_word_mask_one_row_without_a_batch_axis(student, device, p):
     assert_equal((labels.cpu() != -100), want, name=msg("pretraining.selected_at_p", p=p))
 
 
-@pytest.mark.judges("whole_word_mask_tokens", stage=2)
+@pytest.mark.judges("whole_word_mask_tokens", stage=2, item="whole_word")
 def test_whole_word_mask_same_generator_seed_same_result(student, device, wwm_english):
     text = wwm_english
     first = student_wwm(student, device, text, 0.15, 5)
@@ -697,7 +697,7 @@ def test_whole_word_mask_same_generator_seed_same_result(student, device, wwm_en
         assert_equal(b, a, name=msg("pretraining.two_calls_generators_seeded", what=what))
 
 
-@pytest.mark.judges("whole_word_mask_tokens", stage=2)
+@pytest.mark.judges("whole_word_mask_tokens", stage=2, item="whole_word")
 def test_whole_word_mask_consumes_the_generator(student, device):
     """Two calls with ONE generator differ (re-seeding or copying the generator repeats the draw):
     30 rows of 12 two-piece words at mlm_probability 0.5 coincide with probability 2^-360."""
@@ -716,7 +716,7 @@ def test_whole_word_mask_consumes_the_generator(student, device):
         raise AssertionError(msg("pretraining.generator_not_consumed", name="whole_word_mask_tokens"))
 
 
-@pytest.mark.judges("whole_word_mask_tokens", stage=0)
+@pytest.mark.judges("whole_word_mask_tokens", stage=0, item="contract")
 @pytest.mark.parametrize("word_ids", [[[None, 0, None]], [[None, 0, 1, 1, None]], [None, 0, 1, None],
                                       [[None, 0, 1, None], [None]]],
                          ids=["shorter", "longer", "not a batch", "ragged"])
@@ -726,7 +726,7 @@ def test_whole_word_mask_rejects_word_ids_of_another_shape(student, word_ids):
         student.whole_word_mask_tokens(x, word_ids, MASK, 50, torch.tensor([[1, 0, 0, 1]]))
 
 
-@pytest.mark.judges("whole_word_mask_tokens", stage=0)
+@pytest.mark.judges("whole_word_mask_tokens", stage=0, item="contract")
 @pytest.mark.parametrize("name, p, change", BAD_MASK_ARGUMENTS)
 def test_whole_word_mask_rejects_bad_arguments(student, name, p, change):
     x = torch.tensor([[CLS, 7, 8, 9, SEP], [CLS, 10, 11, SEP, PAD]])
@@ -736,7 +736,7 @@ def test_whole_word_mask_rejects_bad_arguments(student, name, p, change):
         student.whole_word_mask_tokens(x, word_ids, MASK, 50, bad_special(special, change), mlm_probability=p)
 
 
-@pytest.mark.judges("whole_word_mask_tokens", stage=3)
+@pytest.mark.judges("whole_word_mask_tokens", stage=3, item="whole_word")
 @pytest.mark.parametrize("language", ["English", "Japanese"])
 def test_whole_word_mask_word_selection_rate_matches_hf(student, device, wwm_english, wwm_japanese, language):
     """Each word is selected with probability 0.15, whatever its number of pieces, and then every
@@ -762,7 +762,7 @@ def test_whole_word_mask_word_selection_rate_matches_hf(student, device, wwm_eng
                 hf_count=pair_counts(text, hf_labels)[0])
 
 
-@pytest.mark.judges("whole_word_mask_tokens", stage=3)
+@pytest.mark.judges("whole_word_mask_tokens", stage=3, item="whole_word")
 def test_whole_word_mask_80_10_10_per_piece(student, device, wwm_japanese):
     """Of the selected pieces 80 % become [MASK], 10 % a random id, 10 % stay, each piece on its own
     coin.  Japanese text (V = 2152), mlm_probability 0.5: ~20 800 selected pieces, intervals
@@ -920,7 +920,7 @@ def nsp_documents(draw):
     return [[f"doc{d} sentence{i}." for i in range(n)] for d, n in enumerate(lengths)]
 
 
-@pytest.mark.judges("make_nsp_examples", stage=2)
+@pytest.mark.judges("make_nsp_examples", stage=2, item="nsp")
 @graded(max_examples=25)
 @given(documents=nsp_documents(), kind=st.sampled_from(["random", "numpy"]), seed=st.integers(0, 2**31 - 1))
 def test_nsp_examples_pairs_and_half_not_next(student, documents, kind, seed):
@@ -931,7 +931,7 @@ def test_nsp_examples_pairs_and_half_not_next(student, documents, kind, seed):
     check_nsp(examples, documents)
 
 
-@pytest.mark.judges("make_nsp_examples", stage=2)
+@pytest.mark.judges("make_nsp_examples", stage=2, item="nsp")
 def test_nsp_examples_empty_and_one_sentence_documents(student):
     """Empty documents and one-sentence documents give no pair; a one-sentence document is still a
     different document, so it may give sentence_b of a NotNext example (here the only one that can)."""
@@ -951,7 +951,7 @@ def test_nsp_examples_empty_and_one_sentence_documents(student):
                 raise AssertionError(msg("pretraining.nsp_case", documents=documents, kind=kind, error=exc)) from None
 
 
-@pytest.mark.judges("make_nsp_examples", stage=2)
+@pytest.mark.judges("make_nsp_examples", stage=2, item="nsp")
 def test_nsp_examples_with_300_documents(student):
     """300 documents, 298 of them empty: document numbers above 256 compared with `is not` (object
     identity) no longer agree with !=, and a document would give its own sentences as NotNext
@@ -966,7 +966,7 @@ def test_nsp_examples_with_300_documents(student):
                                      kind=kind, error=exc)) from None
 
 
-@pytest.mark.judges("make_nsp_examples", stage=2)
+@pytest.mark.judges("make_nsp_examples", stage=2, item="nsp")
 def test_nsp_examples_consume_the_rng(student, corpus):
     """Two calls with ONE rng continue its stream: the NotNext subsets differ (an rng that is copied or
     re-seeded inside repeats them; equal by chance with probability 1 / C(205, 102) ~ 1e-60)."""
@@ -978,7 +978,7 @@ def test_nsp_examples_consume_the_rng(student, corpus):
             raise AssertionError(msg("pretraining.rng_not_consumed", kind=kind))
 
 
-@pytest.mark.judges("make_nsp_examples", stage=2)
+@pytest.mark.judges("make_nsp_examples", stage=2, item="nsp")
 def test_nsp_examples_not_next_from_other_document_on_corpus(student, corpus):
     """On the medical corpus (one big document would often give a same-document 'random' sentence
     if sentence_b were drawn from all sentences)."""
@@ -989,7 +989,7 @@ def test_nsp_examples_not_next_from_other_document_on_corpus(student, corpus):
                   documents)
 
 
-@pytest.mark.judges("make_nsp_examples", stage=2)
+@pytest.mark.judges("make_nsp_examples", stage=2, item="nsp")
 def test_nsp_examples_choice_made_with_rng(student, corpus):
     """Same rng seed, same examples (whatever the global seed); another seed, another NOT_NEXT subset."""
     docs, _ = corpus
@@ -1007,7 +1007,7 @@ def test_nsp_examples_choice_made_with_rng(student, corpus):
             raise AssertionError(msg("pretraining.rngs_seeded_7_8", kind=kind))
 
 
-@pytest.mark.judges("IS_NEXT", "NOT_NEXT", stage=0)
+@pytest.mark.judges("IS_NEXT", "NOT_NEXT", stage=0, item="contract")
 def test_nsp_label_constants_follow_hf(student):
     """IS_NEXT = 0 and NOT_NEXT = 1, as BertForPreTraining reads next_sentence_label (the chapter
     prints the opposite)."""
@@ -1017,14 +1017,14 @@ def test_nsp_label_constants_follow_hf(student):
     assert_equal(student.NOT_NEXT, NOT_NEXT, name="NOT_NEXT")
 
 
-@pytest.mark.judges("make_nsp_examples", stage=0)
+@pytest.mark.judges("make_nsp_examples", stage=0, item="contract")
 def test_nsp_examples_reject_fewer_than_two_documents(student):
     with pytest.raises(ValueError, match="documents"):
         student.make_nsp_examples([["only one document.", "with two sentences."]],
                                   student.build("random.Random", 0))
 
 
-@pytest.mark.judges("IS_NEXT", "NOT_NEXT", "make_nsp_examples", stage=3)
+@pytest.mark.judges("IS_NEXT", "NOT_NEXT", "make_nsp_examples", stage=3, item="nsp")
 def test_nsp_labels_follow_hf_bert_for_pretraining(student, corpus):
     """IS_NEXT = 0 and NOT_NEXT = 1 as HuggingFace's BertForPreTraining reads next_sentence_label;
     a small BertForPreTraining computes its NSP loss on the examples' labels."""
@@ -1118,7 +1118,7 @@ def compare_state(got: dict, model, when: str):
         assert_close(got[k], w, atol=1e-5, name=msg("pretraining.parameter", when=when, k=k))
 
 
-@pytest.mark.judges("mlm_train_step", stage=3)
+@pytest.mark.judges("mlm_train_step", stage=3, item="mlm_step")
 @graded(max_examples=6, phases=[Phase.explicit, Phase.generate])   # no shrinking: each example trains
 @given(seed=st.integers(0, 2**31 - 1), rows=st.integers(1, 4), length=st.integers(4, 16))
 def test_mlm_train_step_matches_reference_step(student, small_mlm, seed, rows, length):
@@ -1167,7 +1167,7 @@ def context_mlm(student, device):
     return local, student_model(student, config, local, device)
 
 
-@pytest.mark.judges("mlm_train_step", stage=2)
+@pytest.mark.judges("mlm_train_step", stage=2, item="mlm_step")
 def test_mlm_train_step_uses_the_attention_mask(student, reference, device):
     """The loss is BertForMaskedLM's with the batch's attention_mask: padding never takes part in
     attention.  The returned loss is the one computed before the optimizer's step."""
@@ -1186,7 +1186,7 @@ def test_mlm_train_step_uses_the_attention_mask(student, reference, device):
     assert_close(np.asarray(loss), np.asarray(with_mask), atol=1e-5, name=msg("pretraining.returned_loss_before_step"))
 
 
-@pytest.mark.judges("mlm_train_step", stage=2)
+@pytest.mark.judges("mlm_train_step", stage=2, item="mlm_step")
 def test_mlm_train_step_does_not_modify_the_batch(student, reference, device, small_mlm):
     """batch (a dict of tensors) comes back as it was: no key popped or added, no tensor changed."""
     model = student_model(student, small_mlm.config, small_mlm.model, device)
@@ -1195,7 +1195,7 @@ def test_mlm_train_step_does_not_modify_the_batch(student, reference, device, sm
     assert_not_mutated(student, "batch")
 
 
-@pytest.mark.judges("mlm_train_step", stage=2)
+@pytest.mark.judges("mlm_train_step", stage=2, item="mlm_step")
 def test_mlm_train_step_sets_train_mode_and_returns_float(student, reference, device, small_mlm):
     """Handed over in eval mode, the model is in train mode after the step; the loss is a Python float."""
     model = student_model(student, small_mlm.config, small_mlm.model, device)    # eval mode
@@ -1208,7 +1208,7 @@ def test_mlm_train_step_sets_train_mode_and_returns_float(student, reference, de
         raise AssertionError(msg("pretraining.model_still_eval_mode"))
 
 
-@pytest.mark.judges("mlm_train_step", stage=3)
+@pytest.mark.judges("mlm_train_step", stage=3, item="mlm_step")
 def test_mlm_train_step_loss_falls_on_medical_corpus(student, reference, device, corpus):
     """Continued pre-training (ドメイン適応) on data/medical_corpus.txt: 60 AdamW steps on batches of 16
     masked sentences lower the MLM loss on a fixed masked evaluation set (the whole corpus) by at

@@ -223,7 +223,7 @@ JA_TEXT = st.lists(JA_SEGMENT, max_size=8).map("".join).filter(_no_special)
 
 # ---------------------------------------------------------------- English
 
-@pytest.mark.judges("WordPieceTokenizer", "WordPieceTokenizer.tokenize", stage=3)
+@pytest.mark.judges("WordPieceTokenizer", "WordPieceTokenizer.tokenize", stage=3, item="tokenizer")
 def test_chapter_example_gives_the_chapters_ids(tok_en):
     got = tok_en(CHAPTER_EN)
     check_encoding(got, {"input_ids": CHAPTER_EN_IDS, "token_type_ids": [0] * 8, "attention_mask": [1] * 8},
@@ -232,14 +232,14 @@ def test_chapter_example_gives_the_chapters_ids(tok_en):
                  name=f"tokenize({CHAPTER_EN!r})")
 
 
-@pytest.mark.judges("basic_tokenize", stage=3)
+@pytest.mark.judges("basic_tokenize", stage=3, item="basic")
 @graded(max_examples=30)
 @given(text=TEXT)
 def test_basic_tokenize_uncased_matches_hf(student, yard, text):
     check_basic_tokenize_vs_hf(student, yard, text)
 
 
-@pytest.mark.judges("basic_tokenize", stage=3)
+@pytest.mark.judges("basic_tokenize", stage=3, item="basic")
 @graded(max_examples=20)
 @given(text=NFC_TEXT)
 def test_basic_tokenize_cased_matches_hf(student, yard, text):
@@ -248,7 +248,7 @@ def test_basic_tokenize_cased_matches_hf(student, yard, text):
                  name=f"basic_tokenize({text!r}, do_lower_case=False)")
 
 
-@pytest.mark.judges("basic_tokenize", stage=2)
+@pytest.mark.judges("basic_tokenize", stage=2, item="basic")
 def test_basic_tokenize_docstring_examples(student):
     # with do_lower_case=True, the default, accent stripping also drops the dakuten of "で", in
     # HuggingFace too: "日本語です" -> [..., "てす"]
@@ -260,7 +260,7 @@ def test_basic_tokenize_docstring_examples(student):
                      name=f"basic_tokenize({text!r}, do_lower_case=False)")
 
 
-@pytest.mark.judges("basic_tokenize", stage=2)
+@pytest.mark.judges("basic_tokenize", stage=2, item="basic")
 def test_basic_tokenize_every_ascii_character(student, yard):
     """Each printable ASCII character (and DEL) between two letters, uncased and cased: letters and
     digits stay in the word, every other ASCII character is split off, category P or not."""
@@ -278,7 +278,7 @@ CJK_EDGES = sorted({cp for lo, hi in CJK_BLOCKS for cp in (lo - 1, lo, hi, hi + 
                     if cp != 0x2B820 and unicodedata.category(chr(cp)) != "Cn"})
 
 
-@pytest.mark.judges("basic_tokenize", stage=2)
+@pytest.mark.judges("basic_tokenize", stage=2, item="basic")
 def test_basic_tokenize_cjk_block_edges(student, yard):
     for cp in CJK_EDGES:
         text = f"x{chr(cp)}y"
@@ -286,7 +286,7 @@ def test_basic_tokenize_cjk_block_edges(student, yard):
                                    msg("tokenization.basic_tokenize_cjk_edge", text=text, cp=f"U+{cp:04X}"))
 
 
-@pytest.mark.judges("basic_tokenize", stage=2)
+@pytest.mark.judges("basic_tokenize", stage=2, item="basic")
 def test_basic_tokenize_drops_nul_replacement_and_control_characters(student, yard):
     for ch in ("\x00", "\ufffd", "\x07", "\u200b"):
         check_basic_tokenize_vs_hf(student, yard, f"x{ch}y z")
@@ -306,7 +306,7 @@ def small_wordpiece_case(draw):
     return word, vocab, unk, max_chars
 
 
-@pytest.mark.judges("wordpiece", stage=3)
+@pytest.mark.judges("wordpiece", stage=3, item="wordpiece")
 @graded(max_examples=40)
 @given(case=small_wordpiece_case())
 def test_wordpiece_matches_hf_on_small_vocabularies(student, yard, case):
@@ -321,7 +321,7 @@ def test_wordpiece_matches_hf_on_small_vocabularies(student, yard, case):
                                  f"max_chars_per_word={max_chars})")
 
 
-@pytest.mark.judges("wordpiece", stage=3)
+@pytest.mark.judges("wordpiece", stage=3, item="wordpiece")
 def test_wordpiece_real_vocabulary_examples(student, yard):
     vocab = yard.hf_en.get_vocab()
     for word in ["unaffable", "tokenization", "hello", "embeddings", "zzzqqqxyz", "a" * 100, "a" * 101]:
@@ -330,7 +330,7 @@ def test_wordpiece_real_vocabulary_examples(student, yard):
                      name=msg("tokenization.wordpiece_bert_vocab", word=word[:30]))
 
 
-@pytest.mark.judges("wordpiece", stage=2)
+@pytest.mark.judges("wordpiece", stage=2, item="wordpiece")
 def test_wordpiece_words_longer_than_256_characters(student):
     """With max_chars_per_word=1000 a word of 300 characters is cut like any other (lengths and
     positions past 256 too); one that fails near its end is one unk_token."""
@@ -343,7 +343,7 @@ def test_wordpiece_words_longer_than_256_characters(student):
                      name=msg("tokenization.wordpiece_long_word", n=len(word), last=word[-1], vocab=sorted(vocab)))
 
 
-@pytest.mark.judges("WordPieceTokenizer.tokenize", stage=3)
+@pytest.mark.judges("WordPieceTokenizer.tokenize", stage=3, item="tokenizer")
 @graded(max_examples=30)
 @given(text=TEXT)
 def test_tokenize_matches_hf(tok_en, yard, text):
@@ -352,7 +352,7 @@ def test_tokenize_matches_hf(tok_en, yard, text):
     assert_equal(tok_en.tokenize(text), want, name=f"tokenize({text!r})")
 
 
-@pytest.mark.judges("WordPieceTokenizer.tokenize", stage=3)
+@pytest.mark.judges("WordPieceTokenizer.tokenize", stage=3, item="tokenizer")
 @graded(max_examples=15)
 @given(text=NFC_TEXT)
 def test_tokenize_cased_matches_hf(tok_en_cased, yard, text):
@@ -360,7 +360,7 @@ def test_tokenize_cased_matches_hf(tok_en_cased, yard, text):
                  name=msg("tokenization.tokenize_keep_case", text=text))
 
 
-@pytest.mark.judges("WordPieceTokenizer.convert_tokens_to_ids", stage=2)
+@pytest.mark.judges("WordPieceTokenizer.convert_tokens_to_ids", stage=2, item="tokenizer")
 def test_convert_tokens_to_ids_matches_hf(student, tok_en, yard):
     tokens = ["[CLS]", "hello", "##ing", ",", "zzqqxx", "[UNK]", "日", "🤗", "[SEP]", "[PAD]", "[MASK]", "Hello"]
     assert_equal(tok_en.convert_tokens_to_ids(tokens), yard.hf_en.convert_tokens_to_ids(tokens),
@@ -380,7 +380,7 @@ CALL_OPTIONS = st.fixed_dictionaries({
 }).filter(lambda o: not (o["padding"] == "max_length" and o["max_length"] is None))
 
 
-@pytest.mark.judges("WordPieceTokenizer", stage=3)
+@pytest.mark.judges("WordPieceTokenizer", stage=3, item="encoding")
 @graded(max_examples=30)
 @given(text=TEXT, options=CALL_OPTIONS)
 def test_call_one_text_matches_hf(tok_en, yard, text, options):
@@ -392,7 +392,7 @@ def test_call_one_text_matches_hf(tok_en, yard, text, options):
 PAIR_TEXT = TEXT.filter(lambda s: s != "")     # HF ignores text_pair="" (a falsy pair); SPEC does not say
 
 
-@pytest.mark.judges("WordPieceTokenizer", stage=3)
+@pytest.mark.judges("WordPieceTokenizer", stage=3, item="encoding")
 @graded(max_examples=30)
 @given(text=TEXT, pair=PAIR_TEXT, options=CALL_OPTIONS)
 def test_call_sentence_pair_matches_hf(tok_en, yard, text, pair, options):
@@ -402,7 +402,7 @@ def test_call_sentence_pair_matches_hf(tok_en, yard, text, pair, options):
                    f"tokenizer({text!r}, text_pair={pair!r}, **{options})")
 
 
-@pytest.mark.judges("WordPieceTokenizer", stage=2)
+@pytest.mark.judges("WordPieceTokenizer", stage=2, item="encoding")
 def test_pair_truncation_longest_first(tok_en, yard):
     """Deterministic corner cases of 'longest_first': ties and odd budgets."""
     for n_a, n_b, max_length in [(1, 1, 4), (2, 2, 6), (7, 3, 8), (2, 5, 6), (3, 8, 8), (5, 5, 9), (9, 1, 6),
@@ -413,7 +413,7 @@ def test_pair_truncation_longest_first(tok_en, yard):
                        f"tokenizer({a!r}, text_pair={b!r}, max_length={max_length}, truncation=True)")
 
 
-@pytest.mark.judges("WordPieceTokenizer", stage=3)
+@pytest.mark.judges("WordPieceTokenizer", stage=3, item="encoding")
 def test_truncation_can_leave_only_special_tokens(tok_en, yard):
     """max_length=2 leaves one text max_length - 2 = 0 tokens; max_length=3 leaves a pair a budget of 0."""
     text, pair = long_text(5, 12), long_text(4, 13)
@@ -423,7 +423,7 @@ def test_truncation_can_leave_only_special_tokens(tok_en, yard):
                        f"tokenizer({text!r}, text_pair={pair_or_none!r}, max_length={max_length}, truncation=True)")
 
 
-@pytest.mark.judges("WordPieceTokenizer", stage=2)
+@pytest.mark.judges("WordPieceTokenizer", stage=2, item="encoding")
 @graded(max_examples=25)
 @given(text=TEXT, pair=st.one_of(st.none(), PAIR_TEXT), max_length=st.integers(3, 30))
 def test_call_properties(tok_en, text, pair, max_length):
@@ -449,7 +449,7 @@ def test_call_properties(tok_en, text, pair, max_length):
             msg("tokenization.input_ids_between_cls", what=what)
 
 
-@pytest.mark.judges("WordPieceTokenizer.tokenize", "wordpiece", stage=2)
+@pytest.mark.judges("WordPieceTokenizer.tokenize", "wordpiece", stage=2, item="wordpiece")
 def test_long_words_become_unk(tok_en, yard):
     for n in (99, 100, 101, 150):
         text = f"short {'b' * n} end"
@@ -459,7 +459,7 @@ def test_long_words_become_unk(tok_en, yard):
 
 # ---------------------------------------------------------------- Japanese
 
-@pytest.mark.judges("JapaneseWordPieceTokenizer", stage=3)
+@pytest.mark.judges("JapaneseWordPieceTokenizer", stage=3, item="japanese")
 def test_japanese_corpus_matches_hf(tok_ja, yard):
     for sentence in _corpus():
         want = yard.hf_ja.tokenize(sentence)
@@ -470,14 +470,14 @@ def test_japanese_corpus_matches_hf(tok_ja, yard):
                      name=msg("tokenization.input_ids", sentence=sentence))
 
 
-@pytest.mark.judges("JapaneseWordPieceTokenizer", stage=3)
+@pytest.mark.judges("JapaneseWordPieceTokenizer", stage=3, item="japanese")
 def test_japanese_chapter_sentences_match_hf(tok_ja, yard):
     for sentence in CHAPTER_JA:
         assert_equal(tok_ja.tokenize(sentence), yard.hf_ja.tokenize(sentence), name=f"tokenize({sentence!r})")
         check_encoding(tok_ja(sentence), hf_encode(yard.hf_ja, sentence), f"tokenizer({sentence!r})")
 
 
-@pytest.mark.judges("JapaneseWordPieceTokenizer", stage=3)
+@pytest.mark.judges("JapaneseWordPieceTokenizer", stage=3, item="japanese")
 @graded(max_examples=25)
 @given(text=JA_TEXT)
 def test_japanese_drawn_text_matches_hf(tok_ja, yard, text):
@@ -486,7 +486,7 @@ def test_japanese_drawn_text_matches_hf(tok_ja, yard, text):
     assert_equal(tok_ja.tokenize(text), want, name=f"tokenize({text!r})")
 
 
-@pytest.mark.judges("JapaneseWordPieceTokenizer", stage=3)
+@pytest.mark.judges("JapaneseWordPieceTokenizer", stage=3, item="japanese")
 @graded(max_examples=15)
 @given(text=JA_TEXT)
 def test_japanese_lower_case_matches_hf(tok_ja_lower, yard, text):
@@ -494,7 +494,7 @@ def test_japanese_lower_case_matches_hf(tok_ja_lower, yard, text):
                  name=msg("tokenization.tokenize_lower_case", text=text))
 
 
-@pytest.mark.judges("JapaneseWordPieceTokenizer", stage=3)
+@pytest.mark.judges("JapaneseWordPieceTokenizer", stage=3, item="japanese")
 def test_japanese_lower_case_applies_to_words_after_mecab(tok_ja_lower, yard):
     # step 3 lower-cases each word MeCab cut; lower-casing the text first changes MeCab's cuts
     # where case matters to it (Greek capitals are one word, lower-case Greek three)
@@ -503,7 +503,7 @@ def test_japanese_lower_case_applies_to_words_after_mecab(tok_ja_lower, yard):
                      name=msg("tokenization.tokenize_lower_case", text=text))
 
 
-@pytest.mark.judges("JapaneseWordPieceTokenizer.__init__", stage=3)
+@pytest.mark.judges("JapaneseWordPieceTokenizer.__init__", stage=3, item="japanese")
 def test_japanese_keeps_case_by_default(tok_ja, yard):
     text = "AIとGPUとPython"
     assert_equal(tok_ja.tokenize(text), yard.hf_ja.tokenize(text),
@@ -513,7 +513,7 @@ def test_japanese_keeps_case_by_default(tok_ja, yard):
 @graded(max_examples=15)
 @given(text=JA_TEXT, pair=st.one_of(st.none(), JA_TEXT.filter(lambda s: s != "")),
        max_length=st.integers(3, 40), padding=st.sampled_from(PADDINGS))
-@pytest.mark.judges("JapaneseWordPieceTokenizer", stage=3)
+@pytest.mark.judges("JapaneseWordPieceTokenizer", stage=3, item="japanese")
 def test_japanese_call_matches_hf(tok_ja, yard, text, pair, max_length, padding):
     # One text: truncated as HF does.  A pair: no truncation here (for pairs, HF's Python tokenizers
     # split an odd cut differently from BertTokenizer; the English tests pin the rule).
@@ -526,7 +526,7 @@ def test_japanese_call_matches_hf(tok_ja, yard, text, pair, max_length, padding)
 
 # ---------------------------------------------------------------- bad input
 
-@pytest.mark.judges("WordPieceTokenizer.__init__", "JapaneseWordPieceTokenizer.__init__", stage=0)
+@pytest.mark.judges("WordPieceTokenizer.__init__", "JapaneseWordPieceTokenizer.__init__", stage=0, item="contract")
 def test_missing_vocab_file_raises(student, tmp_path):
     missing = tmp_path / "no_such_vocab.txt"
     for cls in ("WordPieceTokenizer", "JapaneseWordPieceTokenizer"):
@@ -536,7 +536,7 @@ def test_missing_vocab_file_raises(student, tmp_path):
                                                        missing=str(missing), info_value=info.value)
 
 
-@pytest.mark.judges("WordPieceTokenizer.__init__", stage=0)
+@pytest.mark.judges("WordPieceTokenizer.__init__", stage=0, item="contract")
 def test_vocab_without_unk_raises(student, tmp_path, vocab_file):
     lines = [t for t in open(vocab_file, encoding="utf-8").read().split("\n")[:3000] if t != "[UNK]"]
     path = tmp_path / "vocab_without_unk.txt"
@@ -561,25 +561,25 @@ def check_type_error(call, what, name):
         raise AssertionError(msg("tokenization.raise_typeerror_naming_but", what=what, name=name))
 
 
-@pytest.mark.judges("basic_tokenize", stage=0)
+@pytest.mark.judges("basic_tokenize", stage=0, item="contract")
 def test_basic_tokenize_rejects_non_text(student):
     for bad in NOT_TEXT:
         check_type_error(lambda: student.basic_tokenize(bad), f"basic_tokenize({bad!r})", "text")
 
 
-@pytest.mark.judges("wordpiece", stage=0)
+@pytest.mark.judges("wordpiece", stage=0, item="contract")
 def test_wordpiece_rejects_non_text(student):
     for bad in NOT_TEXT:
         check_type_error(lambda: student.wordpiece(bad, {"a": 0}), f"wordpiece({bad!r}, vocab)", "word")
 
 
-@pytest.mark.judges("WordPieceTokenizer.tokenize", stage=0)
+@pytest.mark.judges("WordPieceTokenizer.tokenize", stage=0, item="contract")
 def test_tokenize_rejects_non_text(tok_en):
     for bad in NOT_TEXT:
         check_type_error(lambda: tok_en.tokenize(bad), f"tokenize({bad!r})", "text")
 
 
-@pytest.mark.judges("WordPieceTokenizer.tokenize", stage=3)
+@pytest.mark.judges("WordPieceTokenizer.tokenize", stage=3, item="tokenizer")
 def test_tokenize_leaves_decomposed_hangul_decomposed(tok_en, yard):
     # accents are stripped after NFD and nothing composes the rest again: Hangul syllables stay
     # split into their jamo, as HuggingFace's do (an NFC pass afterwards gives [UNK])
@@ -587,7 +587,7 @@ def test_tokenize_leaves_decomposed_hangul_decomposed(tok_en, yard):
         assert_equal(tok_en.tokenize(text), yard.hf_en.tokenize(text), name=f"tokenize({text!r})")
 
 
-@pytest.mark.judges("WordPieceTokenizer", stage=0)
+@pytest.mark.judges("WordPieceTokenizer", stage=0, item="contract")
 def test_call_rejects_non_text(tok_en):
     for bad in NOT_TEXT:
         check_type_error(lambda: tok_en(bad), f"tokenizer({bad!r})", "text")
@@ -608,7 +608,7 @@ def long_text(n_words, seed):
     return " ".join(r.choice(words) for _ in range(n_words))
 
 
-@pytest.mark.judges("WordPieceTokenizer", stage=3)
+@pytest.mark.judges("WordPieceTokenizer", stage=3, item="encoding")
 def test_call_defaults_without_keywords(tok_en, yard):
     """No keyword: no padding, no truncation, however long the text (800+ tokens, beyond BERT's 512);
     truncation=True without max_length has nothing to cut (HF: no model_max_length here)."""
@@ -620,7 +620,7 @@ def test_call_defaults_without_keywords(tok_en, yard):
                    msg("tokenization.call_truncation_no_max_length", n=700))
 
 
-@pytest.mark.judges("WordPieceTokenizer", stage=3)
+@pytest.mark.judges("WordPieceTokenizer", stage=3, item="encoding")
 def test_call_max_length_alone_neither_truncates_nor_pads(tok_en, yard):
     """max_length without padding or truncation: the signature's defaults padding=False and
     truncation=False hold, so nothing is cut or padded (HuggingFace's own default, truncation=None,
@@ -632,7 +632,7 @@ def test_call_max_length_alone_neither_truncates_nor_pads(tok_en, yard):
                                                              max_length=8))
 
 
-@pytest.mark.judges("WordPieceTokenizer", stage=3)
+@pytest.mark.judges("WordPieceTokenizer", stage=3, item="encoding")
 def test_call_string_values_mean_what_hf_means(tok_en, yard):
     """Every padding / truncation value, by HuggingFace's string names too, on a text that needs
     cutting (40 words, max_length 16), one that needs padding (3 words, max_length 16), and a pair."""
@@ -645,7 +645,7 @@ def test_call_string_values_mean_what_hf_means(tok_en, yard):
                                f"tokenizer({text[:30]!r}..., text_pair={(pair or '')[:20]!r}, **{options})")
 
 
-@pytest.mark.judges("WordPieceTokenizer", stage=3)
+@pytest.mark.judges("WordPieceTokenizer", stage=3, item="encoding")
 def test_long_texts_are_truncated(tok_en, yard):
     """Texts far longer than max_length (hundreds of tokens) are cut to exactly max_length, one text
     and pairs of both orders, as HuggingFace cuts them."""

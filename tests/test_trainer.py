@@ -161,7 +161,7 @@ def eval_entries(history) -> list[dict]:
 
 
 # ---------------------------------------------------------------- training_arguments
-@pytest.mark.judges("training_arguments", stage=2)
+@pytest.mark.judges("training_arguments", stage=2, item="arguments")
 def test_training_arguments_evaluate_and_save_every_epoch(student):
     """eval_strategy (the chapter's evaluation_strategy, renamed) and save_strategy are "epoch"."""
     d = arguments_dict(student.training_arguments(scratch_dir(student)), "training_arguments(output_dir)")
@@ -169,7 +169,7 @@ def test_training_arguments_evaluate_and_save_every_epoch(student):
     check_value(d, "save_strategy", "epoch", "training_arguments(output_dir)")
 
 
-@pytest.mark.judges("training_arguments", stage=2)
+@pytest.mark.judges("training_arguments", stage=2, item="arguments")
 def test_training_arguments_chapter_hyperparameters(student):
     """Learning rate 2e-5, batch size 16 for training and evaluation, 3 epochs, weight decay 0.01."""
     d = arguments_dict(student.training_arguments(scratch_dir(student)), "training_arguments(output_dir)")
@@ -177,20 +177,20 @@ def test_training_arguments_chapter_hyperparameters(student):
         check_value(d, key, want, "training_arguments(output_dir)")
 
 
-@pytest.mark.judges("training_arguments", stage=2)
+@pytest.mark.judges("training_arguments", stage=2, item="arguments")
 def test_training_arguments_load_best_model_at_end(student):
     d = arguments_dict(student.training_arguments(scratch_dir(student)), "training_arguments(output_dir)")
     check_value(d, "load_best_model_at_end", True, "training_arguments(output_dir)")
 
 
-@pytest.mark.judges("training_arguments", stage=2)
+@pytest.mark.judges("training_arguments", stage=2, item="arguments")
 def test_training_arguments_use_output_dir(student):
     out = scratch_dir(student)
     d = arguments_dict(student.training_arguments(out), "training_arguments(output_dir)")
     check_value(d, "output_dir", out, "training_arguments(output_dir)")
 
 
-@pytest.mark.judges("training_arguments", stage=2)
+@pytest.mark.judges("training_arguments", stage=2, item="arguments")
 def test_training_arguments_leave_every_other_argument_at_its_default(student):
     """"Leave every other argument at its default": the whole to_dict() equals TrainingArguments
     built with only output_dir and the chapter's settings (warmup_steps, logging_steps,
@@ -207,7 +207,7 @@ def test_training_arguments_leave_every_other_argument_at_its_default(student):
 
 
 # ---------------------------------------------------------------- build_trainer
-@pytest.mark.judges("build_trainer", stage=2)
+@pytest.mark.judges("build_trainer", stage=2, item="wiring")
 def test_build_trainer_applies_overrides_over_chapter_settings(student, sentiment):
     """The Trainer's args are training_arguments(output_dir) with the overrides replacing fields;
     the chapter's other settings stay; compute_metrics is wired."""
@@ -234,7 +234,7 @@ MANY_OVERRIDES = dict(per_device_train_batch_size=4, per_device_eval_batch_size=
                       load_best_model_at_end=False, logging_steps=3, lr_scheduler_type="constant", warmup_steps=2)
 
 
-@pytest.mark.judges("build_trainer", stage=2)
+@pytest.mark.judges("build_trainer", stage=2, item="wiring")
 def test_build_trainer_applies_any_override(student, sentiment):
     """Every TrainingArguments field given as an override replaces the chapter's value (or the
     default), not only the ones the docstring names; the others stay the chapter's."""
@@ -250,7 +250,7 @@ def test_build_trainer_applies_any_override(student, sentiment):
     check_value(d, "output_dir", out, what)
 
 
-@pytest.mark.judges("build_trainer", stage=2)
+@pytest.mark.judges("build_trainer", stage=2, item="wiring")
 def test_build_trainer_wires_your_compute_metrics(student, sentiment):
     """trainer.compute_metrics gives what your finetuning.compute_metrics gives, on predictions where
     a different formula shows (12 labels, 3 of class 0: weighted F1 0.732, macro F1 0.621, binary
@@ -277,7 +277,7 @@ def test_build_trainer_wires_your_compute_metrics(student, sentiment):
                      name=msg("trainer.wired_vs_own_compute_metrics", key_name=key))
 
 
-@pytest.mark.judges("build_trainer", "training_arguments", stage=0)
+@pytest.mark.judges("build_trainer", "training_arguments", stage=0, item="contract")
 def test_build_trainer_rejects_the_old_argument_name(student, sentiment):
     """An override TrainingArguments does not know (the chapter's evaluation_strategy) raises TypeError.
     (It judges training_arguments too: build_trainer starts from it, so an invalid TrainingArguments,
@@ -289,7 +289,7 @@ def test_build_trainer_rejects_the_old_argument_name(student, sentiment):
 
 
 # ---------------------------------------------------------------- a real run
-@pytest.mark.judges("build_trainer", stage=3)
+@pytest.mark.judges("build_trainer", stage=3, item="run")
 def test_trainer_run_evaluates_every_epoch_with_accuracy_and_f1(run):
     r = the_run(run)
     entries = eval_entries(r.history)
@@ -302,7 +302,7 @@ def test_trainer_run_evaluates_every_epoch_with_accuracy_and_f1(run):
                                                       h=h.get('epoch'), key_name=key, h_2=sorted(h))
 
 
-@pytest.mark.judges("build_trainer", stage=3)
+@pytest.mark.judges("build_trainer", stage=3, item="run")
 def test_trainer_run_metrics_equal_compute_metrics_on_predictions(run, student, reference):
     """trainer.evaluate()'s eval_accuracy / eval_f1 equal your finetuning.compute_metrics (and the
     reference's) on trainer.predict()'s logits for the same data."""
@@ -325,7 +325,7 @@ def test_trainer_run_metrics_equal_compute_metrics_on_predictions(run, student, 
                      name=msg("trainer.eval_accuracy_weighted_f1", key_name=key))
 
 
-@pytest.mark.judges("build_trainer", stage=3)
+@pytest.mark.judges("build_trainer", stage=3, item="run")
 def test_trainer_run_trains_and_saves_a_checkpoint_per_epoch(run):
     r = the_run(run)
     steps_per_epoch = math.ceil(254 / 16)
@@ -339,7 +339,7 @@ def test_trainer_run_trains_and_saves_a_checkpoint_per_epoch(run):
     assert moved > 1e-3, msg("trainer.after_trainer_train_weights", moved=moved)
 
 
-@pytest.mark.judges("build_trainer", stage=3)
+@pytest.mark.judges("build_trainer", stage=3, item="run")
 def test_trainer_run_loads_best_model_at_end(run):
     """With load_best_model_at_end the final model is the checkpoint with the lowest eval_loss."""
     r = the_run(run)

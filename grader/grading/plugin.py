@@ -49,10 +49,11 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "visible: a hidden suite's test whose failure details students may see")
-    config.addinivalue_line("markers", "judges(*names, stage=2): the public names (functions, classes, methods "
+    config.addinivalue_line("markers", "judges(*names, stage=2, item=NAME): the public names (functions, classes, methods "
                             "as 'Class.method') whose behaviour this test pins down, and its stage: 0 contract "
                             "(signature, errors), 1 shapes and dtypes, 2 one mechanism, 3 a whole comparison "
-                            "with the reference or HuggingFace. The first failure shown is the most specific.")
+                            "with the reference or HuggingFace; item, the manifest's rubric item (the chapter's idea) "
+                            "its points belong to. The first failure shown is the most specific.")
     config.kata_sandboxes = {}       # exercise -> list of Sandbox
     target = config.getoption("--kata-target") or str(settings.root() / "exercises")
     config.kata_untouched = set() if config.getoption("--kata-run-stubs") else {

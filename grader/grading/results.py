@@ -80,6 +80,7 @@ class TestResult:
     hidden: bool = False      # from an instructor's hidden suite: its message (and output) is not shown
     judges: list[str] = field(default_factory=list)   # the public names whose behaviour it pins down
     stage: int = STAGE_UNKNOWN                        # STAGES: contract, shapes, mechanism, comparison
+    item: str = ""            # the rubric item (the chapter's idea) its points belong to
     output: str = ""          # what the student's code printed while it ran (capped; never for hidden tests)
 
     @property
@@ -89,19 +90,55 @@ class TestResult:
     def to_dict(self) -> dict:
         return {"name": self.name, "status": self.status.value, "kind": self.kind, "points": self.points,
                 "max_points": self.max_points, "message": self.message, "hidden": self.hidden,
-                "judges": list(self.judges), "stage": self.stage, "output": self.output}
+                "judges": list(self.judges), "stage": self.stage, "item": self.item, "output": self.output}
 
     @classmethod
     def from_dict(cls, d: dict) -> "TestResult":
         return cls(name=d["name"], status=TestStatus(d["status"]), points=float(d["points"]),
                    max_points=float(d["max_points"]), message=d.get("message", ""), kind=d.get("kind", ""),
                    hidden=bool(d.get("hidden", False)), judges=list(d.get("judges", [])),
-                   stage=int(d.get("stage", STAGE_UNKNOWN)), output=d.get("output", ""))
+                   stage=int(d.get("stage", STAGE_UNKNOWN)), item=d.get("item", ""), output=d.get("output", ""))
 
     @property
     def specificity(self) -> tuple:
         """Sort key of the failure to show first: the lowest stage, then the fewest names judged."""
         return (self.stage, len(self.judges) or 99)
+
+
+@dataclass
+class ItemResult:
+    """One rubric item of an exercise (``grader.manifest.RubricItem``) as graded: the points its
+    tests earned, and whether it is a gate that failed (capping the exercise)."""
+
+    name: str
+    title: str
+    title_ja: str
+    score: float
+    max_score: float
+    tests: int
+    failed: int
+    gate: float | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.failed == 0
+
+    @property
+    def capping(self) -> bool:
+        return self.gate is not None and self.failed > 0
+
+    def label(self, lang: str = "en") -> str:
+        return self.title_ja if lang == "ja" else self.title
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "title": self.title, "title_ja": self.title_ja, "score": self.score,
+                "max_score": self.max_score, "tests": self.tests, "failed": self.failed, "gate": self.gate}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ItemResult":
+        return cls(name=d["name"], title=d.get("title", d["name"]), title_ja=d.get("title_ja", d["name"]),
+                   score=float(d["score"]), max_score=float(d["max_score"]), tests=int(d.get("tests", 0)),
+                   failed=int(d.get("failed", 0)), gate=None if d.get("gate") is None else float(d["gate"]))
 
 
 @dataclass
@@ -120,6 +157,8 @@ class ExerciseResult:
     output: str = ""                                    # of which shown (capped, hidden tests' left out)
     first_failure: str = ""                             # the test the terminal shows first
     excluded: list[str] = field(default_factory=list)   # tests not counted here (they need the reference)
+    rubric: list[ItemResult] = field(default_factory=list)   # the points per idea of the chapter
+    raw_score: float | None = None                      # the tests' points before a failed gate capped them
 
     @property
     def failed(self) -> list[TestResult]:
@@ -134,12 +173,19 @@ class ExerciseResult:
     def fraction(self) -> float:
         return self.score / self.max_score if self.max_score else 0.0
 
+    @property
+    def capped_by(self) -> list[ItemResult]:
+        """The gate items that failed: while one does, the exercise scores at most its gate."""
+        return [i for i in self.rubric if i.capping]
+
     def to_dict(self) -> dict:
         return {"name": self.name, "section": self.section, "title": self.title, "title_ja": self.title_ja,
                 "chapter_exercises": list(self.chapter_exercises), "score": self.score, "max_score": self.max_score, "status": self.status.value,
                 "message": self.message, "first_failure": self.first_failure,
                 "output_bytes": self.output_bytes, "output": self.output,
-                "tests": [t.to_dict() for t in self.tests], "excluded": list(self.excluded)}
+                "tests": [t.to_dict() for t in self.tests], "excluded": list(self.excluded),
+                "rubric": [i.to_dict() for i in self.rubric], "raw_score": self.raw_score,
+                "capped_by": [i.name for i in self.capped_by]}
 
     @classmethod
     def from_dict(cls, d: dict) -> "ExerciseResult":
@@ -149,7 +195,9 @@ class ExerciseResult:
                    title=d.get("title", ""), title_ja=d.get("title_ja", ""),
                    chapter_exercises=[int(n) for n in d.get("chapter_exercises", [])],
                    output_bytes=int(d.get("output_bytes", 0)), output=d.get("output", ""),
-                   first_failure=d.get("first_failure", ""), excluded=list(d.get("excluded", [])))
+                   first_failure=d.get("first_failure", ""), excluded=list(d.get("excluded", [])),
+                   rubric=[ItemResult.from_dict(i) for i in d.get("rubric", [])],
+                   raw_score=None if d.get("raw_score") is None else float(d["raw_score"]))
 
 
 @dataclass

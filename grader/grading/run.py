@@ -19,8 +19,8 @@ from grader import manifest as manifest_mod
 from grader import settings
 from grader.settings import NEEDS_REFERENCE, exercise_of
 from grader.i18n import say, set_lang
-from grader.grading.results import (STAGE_UNKNOWN, CollectError, ExerciseResult, ExerciseStatus, Report,
-                                    TestResult, TestStatus)
+from grader.grading.results import (STAGE_UNKNOWN, CollectError, ExerciseResult, ExerciseStatus, ItemResult,
+                                    Report, TestResult, TestStatus)
 from grader.sandbox.controller import isolation_mode
 
 INI = settings.PYTEST_INI
@@ -46,6 +46,12 @@ class CollectedTest:
     hidden: bool = False
     judges: tuple = ()
     stage: int = STAGE_UNKNOWN
+    item: str = ""
+
+    @property
+    def function(self) -> str:
+        """The test function's name (its parametrization stripped)."""
+        return self.name.split("[", 1)[0]
 
 
 @dataclass
@@ -82,7 +88,8 @@ class Collector:
             self.items[item.nodeid] = CollectedTest(
                 exercise_of(item.module, man), item.name, hidden and not visible,
                 judges=tuple(str(n) for n in judges.args) if judges else (),
-                stage=int(judges.kwargs.get("stage", 2)) if judges else STAGE_UNKNOWN)
+                stage=int(judges.kwargs.get("stage", 2)) if judges else STAGE_UNKNOWN,
+                item=str(judges.kwargs.get("item", "")) if judges else "")
 
     def pytest_collectreport(self, report):
         if report.failed:
@@ -165,31 +172,74 @@ def grade(target, exercises, *, tests_dirs=(), device="cpu", exitfirst=False, so
     return report
 
 
+def rubric_shares(ex, items: dict[str, CollectedTest]) -> tuple[dict, dict]:
+    """How the exercise's points fall on ``items`` (the tests counted, by node id): the rubric item
+    each test belongs to and each test's maximum points.  An item's points are shared equally by
+    its test functions, a function's share equally by its parametrized cases; an item without a
+    test counted here drops out and the others are scaled to keep the exercise's total.  A test
+    naming no item of the manifest (an instructor's hidden test) goes to the implicit item
+    ``other``, weighted as the average item."""
+    declared = {i.name: i for i in ex.rubric}
+    item_of = {n: (t.item if t.item in declared else manifest_mod.OTHER_ITEM) for n, t in items.items()}
+    average = (sum(i.points for i in ex.rubric) / len(ex.rubric)) if ex.rubric else ex.points
+    weight = {name: (declared[name].points if name in declared else average) for name in set(item_of.values())}
+    total = sum(weight.values()) or 1.0
+    functions: dict[str, dict[str, list[str]]] = {}
+    for n, t in items.items():
+        functions.setdefault(item_of[n], {}).setdefault(t.function, []).append(n)
+    shares = {}
+    for name, funcs in functions.items():
+        item_points = ex.points * weight[name] / total
+        for nodes in funcs.values():
+            for n in nodes:
+                shares[n] = item_points / len(funcs) / len(nodes)
+    return item_of, shares
+
+
+def rubric_results(ex, tests: list[TestResult], raw: list[tuple[float, float]]) -> list[ItemResult]:
+    """The points per rubric item, in the manifest's order (``other`` last), for the items that
+    have a test counted here (``raw``: each test's points and maximum, unrounded)."""
+    declared = {i.name: i for i in ex.rubric}
+    out = []
+    for name in [*declared, manifest_mod.OTHER_ITEM]:
+        mine = [(t, r) for t, r in zip(tests, raw) if t.item == name]
+        if not mine:
+            continue
+        spec = declared.get(name)
+        out.append(ItemResult(
+            name=name, title=spec.title if spec else say("other_item", lang="en"),
+            title_ja=spec.title_ja if spec else say("other_item", lang="ja"),
+            score=round(sum(r[0] for _, r in mine), 3), max_score=round(sum(r[1] for _, r in mine), 3),
+            tests=len(mine), failed=sum(not t.passed for t, _ in mine), gate=spec.gate if spec else None))
+    return out
+
+
 def score_exercise(ex, items: dict[str, CollectedTest], results: dict[str, Outcome], sandboxes) -> ExerciseResult:
     """Score one exercise (a ``grader.manifest.Exercise``) from its collected tests (``items``, by
     node id), what pytest reported for them (``results``) and the sandboxes that served them
     (anything with ``dead``, ``import_error``, ``proc`` and ``drain.total``).
 
-    Points are split by the manifest's weights over the tests counted here (a test that needs the
-    reference and cannot have it is excluded, not failed); a test with no report, or a passing
+    Points are split over the manifest's rubric items and, within an item, over its tests
+    (``rubric_shares``; a test that needs the reference and cannot have it is excluded, not
+    failed); a failed gate item caps the exercise at its gate; a test with no report, or a passing
     report without a call, failed; a dead sandbox zeroes the exercise; a hidden test's message
     is replaced by "hidden test failed"."""
     excluded = [n for n in items if results.get(n, Outcome()).status == EXCLUDED]
-    nodeids = [n for n in items if n not in excluded]
-    total_weight = sum(ex.weight(items[n].name) for n in nodeids) or 1.0
-    tests, score = [], 0.0
+    counted = {n: items[n] for n in items if n not in excluded}
+    item_of, shares = rubric_shares(ex, counted)
+    tests, raw, score = [], [], 0.0
     dead = next((s.dead for s in sandboxes if s.dead is not None), None)
     import_error = next((s.import_error for s in sandboxes if s.import_error is not None), None)
     output_bytes = sum(s.drain.total for s in sandboxes if s.proc is not None)
-    for n in nodeids:
-        item = items[n]
+    for n, item in counted.items():
         res = results.get(n)
         if res is None or (res.status == "passed" and not res.ran):
             res = Outcome("failed", "not-run", say("not_run"))
-        max_points = ex.points * ex.weight(item.name) / total_weight
+        max_points = shares[n]
         passed = res.status == "passed" and dead is None
         points = max_points if passed else 0.0
         score += points
+        raw.append((points, max_points))
         message = res.message
         if item.hidden and not passed:
             message = say("hidden_failed")
@@ -197,12 +247,17 @@ def score_exercise(ex, items: dict[str, CollectedTest], results: dict[str, Outco
                                 kind="" if passed else res.kind, points=round(points, 3),
                                 max_points=round(max_points, 3), message="" if passed else message,
                                 hidden=item.hidden, judges=list(item.judges), stage=item.stage,
-                                output="" if item.hidden else res.output))
+                                item=item_of[n], output="" if item.hidden else res.output))
+    rubric = rubric_results(ex, tests, raw)
+    raw_score = score
+    for it in rubric:
+        if it.capping:
+            score = min(score, it.gate * ex.points)
     failed = sorted((t for t in tests if not t.passed), key=lambda t: t.specificity)
     if dead is not None:
         status = ExerciseStatus(dead.kind)
         message = say("dead", kind=say("kind_" + dead.kind), detail=dead.detail)
-        score = 0.0
+        score = raw_score = 0.0
     elif import_error is not None:
         status, message = ExerciseStatus.ERROR, say("import_failed", name=ex.name, what=import_error.describe())
     elif not tests and excluded:
@@ -222,7 +277,8 @@ def score_exercise(ex, items: dict[str, CollectedTest], results: dict[str, Outco
                           message=message, output_bytes=output_bytes, tests=tests,
                           first_failure=failed[0].name if failed and status == ExerciseStatus.FAILING else "",
                           output=shown_output(tests),
-                          excluded=[items[n].name for n in excluded])
+                          excluded=[items[n].name for n in excluded], rubric=rubric,
+                          raw_score=round(raw_score, 2) if raw_score - score > 1e-9 else None)
 
 
 def integration_note(first: TestResult, tests: list[TestResult]) -> str:

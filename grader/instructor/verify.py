@@ -5,7 +5,12 @@ It fails unless
 - the untouched ``exercises/`` score 0, and every graded test fails on them;
 - every known-bug variant in ``tests/bugs/<exercise>.toml`` loses points, and the first failure a
   student is shown judges the function the variant breaks (its ``judges``);
-- every alternative-style variant there keeps full marks.
+- every alternative-style variant there keeps full marks;
+- the rubric ranks understanding (``rubric_problems``): a bug tagged ``core`` (it breaks one of the
+  chapter's ideas, its ``item``) loses at least 40 % of that rubric item and scores at most 85 % of
+  its exercise, and the median core bug of the whole kata at most 60 %; a bug tagged ``contract``
+  (a missing validation, a wrong error type) loses at most 15 %; every ``[[listing]]`` (the
+  chapter's own code, adapted only where a docstring documents a difference) scores at least 90 %.
 
 It also reads ``tests/mutation/results.json`` (written by ``nox -s mutation``) and warns when an
 exercise's mutation result is missing or was computed against another solution or suite; with
@@ -46,6 +51,14 @@ class VariantError(Exception):
 # the other exercises' catalogs --, the manifest and the pins).  Any change to one of them re-grades it;
 # --no-cache grades everything; --write-cache records what passed.  Solutions and stubs are always graded.
 VERIFIED = Path("tests") / "bugs" / "verified.json"
+KINDS = ("bug", "alternative", "listing")
+
+# The rubric's targets (issue 24): what a grade must say about a known variant.
+CORE_ITEM_LOSS = 0.40       # a core bug loses at least this share of its rubric item's points
+CORE_MAX = 0.85             # and keeps at most this share of its exercise
+CORE_MEDIAN_MAX = 0.60      # the median core bug of the kata keeps at most this
+CONTRACT_MAX_LOSS = 0.15    # a contract bug loses at most this share of its exercise
+LISTING_MIN = 0.90          # the chapter's own listings keep at least this
 
 
 def _files_hash(paths) -> str:
@@ -74,6 +87,8 @@ def variant_key(variant: dict, common: str) -> str:
     suites = suite_files(variant["exercise"], root() / "tests")
     digest = hashlib.sha256(common.encode())
     digest.update(json.dumps(variant, sort_keys=True, ensure_ascii=False).encode())
+    if variant.get("source"):
+        digest.update(source_path(variant).read_bytes())
     digest.update(_files_hash(suites).encode())
     digest.update(_files_hash(exercise_messages(variant["exercise"])).encode())
     return digest.hexdigest()
@@ -91,11 +106,19 @@ def variant_id(variant: dict) -> str:
 
 
 def load_verified() -> dict:
+    """variant id -> {"key": sha256 of its inputs, "fraction": its score / max, "item_loss": the share
+    of its rubric item it lost (core bugs)}; older records (a bare key) read as stale."""
     path = root() / VERIFIED
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
+    return {k: v for k, v in record.items() if isinstance(v, dict) and "key" in v}
+
+
+def source_path(variant: dict) -> Path:
+    """A variant's whole module (``source``, relative to ``tests/bugs/``): a chapter listing."""
+    return root() / "tests" / "bugs" / variant["source"]
 
 
 def load_variants(exercise: str) -> list[dict]:
@@ -104,7 +127,7 @@ def load_variants(exercise: str) -> list[dict]:
         return []
     data = manifest_mod.tomllib.loads(path.read_text(encoding="utf-8"))
     out = []
-    for kind in ("bug", "alternative"):
+    for kind in KINDS:
         for item in data.get(kind, []):
             out.append({"kind": kind, "exercise": exercise, **item})
     return out
@@ -114,8 +137,11 @@ def apply_variant(variant: dict, folder: Path) -> None:
     """Edit ``folder``'s copy of the module as the variant says; each ``find`` must occur
     exactly ``count`` times (default 1) so a stale variant is caught, not silently ignored."""
     path = folder / variant.get("file", f"{variant['exercise']}.py")
-    text = path.read_text(encoding="utf-8")
-    edits = variant.get("edits") or [{"find": variant["find"], "replace": variant.get("replace", ""),
+    if variant.get("source"):           # a whole module (a chapter listing), then its edits if any
+        text = source_path(variant).read_text(encoding="utf-8")
+    else:
+        text = path.read_text(encoding="utf-8")
+    edits = [] if variant.get("source") and not (variant.get("edits") or variant.get("find")) else variant.get("edits") or [{"find": variant["find"], "replace": variant.get("replace", ""),
                                       "count": variant.get("count", 1)}]
     for edit in edits:
         find, count = edit["find"], int(edit.get("count", 1))
@@ -148,8 +174,8 @@ def _grade(job: dict) -> dict:
             apply_variant(job["variant"], target)
         except VariantError as exc:
             return {**job, "error": str(exc), "seconds": time.monotonic() - started}
-        report = grade(target, [job["variant"]["exercise"]], exitfirst=job["kind"] == "bug",
-                       shrink=job["kind"] != "bug")
+        # every test runs (the rubric's targets need the whole score); a bug's examples are not shrunk
+        report = grade(target, [job["variant"]["exercise"]], shrink=job["kind"] != "bug")
         return {**job, "report": report, "seconds": time.monotonic() - started}
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -191,7 +217,61 @@ def check(result: dict) -> list[str]:
                 bad = [f"{t.name}: {t.message[:300]}" for t in ex.failed]
                 problems.append(f"alternative {label} loses points ({ex.score} of {ex.max_score}): "
                                 + "; ".join(bad[:3]))
+            problems += rubric_problems(v, result["kind"], outcome(v, ex), label)
     return problems
+
+
+def outcome(variant: dict, ex) -> dict:
+    """What the record keeps of one variant's grading: its fraction of the exercise and, for a
+    bug naming a rubric ``item``, the share of that item it lost."""
+    out = {"fraction": round(ex.fraction, 4)}
+    item = next((i for i in ex.rubric if i.name == variant.get("item")), None)
+    if item is not None and item.max_score:
+        out["item_loss"] = round(1 - item.score / item.max_score, 4)
+    return out
+
+
+def rubric_problems(variant: dict, kind: str, got: dict, label: str) -> list[str]:
+    """The rubric's targets for one variant (``got``: ``outcome``)."""
+    tag, pct = variant.get("tag"), 100 * got["fraction"]
+    if kind == "listing":
+        if got["fraction"] < LISTING_MIN - 1e-9:
+            return [f"chapter listing {label} scores {pct:.1f} %, below {100 * LISTING_MIN:.0f} %"]
+        return []
+    if kind != "bug" or tag is None:
+        return []
+    if tag == "contract":
+        if got["fraction"] < 1 - CONTRACT_MAX_LOSS - 1e-9:
+            return [f"contract bug {label} scores {pct:.1f} %: a missing validation may cost at most "
+                    f"{100 * CONTRACT_MAX_LOSS:.0f} %"]
+        return []
+    if tag != "core":
+        return [f"known bug {label}: tag {tag!r} is neither 'core' nor 'contract'"]
+    problems = []
+    if "item_loss" not in got:
+        return [f"core bug {label} names no rubric item of its exercise (item = {variant.get('item')!r})"]
+    if got["item_loss"] < CORE_ITEM_LOSS - 1e-9:
+        problems.append(f"core bug {label} loses only {100 * got['item_loss']:.0f} % of the item "
+                        f"{variant['item']!r} (at least {100 * CORE_ITEM_LOSS:.0f} %)")
+    if got["fraction"] > CORE_MAX + 1e-9:
+        problems.append(f"core bug {label} keeps {pct:.1f} % of its exercise (at most {100 * CORE_MAX:.0f} %)")
+    return problems
+
+
+def median_problems(variants: list[dict], record: dict) -> list[str]:
+    """The median core bug over every exercise checked, from the record of their gradings."""
+    fractions = sorted(record[variant_id(v)]["fraction"] for v in variants
+                       if v["kind"] == "bug" and v.get("tag") == "core" and variant_id(v) in record)
+    if not fractions:
+        return []
+    mid = len(fractions) // 2
+    median = fractions[mid] if len(fractions) % 2 else (fractions[mid - 1] + fractions[mid]) / 2
+    print(f"verify: {len(fractions)} core bugs, median score {100 * median:.1f} % "
+          f"(at most {100 * CORE_MEDIAN_MAX:.0f} %)", flush=True)
+    if median > CORE_MEDIAN_MAX + 1e-9:
+        return [f"the median core bug keeps {100 * median:.1f} % of its exercise (at most "
+                f"{100 * CORE_MEDIAN_MAX:.0f} %): the rubric does not rank understanding"]
+    return []
 
 
 def check_first_failure(variant: dict, ex, label: str) -> list[str]:
@@ -227,6 +307,8 @@ def main(argv=None) -> int:
                    help=f"grade every variant, even those {VERIFIED} records as verified on the same files")
     p.add_argument("--write-cache", action="store_true",
                    help=f"record the variants that passed in {VERIFIED} (with --no-cache: after a full run)")
+    p.add_argument("--scores", metavar="FILE",
+                   help="write every variant graded now, its score, first failure and points lost per rubric item, as JSON")
     p.add_argument("--strict-mutation", action="store_true",
                    help="fail (not just warn) when tests/mutation/results.json is stale or incomplete")
     p.add_argument("--write-stub-hashes", action="store_true",
@@ -260,15 +342,16 @@ def main(argv=None) -> int:
     jobs += [{"kind": "stubs", "exercises": [e], "label": f"exercises/{e} (stub)"} for e in exercises]
     verified = {} if args.no_cache else load_verified()
     common = common_inputs_hash()
-    keys, cached = {}, 0
+    keys, cached, checked = {}, 0, []
     if not args.skip_variants:
         for e in exercises:
             variants = load_variants(e)
+            checked += variants
             if not any(v["kind"] == "bug" for v in variants):
                 print(f"verify: warning: {e} has no known-bug variants in tests/bugs/{e}.toml")
             for v in variants:
                 keys[variant_id(v)] = variant_key(v, common)
-                if verified.get(variant_id(v)) == keys[variant_id(v)]:
+                if verified.get(variant_id(v), {}).get("key") == keys[variant_id(v)]:
                     cached += 1
                     continue
                 jobs.append({"kind": v["kind"], "variant": v, "label": f"{v['kind']} {e}/{v['name']}"})
@@ -279,6 +362,7 @@ def main(argv=None) -> int:
     problems: list[str] = list(mutation_problems) if args.strict_mutation else []
     ctx = multiprocessing.get_context("spawn")
     passed_keys: dict = {}
+    scores: dict = {}
     print(f"verify: {len(jobs)} gradings of {len(exercises)} exercise(s) with {args.jobs} process(es)", flush=True)
     with cf.ProcessPoolExecutor(max_workers=max(1, args.jobs), mp_context=ctx, initializer=worker_init) as pool:
         futures = {pool.submit(_grade, job): job for job in jobs}
@@ -292,8 +376,16 @@ def main(argv=None) -> int:
                 continue
             found = check(result)
             problems.extend(found)
-            if not found and "variant" in job:
-                passed_keys[variant_id(job["variant"])] = keys[variant_id(job["variant"])]
+            if "variant" in job and "report" in result:
+                ex = result["report"].exercises[0]
+                scores[variant_id(job["variant"])] = {
+                    "tag": job["variant"].get("tag"), "item": job["variant"].get("item"), "fraction": round(ex.fraction, 4),
+                    "first_failure": ex.first_failure, "problems": found,
+                    "lost": {i.name: round(1 - i.score / i.max_score, 3) for i in ex.rubric if i.failed and i.max_score},
+                    "capped_by": [i.name for i in ex.capped_by]}
+            if not found and "variant" in job and "report" in result:
+                passed_keys[variant_id(job["variant"])] = {"key": keys[variant_id(job["variant"])],
+                                                           **outcome(job["variant"], result["report"].exercises[0])}
             score = ""
             if "report" in result:
                 score = f"{result['report'].score:g}/{result['report'].max_score:g}"
@@ -301,12 +393,17 @@ def main(argv=None) -> int:
                   flush=True)
             for line in found:
                 print(f"       {line}", flush=True)
+    if args.scores:
+        Path(args.scores).write_text(json.dumps(dict(sorted(scores.items())), indent=1, ensure_ascii=False) + "\n",
+                                     encoding="utf-8")
+    known = {k: v for k, v in verified.items() if keys.get(k) == v.get("key")}
+    problems += median_problems(checked, {**known, **passed_keys})
     print(f"verify: {len(jobs)} gradings in {time.monotonic() - started:.1f} s; "
           f"{len(problems)} problem(s)")
     if args.write_cache:
         # keep what this run did not look at (other exercises), drop what it found stale
         record = {k: v for k, v in load_verified().items()
-                  if k.split("/", 1)[0] not in exercises or keys.get(k) == v}
+                  if k.split("/", 1)[0] not in exercises or keys.get(k) == v.get("key")}
         record.update(passed_keys)
         (root() / VERIFIED).write_text(json.dumps(dict(sorted(record.items())), indent=1) + "\n", encoding="utf-8")
         print(f"verify: {VERIFIED} records {len(record)} verified variant(s)")

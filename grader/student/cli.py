@@ -108,7 +108,9 @@ def resolve_device(name: str) -> str:
 
 
 def bar(fraction: float, width: int = 20) -> str:
-    full = int(round(fraction * width))
+    """``#`` for the part earned, rounded down: the bar is full only at full marks."""
+    fraction = min(max(fraction, 0.0), 1.0)
+    full = width if fraction >= 1 - 1e-9 else min(width - 1, int(fraction * width + 1e-9))
     return "#" * full + "-" * (width - full)
 
 
@@ -135,6 +137,8 @@ def print_exercise(ex: ExerciseResult, lang: str, verbose: bool, out=sys.stdout)
     print(f"        {title}", file=out)
     if ex.excluded:
         print(say("cli.excluded", lang, n=len(ex.excluded)), file=out)
+    if ex.status == ExerciseStatus.FAILING:
+        print_rubric(ex, lang, out)
     if ex.status not in (ExerciseStatus.PASSED, ExerciseStatus.NOT_STARTED):
         failed = ex.failed
         if ex.status.shows_message:
@@ -157,6 +161,20 @@ def print_exercise(ex: ExerciseResult, lang: str, verbose: bool, out=sys.stdout)
     out.flush()
 
 
+def print_rubric(ex: ExerciseResult, lang: str, out=sys.stdout) -> None:
+    """The points per idea of the chapter (the manifest's rubric items), and the gate that caps
+    the exercise when a core property fails."""
+    width = max((len(i.label(lang)) for i in ex.rubric), default=0)
+    for it in ex.rubric:
+        mark = "ok" if it.passed else "--"
+        gate = "  " + say("cli.gate", lang, pct=100 * it.gate) if it.gate is not None else ""
+        print(f"        {mark} {it.label(lang):<{width}}  {it.score:>5.2f} / {it.max_score:<5.2f}{gate}", file=out)
+    capping = ex.capped_by
+    if capping and ex.raw_score is not None:
+        print(say("cli.capped", lang, score=ex.score, raw=ex.raw_score,
+                  items=", ".join(i.label(lang) for i in capping)), file=out)
+
+
 def status_text(status: str, lang: str) -> str:
     """An exercise's status (the report's machine word) in the student's language."""
     try:
@@ -165,7 +183,9 @@ def status_text(status: str, lang: str) -> str:
         return status
 
 
-def print_footer(report: Report, lang: str, out=sys.stdout) -> None:
+def print_footer(report: Report, lang: str, out=sys.stdout, every: list[str] | None = None) -> None:
+    """The total and what to do next; ``every`` is the manifest's exercises, so a run that graded
+    only some of them says so instead of congratulating on the whole kata."""
     for err in report.collect_errors:
         print(say("cli.suite_error", lang, where=err.where) + "\n" + indent(err.error[-1500:]), file=out)
     pct = report.percent
@@ -173,7 +193,12 @@ def print_footer(report: Report, lang: str, out=sys.stdout) -> None:
     print(f"  [{bar(pct / 100, 40)}] " + say("cli.total", lang, score=report.score, max=report.max_score, pct=pct),
           file=out)
     nxt = report.next_exercise()
-    if nxt is None:
+    graded = [e.name for e in report.exercises]
+    others = [n for n in (every or graded) if n not in graded]
+    if nxt is None and others:
+        print(say("cli.done_graded", lang, n=len(graded), total=len(graded) + len(others),
+                  names=", ".join(graded)), file=out)
+    elif nxt is None:
         print(say("cli.done", lang), file=out)
     else:
         print(say("cli.next", lang, name=nxt.name, section=nxt.section), file=out)
@@ -243,7 +268,7 @@ def main(argv=None) -> int:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
     report = merge(parts)
-    print_footer(report, args.lang)
+    print_footer(report, args.lang, every=modules)
     for option, writer in (("json", report_mod.write_json), ("junit", report_mod.write_junit),
                            ("gradescope", report_mod.write_gradescope)):
         path = getattr(args, option)

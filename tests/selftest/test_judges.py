@@ -37,12 +37,14 @@ def judges_of(func: ast.FunctionDef):
         if call is not None and ast.unparse(call.func).endswith("mark.judges"):
             names = [a.value for a in call.args if isinstance(a, ast.Constant)]
             stage = next((k.value.value for k in call.keywords if k.arg == "stage"), 2)
-            return names, stage
+            item = next((k.value.value for k in call.keywords if k.arg == "item"), None)
+            return names, stage, item
     return None
 
 
 def suite_problems(path: Path, exercise: str) -> list[str]:
     known = public_names(exercise)
+    items = {i.name for i in manifest.by_name(ROOT / "manifest.toml")[exercise].rubric}
     problems = []
     for node in ast.parse(path.read_text(encoding="utf-8")).body:
         if not (isinstance(node, ast.FunctionDef) and node.name.startswith("test_")):
@@ -51,7 +53,10 @@ def suite_problems(path: Path, exercise: str) -> list[str]:
         if found is None:
             problems.append(f"{path.name}::{node.name} has no @pytest.mark.judges(...)")
             continue
-        names, stage = found
+        names, stage, item = found
+        if item not in items:
+            problems.append(f"{path.name}::{node.name}: item={item!r} is not a rubric item of {exercise} "
+                            f"in manifest.toml ({', '.join(sorted(items))})")
         if not names:
             problems.append(f"{path.name}::{node.name}: judges names no function")
         unknown = [n for n in names if n not in known]
@@ -73,6 +78,31 @@ def test_every_graded_test_says_what_it_judges(exercise):
     assert not suite_problems(path, exercise), "\n".join(suite_problems(path, exercise))
 
 
+def functions_by_item(exercise: str) -> dict[str, list[tuple[str, int]]]:
+    """item -> [(test function, stage)] as the exercise's suite declares them."""
+    out: dict[str, list[tuple[str, int]]] = {}
+    tree = ast.parse((ROOT / "tests" / f"test_{exercise}.py").read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name.startswith("test_") and judges_of(node):
+            _, stage, item = judges_of(node)
+            out.setdefault(item, []).append((node.name, stage))
+    return out
+
+
+@pytest.mark.parametrize("exercise", exercises())
+def test_every_rubric_item_has_a_test_and_the_contract_holds_at_most_a_tenth(exercise):
+    """An item's points are shared equally by its test functions (``grader.grading.run.rubric_shares``),
+    so the contract stage's share is known from the source: at most 10 % of the exercise."""
+    ex = manifest.by_name(ROOT / "manifest.toml")[exercise]
+    by_item = functions_by_item(exercise)
+    empty = [i.name for i in ex.rubric if not by_item.get(i.name)]
+    assert not empty, f"rubric items of {exercise} with no test: {empty}"
+    contract = sum(i.points * sum(stage == 0 for _, stage in by_item[i.name]) / len(by_item[i.name])
+                   for i in ex.rubric)
+    assert contract <= 0.10 * ex.points + 1e-9, (
+        f"{exercise}: the contract stage holds {contract:g} of {ex.points:g} points (more than 10 %)")
+
+
 @pytest.mark.parametrize("exercise", exercises())
 def test_every_known_bug_names_the_function_it_breaks(exercise):
     path = ROOT / "tests" / "bugs" / f"{exercise}.toml"
@@ -86,14 +116,45 @@ def test_every_known_bug_names_the_function_it_breaks(exercise):
         if not named:
             problems.append(f"{bug['name']}: no judges")
         problems += [f"{bug['name']}: judges {n!r}, not a public name of {exercise}" for n in named if n not in known]
+        problems += tag_problems(bug, exercise)
+    assert not problems, "\n".join(problems)
+
+
+def tag_problems(bug: dict, exercise: str) -> list[str]:
+    """``tag = "core"`` (it breaks one of the chapter's ideas: then ``item`` names that rubric item)
+    or ``tag = "contract"`` (a validation or an error type), or no tag."""
+    items = {i.name for i in manifest.by_name(ROOT / "manifest.toml")[exercise].rubric}
+    tag = bug.get("tag")
+    if tag not in (None, "core", "contract"):
+        return [f"{bug['name']}: tag {tag!r}, expected 'core' or 'contract'"]
+    if tag == "core" and bug.get("item") not in items:
+        return [f"{bug['name']}: a core bug names its rubric item (item = one of {sorted(items)}), "
+                f"got {bug.get('item')!r}"]
+    return []
+
+
+@pytest.mark.parametrize("exercise", exercises())
+def test_every_chapter_listing_says_where_it_comes_from(exercise):
+    path = ROOT / "tests" / "bugs" / f"{exercise}.toml"
+    if not path.is_file():
+        pytest.skip("no variants listed")
+    problems = []
+    for listing in tomllib.loads(path.read_text(encoding="utf-8")).get("listing", []):
+        if not listing.get("section") or not listing.get("description"):
+            problems.append(f"{listing.get('name')}: a listing gives its section and what was adapted (description)")
+        source = listing.get("source")
+        if source and not (ROOT / "tests" / "bugs" / source).is_file():
+            problems.append(f"{listing.get('name')}: source {source} does not exist")
     assert not problems, "\n".join(problems)
 
 
 def test_the_checker_finds_a_missing_marker_and_an_unknown_name(tmp_path):
     suite = tmp_path / "test_attention_numpy.py"
     suite.write_text("import pytest\n\n"
-                     "@pytest.mark.judges('softmax', stage=1)\ndef test_ok(student):\n    pass\n\n"
+                     "@pytest.mark.judges('softmax', stage=1, item='softmax')\ndef test_ok(student):\n    pass\n\n"
                      "def test_bare(student):\n    pass\n\n"
-                     "@pytest.mark.judges('softmx')\ndef test_typo(student):\n    pass\n")
+                     "@pytest.mark.judges('softmx', item='softmax')\ndef test_typo(student):\n    pass\n\n"
+                     "@pytest.mark.judges('softmax', item='maskin')\ndef test_no_item(student):\n    pass\n")
     problems = suite_problems(suite, "attention_numpy")
-    assert len(problems) == 2 and "test_bare" in problems[0] and "softmx" in problems[1]
+    assert len(problems) == 3 and "test_bare" in problems[0] and "softmx" in problems[1], problems
+    assert "maskin" in problems[2] and "not a rubric item" in problems[2]

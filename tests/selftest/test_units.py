@@ -34,9 +34,11 @@ def english():
 
 # ---------------------------------------------------------------- fakes
 
-def exercise(points=10.0, weights=None, name="ex"):
-    return manifest_mod.Exercise(name=name, section="3.1", title="T", title_ja="T", points=points,
-                                 weights=dict(weights or {}))
+def exercise(points=10.0, rubric=(), name="ex"):
+    """``rubric``: (name, points) or (name, points, gate) triples."""
+    items = tuple(manifest_mod.RubricItem(r[0], r[0].title(), r[0], float(r[1]), r[2] if len(r) > 2 else None)
+                  for r in rubric)
+    return manifest_mod.Exercise(name=name, section="3.1", title="T", title_ja="T", points=points, rubric=items)
 
 
 class FakeSandbox:
@@ -48,8 +50,11 @@ class FakeSandbox:
         self.drain = SimpleNamespace(total=printed)
 
 
-def collected(*names, hidden=(), exercise_name="ex"):
-    return {f"tests/test_ex.py::{n}": CollectedTest(exercise_name, n, n in hidden) for n in names}
+def collected(*names, hidden=(), exercise_name="ex", items=None):
+    """``items``: test name -> rubric item (default: none named)."""
+    items = items or {}
+    return {f"tests/test_ex.py::{n}": CollectedTest(exercise_name, n, n in hidden, item=items.get(n, ""))
+            for n in names}
 
 
 def outcomes(**by_name):
@@ -63,15 +68,57 @@ def outcomes(**by_name):
 
 # ---------------------------------------------------------------- scoring
 
-def test_points_follow_the_manifests_weights():
-    ex = exercise(10.0, {"test_hf*": 3})
-    items = collected("test_shape", "test_hf_matches")
-    got = score_exercise(ex, items, outcomes(test_shape="passed",
-                                             test_hf_matches=("failed", "failed", "values differ")), [FakeSandbox()])
-    assert [(t.name, t.max_points, t.points) for t in got.tests] == [("test_shape", 2.5, 2.5),
-                                                                      ("test_hf_matches", 7.5, 0.0)]
-    assert got.score == 2.5 and got.max_score == 10.0
-    assert got.status == ExerciseStatus.FAILING and got.message == "test_hf_matches: values differ"
+def test_points_fall_per_rubric_item_then_per_function_then_per_case():
+    ex = exercise(10.0, [("core", 6), ("edge", 4)])
+    names = ["test_law", "test_edge[a]", "test_edge[b]", "test_edge[c]", "test_other_edge"]
+    items = collected(*names, items={"test_law": "core", **{n: "edge" for n in names[1:]}})
+    got = score_exercise(ex, items, outcomes(**{n: "passed" for n in names[:-1]},
+                                             test_other_edge=("failed", "failed", "values differ")), [FakeSandbox()])
+    # core: one function holds all 6; edge: two functions, 2 each, the parametrized one's 2 split in three
+    assert [t.max_points for t in got.tests] == [6.0, 0.667, 0.667, 0.667, 2.0]
+    assert got.score == 8.0 and got.max_score == 10.0 and got.raw_score is None
+    assert [(i.name, i.score, i.max_score, i.failed) for i in got.rubric] == [("core", 6.0, 6.0, 0),
+                                                                               ("edge", 2.0, 4.0, 1)]
+    assert got.status == ExerciseStatus.FAILING and got.message == "test_other_edge: values differ"
+
+
+def test_adding_a_parametrized_case_moves_no_weight_between_items():
+    ex = exercise(10.0, [("core", 5), ("edge", 5)])
+    few = collected("test_a", "test_b[1]", items={"test_a": "core", "test_b[1]": "edge"})
+    many = collected("test_a", *(f"test_b[{k}]" for k in range(9)),
+                     items={"test_a": "core", **{f"test_b[{k}]": "edge" for k in range(9)}})
+    for items in (few, many):
+        got = score_exercise(ex, items, outcomes(test_a="passed"), [])
+        assert got.score == 5.0 and [i.max_score for i in got.rubric] == [5.0, 5.0]
+
+
+def test_a_failed_gate_caps_the_exercise():
+    ex = exercise(10.0, [("causality", 2, 0.5), ("shapes", 8)])
+    items = collected("test_causal", "test_shape", items={"test_causal": "causality", "test_shape": "shapes"})
+    got = score_exercise(ex, items, outcomes(test_causal=("failed", "failed", "leaks"), test_shape="passed"), [])
+    assert got.raw_score == 8.0 and got.score == 5.0 and [i.name for i in got.capped_by] == ["causality"]
+    ok = score_exercise(ex, items, outcomes(test_causal="passed", test_shape=("failed", "failed", "x")), [])
+    assert ok.score == 2.0 and ok.raw_score is None and ok.capped_by == []
+    assert ExerciseResult.from_dict(json.loads(json.dumps(got.to_dict()))).capped_by[0].name == "causality"
+
+
+def test_a_test_naming_no_item_is_scored_in_other_as_the_average_item():
+    ex = exercise(9.0, [("a", 3), ("b", 6)])
+    items = collected("test_a", "test_b", "test_hidden", items={"test_a": "a", "test_b": "b"}, hidden={"test_hidden"})
+    got = score_exercise(ex, items, outcomes(test_a="passed", test_b="passed", test_hidden="passed"), [])
+    assert [(i.name, i.max_score) for i in got.rubric] == [("a", 2.0), ("b", 4.0), ("other", 3.0)]
+    assert got.score == 9.0 and got.tests[2].item == "other"
+
+
+def test_a_manifest_rubric_must_add_up_to_the_exercise(tmp_path):
+    path = tmp_path / "manifest.toml"
+    path.write_text('[[exercise]]\nname = "ex"\nsection = "3.1"\ntitle = "T"\npoints = 10\n'
+                    '[[exercise.rubric]]\nitem = "a"\npoints = 4\n[[exercise.rubric]]\nitem = "b"\npoints = 5\n')
+    with pytest.raises(manifest_mod.ManifestError, match="add up to 9"):
+        manifest_mod.load(path)
+    path.write_text(path.read_text().replace("points = 5", "points = 6\ngate = 0.5"))
+    (ex,) = manifest_mod.load(path)
+    assert [(i.name, i.points, i.gate) for i in ex.rubric] == [("a", 4.0, None), ("b", 6.0, 0.5)]
 
 
 def test_all_passing_scores_full_marks():
