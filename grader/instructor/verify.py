@@ -122,14 +122,16 @@ def source_path(variant: dict) -> Path:
 
 
 def load_variants(exercise: str) -> list[dict]:
-    path = (root() / "tests" / "bugs") / f"{exercise}.toml"
-    if not path.is_file():
-        return []
-    data = manifest_mod.tomllib.loads(path.read_text(encoding="utf-8"))
+    """The exercise's variants: ``tests/bugs/<exercise>.toml`` (bugs and alternatives) and
+    ``tests/bugs/listings/<exercise>.toml`` (the chapter's listings; their modules beside it)."""
     out = []
-    for kind in KINDS:
-        for item in data.get(kind, []):
-            out.append({"kind": kind, "exercise": exercise, **item})
+    for path in (root() / "tests" / "bugs" / f"{exercise}.toml", root() / "tests" / "bugs" / "listings" / f"{exercise}.toml"):
+        if not path.is_file():
+            continue
+        data = manifest_mod.tomllib.loads(path.read_text(encoding="utf-8"))
+        for kind in KINDS:
+            for item in data.get(kind, []):
+                out.append({"kind": kind, "exercise": exercise, **item})
     return out
 
 
