@@ -149,7 +149,7 @@ def test_cross_attention_shapes(student):
     assert_shape(w, (2, 3, 7), msg("attention_numpy.weights_l_q_3"))
 
 
-@pytest.mark.judges("scaled_dot_product_attention", stage=3, item="scaled_scores")
+@pytest.mark.judges("scaled_dot_product_attention", stage=3, item="output")
 def test_cross_attention_values(student, reference):
     rng = np.random.default_rng(2)
     Q, K, V = attention_inputs(rng, (2,), 3, 7, 8, 4)
@@ -195,8 +195,9 @@ def test_bert_base_sizes(student, reference):
     Q, K, V = attention_inputs(rng, (1,), 3, 300, 768, 5, np.float32)
     out, w = student.scaled_dot_product_attention(Q, K, V)
     want_out, want_w = reference.scaled_dot_product_attention(Q, K, V)
-    assert_close(w, want_w, name=msg("attention_numpy.weights_bert_base"), **tol(np.float32))
-    assert_close(out, want_out, name=msg("attention_numpy.output_bert_base"), **tol(np.float32))
+    # the values only (a float64 result is a convention bug, test_keeps_float_dtype's business)
+    assert_close(w, want_w, name=msg("attention_numpy.weights_bert_base"), check_dtype=False, **tol(np.float32))
+    assert_close(out, want_out, name=msg("attention_numpy.output_bert_base"), check_dtype=False, **tol(np.float32))
 
 
 @pytest.mark.judges("scaled_dot_product_attention", stage=2, item="scaled_scores")
@@ -293,7 +294,7 @@ def test_inputs_are_not_modified(student):
 
 # ------------------------------------------------------------------ attention: the whole comparison
 
-@pytest.mark.judges("scaled_dot_product_attention", stage=3, item="scaled_scores")
+@pytest.mark.judges("scaled_dot_product_attention", stage=3, item="output")
 @graded(max_examples=40)
 @given(seed=seeds, shapes=attention_shapes(), dtype=float_dtypes, masked=st.booleans())
 def test_attention_matches_reference(student, reference, seed, shapes, dtype, masked):
@@ -303,5 +304,5 @@ def test_attention_matches_reference(student, reference, seed, shapes, dtype, ma
     mask = random_mask(rng, (*batch, L_q, L_k)) if masked else None
     out, w = student.scaled_dot_product_attention(Q, K, V, mask=mask)
     want_out, want_w = reference.scaled_dot_product_attention(Q, K, V, mask=mask)
-    assert_close(w, want_w, name=msg("attention_numpy.attention_weights"), **tol(dtype))
-    assert_close(out, want_out, name=msg("attention_numpy.attention_output"), **tol(dtype))
+    assert_close(w, want_w, name=msg("attention_numpy.attention_weights"), check_dtype=False, **tol(dtype))
+    assert_close(out, want_out, name=msg("attention_numpy.attention_output"), check_dtype=False, **tol(dtype))

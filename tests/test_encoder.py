@@ -731,12 +731,21 @@ def meta_count(cfg):
 
 
 def parts(cfg):
-    """Named groups of BertModel's parameters, to say which one a wrong count misses."""
-    H, I, L = cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers
+    """Named groups of BertModel's parameters, to say which ones a wrong count may miss (or count
+    twice): every group whose size is exactly the gap is named, since several can coincide (with
+    BERT's 2 token types, the token-type embeddings and the embedding LayerNorm are both 2H)."""
+    H, I, L, V = cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers, cfg.vocab_size
+    one_layer = 4 * (H * H + H) + 2 * H + (H * I + I) + (I * H + H) + 2 * H
     return {
-        msg("encoder.pooler"): H * H + H,
-        msg("encoder.token_type_embeddings"): cfg.type_vocab_size * H,
+        msg("encoder.word_embeddings"): V * H,
         msg("encoder.position_embeddings"): cfg.max_position_embeddings * H,
+        msg("encoder.token_type_embeddings"): cfg.type_vocab_size * H,
+        msg("encoder.embedding_layernorm"): 2 * H,
+        msg("encoder.one_layer"): one_layer,
+        msg("encoder.one_layers_layernorms"): 4 * H,
+        msg("encoder.every_attention_output"): L * (H * H + H),
+        msg("encoder.every_feed_forward"): L * (2 * H * I + I + H),
+        msg("encoder.pooler"): H * H + H,
         msg("encoder.every_layernorm"): 2 * H * (1 + 2 * L),
         msg("encoder.every_bias"): L * (4 * H + I + H) + H,
         msg("encoder.layernorms_biases_or_gains"): H * (1 + 2 * L),
@@ -752,12 +761,13 @@ def check_count(student, sizes, label):
                  f"count_parameters({label})")
     want = meta_count(cfg)
     if got != want:
-        diff = want - got
+        diff = got - want           # negative: too few counted
         known = [name for name, size in parts(cfg).items() if size == abs(diff)]
-        why = (msg("encoder.count_parameters_missing" if diff > 0 else "encoder.count_parameters_twice",
-                   part=known[0]) if known else "")
+        why = (msg("encoder.count_parameters_missing" if diff < 0 else "encoder.count_parameters_twice",
+                   part=msg("encoder.or").join(known)) if known else "")
         raise AssertionError(msg("encoder.count_parameters_but_bertmodel", label=label, got=got, want=want,
-                                 diff=diff, why=why))
+                                 diff=diff, how=msg("encoder.too_few" if diff < 0 else "encoder.too_many"),
+                                 why=why))
 
 
 @pytest.mark.judges("count_parameters", stage=3, item="parameters")

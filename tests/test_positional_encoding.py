@@ -189,6 +189,7 @@ def test_forward_keeps_shape_dtype_and_device(student, device, d_model):
     for dtype in (torch.float32, torch.float64):
         x = torch.ones(2, 5, d_model, dtype=dtype, device=device)
         out = pe_mod(x)
+        assert_not_mutated(student, "x")
         assert_shape(out, (2, 5, d_model), msg("positional_encoding.positionalencoding_output_shape",
                                                d_model=d_model))
         assert_dtype(out, dtype, msg("positional_encoding.positionalencoding_output_dtype", dtype=dtype))
@@ -212,10 +213,10 @@ def test_forward_at_exactly_max_len(student, device, d_model):
     pe_mod = student.PositionalEncoding(d_model, max_len=12)
     pe_mod.to(device)
     out = pe_mod(x)
-    assert_not_mutated(student, "x")
     want = x + distilbert_table(12, d_model).to(device)
-    assert_close(out, want, atol=TABLE_ATOL, name=msg("positional_encoding.positionalencoding_6_max_len",
-                                                      d_model=d_model))
+    # the values only: dtype and in-place changes are conventions (test_forward_keeps_shape_dtype_and_device)
+    assert_close(out, want, atol=TABLE_ATOL, check_dtype=False,
+                 name=msg("positional_encoding.positionalencoding_6_max_len", d_model=d_model))
 
 
 @pytest.mark.judges("PositionalEncoding.forward", stage=2, item="forward")
@@ -227,7 +228,7 @@ def test_forward_at_distilbert_size(student, device):
     pe_mod.to(device)
     out = pe_mod(x)
     want = x + distilbert_table(512, 768)[:300].to(device)
-    assert_close(out, want, atol=TABLE_ATOL, name=msg("positional_encoding.distilbert_size"))
+    assert_close(out, want, atol=TABLE_ATOL, check_dtype=False, name=msg("positional_encoding.distilbert_size"))
 
 
 @pytest.mark.judges("PositionalEncoding.forward", stage=3, item="forward")
@@ -240,7 +241,6 @@ def test_forward_adds_the_table(student, device, batch, seq_len, d_model, dtype,
     pe_mod = student.PositionalEncoding(d_model, max_len=40)
     pe_mod.to(device)
     out = pe_mod(x)
-    assert_not_mutated(student, "x")
     want = x + distilbert_table(40, d_model)[:seq_len].to(device, dtype)
-    assert_close(out, want, atol=TABLE_ATOL, name=msg("positional_encoding.positionalencoding_max_len_40",
+    assert_close(out, want, atol=TABLE_ATOL, check_dtype=False, name=msg("positional_encoding.positionalencoding_max_len_40",
                                                       d_model=d_model, dtype=dtype))

@@ -330,7 +330,7 @@ def test_wordpiece_real_vocabulary_examples(student, yard):
                      name=msg("tokenization.wordpiece_bert_vocab", word=word[:30]))
 
 
-@pytest.mark.judges("wordpiece", stage=2, item="wordpiece")
+@pytest.mark.judges("wordpiece", stage=2, item="long_words")
 def test_wordpiece_words_longer_than_256_characters(student):
     """With max_chars_per_word=1000 a word of 300 characters is cut like any other (lengths and
     positions past 256 too); one that fails near its end is one unk_token."""
@@ -449,7 +449,7 @@ def test_call_properties(tok_en, text, pair, max_length):
             msg("tokenization.input_ids_between_cls", what=what)
 
 
-@pytest.mark.judges("WordPieceTokenizer.tokenize", "wordpiece", stage=2, item="wordpiece")
+@pytest.mark.judges("WordPieceTokenizer.tokenize", "wordpiece", stage=2, item="long_words")
 def test_long_words_become_unk(tok_en, yard):
     for n in (99, 100, 101, 150):
         text = f"short {'b' * n} end"

@@ -167,7 +167,7 @@ def print_rubric(ex: ExerciseResult, lang: str, out=sys.stdout) -> None:
     width = max((len(i.label(lang)) for i in ex.rubric), default=0)
     for it in ex.rubric:
         mark = "ok" if it.passed else "--"
-        gate = "  " + say("cli.gate", lang, pct=100 * it.gate) if it.gate is not None else ""
+        gate = "  " + say("cli.gate", lang, pct=100 * it.gate) if it.capping else ""
         print(f"        {mark} {it.label(lang):<{width}}  {it.score:>5.2f} / {it.max_score:<5.2f}{gate}", file=out)
     capping = ex.capped_by
     if capping and ex.raw_score is not None:

@@ -357,6 +357,11 @@ def test_reproduction_rebuilds_tensors_and_plain_values():
     assert got[3] == [1, "a", None] and got[4] == {"k": 2.5} and got[5] != got[5]
 
 
+def test_reproduction_never_pastes_a_scratch_folder_that_is_gone_after_the_grade():
+    text = reproduction(student_called("training_arguments", "/tmp/kata-box-1a2b/tmp/kata-trainer-3c4d"), "trainer")
+    assert "kata-" not in text and "training_arguments('./output')" in text, text
+
+
 def test_reproduction_rounds_when_exact_text_is_too_long_and_gives_up_when_still_too_long():
     x = np.random.default_rng(0).standard_normal(150)
     text = reproduction(student_called("f", x), "ex")
