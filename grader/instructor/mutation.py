@@ -85,11 +85,18 @@ def suite_files(ex: str) -> list[Path]:
     return files
 
 
+# ``item="..."`` in a ``judges`` marker names the rubric item a test's points go to: it changes
+# points, never whether a mutant is killed (any failing test kills it), so it is not part of the
+# suite's hash.
+_ITEM_KWARG = re.compile(rb', item="[^"]*"')
+
+
 def source_hashes(ex: str) -> dict:
-    """sha256 of what a mutation result depends on: the solution and the suite."""
+    """sha256 of what a mutation result depends on: the solution and the suite (rubric items aside)."""
     suite = hashlib.sha256()
     for f in suite_files(ex):
-        suite.update(f.relative_to(root()).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+        text = _ITEM_KWARG.sub(b"", f.read_bytes())
+        suite.update(f.relative_to(root()).as_posix().encode() + b"\0" + text + b"\0")
     return {"solution": sha256(root() / "solutions" / f"{ex}.py"), "suite": suite.hexdigest()}
 
 

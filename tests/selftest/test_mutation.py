@@ -98,3 +98,13 @@ def test_warm_server_runs_the_grader_like_a_new_process(tmp_path):
         assert server.alive()
     finally:
         server.close()
+
+
+def test_a_rubric_item_in_a_marker_leaves_the_suite_hash_alone_any_other_change_does_not(kata):
+    suite = kata / "tests" / "test_ex.py"
+    suite.write_text('@pytest.mark.judges("f", stage=2)\ndef test_x(): pass\n')
+    before = mut.source_hashes("ex")["suite"]
+    suite.write_text('@pytest.mark.judges("f", stage=2, item="masking")\ndef test_x(): pass\n')
+    assert mut.source_hashes("ex")["suite"] == before       # points move, verdicts do not
+    suite.write_text('@pytest.mark.judges("f", stage=1, item="masking")\ndef test_x(): pass\n')
+    assert mut.source_hashes("ex")["suite"] != before
