@@ -262,6 +262,12 @@ def qa_features(question, context, tokenizer, max_length=384, stride=128):
 
     Raises:
         ValueError: naming ``stride``, unless ``0 <= stride < max_length``.
+        ValueError: naming ``question``, ``max_length`` and ``stride``, when the question is so long
+            that a window has room for no more than ``stride`` context tokens: with ``q`` the
+            question's tokens (without special tokens), a window holds ``max_length - q - 3``
+            context tokens ([CLS], [SEP], [SEP]), and that must be more than ``stride``, whatever
+            the context's length.  Check it before the tokenizer call: the fast tokenizer would
+            stop with a ``pyo3_runtime.PanicException``, which is not even an ``Exception``.
     """
     raise NotImplementedError("qa_features")
 

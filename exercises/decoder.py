@@ -4,7 +4,8 @@
 と ``PositionwiseFeedForward`` から組み立てます。デコーダ層は 3 つのサブレイヤー
 （マスク付き自己注意、エンコーダ出力への交差注意（クロスアテンション）、フィード
 フォワード）からなり、それぞれに残差接続と LayerNorm（Add & Norm）が付きます。
-自己注意には因果マスク（causal mask）が必要です。PyTorch の
+交差注意のクエリは 1 つ目の Add & Norm の出力 h1（層の入力 x ではない）、キーとバリューは
+エンコーダの出力 memory から取ります。自己注意には因果マスク（causal mask）が必要です。PyTorch の
 ``nn.TransformerDecoderLayer`` の重みを読み込み、同じ出力になることを確かめます。
 
 The chapter's Transformer (3.1) is an encoder-decoder (エンコーダ・デコーダ) model: the
@@ -17,12 +18,15 @@ other half.  A decoder layer has three sub-layers, each followed by Add & Norm
     h2  = LayerNorm(h1 + CrossAttention(h1, memory, memory))              # 2. cross-attention
     out = LayerNorm(h2 + FeedForward(h2))                                 # 3. position-wise FFN
 
+(with dropout on each sub-layer's output, inside the sum: ``LayerNorm(h + Dropout(SubLayer(h)))``).
+
 Self-attention vs cross-attention (the chapter's exercise 1): both are the same
 ``MultiHeadAttention``; only *where Q, K and V come from* differs.  In self-attention
 (自己注意) queries, keys and values are all the decoder's own states ``x``: each target
 token looks at the other target tokens.  In cross-attention (交差注意 / ソース・ターゲット
-注意) the queries come from the decoder (``x``) and the keys and values from the
-encoder's output ``memory``: each target token looks at the source sentence.  So the
+注意) the queries come from the decoder, that is ``h1``, the output of the first sub-layer
+(as in ``nn.TransformerDecoderLayer``; not the layer's input ``x``), and the keys and values
+from the encoder's output ``memory``: each target token looks at the source sentence.  So the
 target length ``L_t`` and the source length ``L_s`` may differ, and the cross-attention
 weights have shape ``(batch, heads, L_t, L_s)``.
 

@@ -159,7 +159,10 @@ def predict_sentiment(texts, model, tokenizer, labels=("ネガティブ", "ポ�
             model's device, ``next(model.parameters()).device``).
         tokenizer: a HuggingFace tokenizer for that model (``BertJapaneseTokenizer`` in the
             chapter); batching the texts with ``padding=True`` is fine as long as the
-            ``attention_mask`` goes to the model too.
+            ``attention_mask`` goes to the model too.  A review may be longer than the model can
+            read (``max_position_embeddings`` tokens): truncate, as the chapter does with
+            ``truncation=True`` (the tokenizer then cuts at its ``model_max_length``); where exactly
+            to cut is up to you, as long as every text fits the model.
         labels: the name of each class, by class id; the chapter's are
             ``("ネガティブ", "ポジティブ")`` (0 = negative, 1 = positive).
 

@@ -162,6 +162,11 @@ def qa_features(question, context, tokenizer, max_length=384, stride=128):
         raise TypeError("question and context must be str")
     if not isinstance(max_length, int) or not isinstance(stride, int) or stride < 0 or stride >= max_length:
         raise ValueError(f"need 0 <= stride < max_length, got max_length={max_length!r}, stride={stride!r}")
+    n_question = len(tokenizer(question, add_special_tokens=False)["input_ids"])
+    room = max_length - n_question - 3                   # [CLS] question [SEP] context [SEP]
+    if room <= stride:                                   # the fast tokenizer would panic (a BaseException)
+        raise ValueError(f"question of {n_question} tokens leaves {room} context tokens per window with "
+                         f"max_length={max_length}, not more than stride={stride}")
     enc = tokenizer(question, context, truncation="only_second", max_length=max_length, stride=stride,
                     return_overflowing_tokens=True, return_offsets_mapping=True, padding="max_length")
     windows = []

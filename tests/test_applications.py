@@ -7,7 +7,9 @@ Three kinds of check:
   cosine similarity, and a brute-force search over every valid answer span;
 - properties: padding never counts, special tokens are skipped, spans stay in the context.
 """
+import functools
 import re
+from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -190,6 +192,12 @@ def _pipeline_token_inputs(pipe, text):
 
 # ------------------------------------------------------------------ pooling
 
+class PoolCase(NamedTuple):
+    """One drawn pooling input (its repr names the fields in a falsifying example)."""
+    last_hidden_state: torch.Tensor
+    attention_mask: torch.Tensor
+
+
 @st.composite
 def pool_inputs(draw):
     B = draw(st.integers(1, 4))
@@ -212,7 +220,7 @@ def pool_inputs(draw):
         else:
             rows.append(torch.rand(L, generator=g) < 0.6)
     mask = torch.stack(rows).to(mask_dtype)
-    return x, mask
+    return PoolCase(x, mask)
 
 
 def _pool_tolerance(dtype):
@@ -561,6 +569,14 @@ TOKEN_POOL = ["hugging", "face", "##face", "inc", ".", ",", "?", "!", "new", "yo
               "2018", "'", ";", "a"]
 
 
+class NerCase(NamedTuple):
+    """One drawn tokenised sentence with its predictions (field names in a falsifying example)."""
+    tokens: list
+    label_ids: list
+    scores: list
+    offsets: list
+
+
 @st.composite
 def label_sequences(draw):
     """A tokenised sentence with BIO labels: runs, I- without B-, type changes, subwords, O."""
@@ -582,7 +598,7 @@ def label_sequences(draw):
     if len(items) > 1 and draw(st.booleans()):
         items.insert(draw(st.integers(1, len(items) - 1)), ("[SEP]", draw(st.integers(0, 8)), 0.5, special))
     items = [("[CLS]", draw(st.integers(0, 8)), 0.9, special)] + items + [("[SEP]", draw(st.integers(0, 8)), 0.8, special)]
-    return [list(col) for col in zip(*items)]
+    return NerCase(*(list(col) for col in zip(*items)))
 
 
 def _pipeline_grouping(pipe, tokens, label_ids, scores, offsets):
@@ -769,13 +785,22 @@ def _check_span(got, start_logits, end_logits, offsets, context, max_answer_len,
                                  score=score, spans=spans[i, j]))
 
 
+class SpanCase(NamedTuple):
+    """One drawn best_span input (field names in a falsifying example)."""
+    question: str
+    context: str
+    special_style: str
+    max_answer_len: int | None
+    data: object
+
+
 @st.composite
 def qa_inputs(draw):
     question = " ".join(draw(st.lists(st.sampled_from(WORDS), min_size=1, max_size=8)))
     context = " ".join(draw(st.lists(st.sampled_from(WORDS), min_size=1, max_size=25)))
     style = draw(st.sampled_from(["hf", "none", "zeros"]))
     max_answer_len = draw(st.one_of(st.none(), st.integers(1, 20)))
-    return question, context, style, max_answer_len, draw(st.data())
+    return SpanCase(question, context, style, max_answer_len, draw(st.data()))
 
 
 @pytest.mark.judges("best_span", stage=3, item="best_span")
@@ -967,13 +992,36 @@ def _check_windows(got, want, what):
             raise AssertionError(msg("applications.window_padding_after_real", what=what, w=w, n=n))
 
 
+@functools.lru_cache(maxsize=1)
+def _trusted_tokenizer():
+    from transformers import BertTokenizer
+
+    return BertTokenizer(vocab=str(vocab_path()))
+
+
+def question_room(question, max_length):
+    """Context tokens per window: max_length less the question's tokens and [CLS] [SEP] [SEP]."""
+    return max_length - len(_trusted_tokenizer()(question, add_special_tokens=False)["input_ids"]) - 3
+
+
+class QaDocument(NamedTuple):
+    """One drawn question, context and window size (field names in a falsifying example)."""
+    question: str
+    context: str
+    max_length: int
+    stride: int
+
+
 @st.composite
 def qa_documents(draw):
+    """Windows of 32..96 tokens, stride 0..16, always with room for more than ``stride`` context
+    tokens next to the question (a longer question is a ValueError: see the contract test)."""
     question = " ".join(draw(st.lists(st.sampled_from(QA_WORDS), min_size=1, max_size=6)))
     context = " ".join(draw(st.lists(st.sampled_from(QA_WORDS), min_size=1, max_size=120)))
-    max_length = draw(st.integers(32, 96))
-    stride = draw(st.integers(0, 16))
-    return question, context, max_length, stride
+    need = 32 - question_room(question, 32) + 1          # the smallest max_length with room for 1 token
+    max_length = draw(st.integers(max(32, need), 96))
+    stride = draw(st.integers(0, min(16, question_room(question, max_length) - 1)))
+    return QaDocument(question, context, max_length, stride)
 
 
 @pytest.fixture(scope="module")
@@ -1012,6 +1060,37 @@ def test_qa_features_rejects_stride_not_below_max_length(student, remote_bert_to
         assert isinstance(err, ValueError) and "stride" in err.remote_message, \
             msg("applications.bad_stride_not_rejected", stride=stride,
                 err=err.describe() if err is not None else msg("applications.no_error"))
+
+
+LONG_QUESTION = " ".join(["the"] * 20)     # 20 tokens: a window of 32 has room for 32 - 23 = 9 context tokens
+
+
+@pytest.mark.judges("qa_features", stage=0, item="contract")
+@pytest.mark.parametrize("max_length, stride", [(32, 9), (32, 20), (23, 0)],
+                         ids=["room equals stride", "room below stride", "no room at all"])
+def test_qa_features_rejects_a_question_that_leaves_no_room(student, remote_bert_tokenizer, max_length, stride):
+    """A question so long that a window holds no more than ``stride`` context tokens is a ValueError
+    naming the argument (the fast tokenizer itself stops with a PanicException, not even an
+    Exception).  One room more than stride, (32, 8), is fine: see the test below."""
+    assert question_room(LONG_QUESTION, max_length) <= stride
+    context = " ".join(QA_WORDS * 3)                       # longer than any window: it must be cut
+    _, err = call_catching(student.qa_features, LONG_QUESTION, context, remote_bert_tokenizer,
+                           max_length=max_length, stride=stride)
+    assert isinstance(err, ValueError) and re.search("question|max_length|stride", err.remote_message), \
+        msg("applications.long_question_not_rejected", max_length=max_length, stride=stride,
+            room=question_room(LONG_QUESTION, max_length),
+            err=err.describe() if err is not None else msg("applications.no_error"))
+
+
+@pytest.mark.judges("qa_features", stage=3, item="qa")
+def test_qa_features_long_question_with_room_for_one_more_than_stride(student, hf_tokenizer, remote_bert_tokenizer):
+    """20 question tokens, max_length 32: 9 context tokens per window, stride 8 (the largest allowed):
+    the windows are HuggingFace's, one new context token each."""
+    assert question_room(LONG_QUESTION, 32) == 9
+    context = " ".join(QA_WORDS[:12])
+    got = student.qa_features(LONG_QUESTION, context, remote_bert_tokenizer, max_length=32, stride=8)
+    _check_windows(got, _hf_windows(hf_tokenizer, LONG_QUESTION, context, 32, 8),
+                   msg("applications.qa_features_max_length", max_length=32, stride=8))
 
 
 class QaModel:
@@ -1151,6 +1230,26 @@ def test_answer_question_defaults_are_384_128_15(student, hf_tokenizer, remote_b
     assert n_windows == 2
     got = student.answer_question(QA_QUESTION, context, token_logit_qa_model.remote, remote_bert_tokenizer)
     _check_answer(got, spans, context, msg("applications.answer_question_defaults", n_windows=n_windows))
+
+
+@pytest.mark.judges("answer_question", stage=2, item="qa")
+@pytest.mark.parametrize("max_answer_len", [5, 20])
+def test_answer_question_passes_max_answer_len_on(student, hf_tokenizer, remote_bert_tokenizer, token_logit_qa_model,
+                                                   max_answer_len):
+    """One window; "2017" (start logit 5), "2018" 14 tokens later (end logit 5: a 15-token span) and
+    "2019" 15 tokens later (end logit 6: a 16-token span).  The default 15 answers "2017 ... 2018";
+    max_answer_len=20 must answer "2017 ... 2019", max_answer_len=5 a span of at most 5 tokens."""
+    filler = ["the", "model", "was", "presented", "by", "google", "in", "tokyo"]
+    words = [filler[k % len(filler)] for k in range(60)]
+    words[10], words[24], words[25] = "2017", "2018", "2019"
+    context = " ".join(words)
+    spans, n_windows = _brute_force_answer(token_logit_qa_model.local, hf_tokenizer, QA_QUESTION, context,
+                                           384, 128, max_answer_len)
+    assert n_windows == 1
+    got = student.answer_question(QA_QUESTION, context, token_logit_qa_model.remote, remote_bert_tokenizer,
+                                  max_answer_len=max_answer_len)
+    _check_answer(got, spans, context, msg("applications.answer_question_max_answer_len",
+                                           max_answer_len=max_answer_len))
 
 
 @pytest.mark.judges("answer_question", stage=2, item="qa")

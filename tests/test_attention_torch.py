@@ -84,6 +84,20 @@ def test_sdpa_keeps_dtype_and_device(student, device, dtype):
                                                device=device)
 
 
+@pytest.mark.judges("ScaledDotProductAttention", stage=2, item="conventions")
+def test_sdpa_accepts_a_0_1_mask(student, device):
+    # the docstring: "a bool (or 0/1) tensor": an integer 0/1 mask given to ScaledDotProductAttention
+    # itself means what the same mask as bool means (1 = may attend)
+    rng = np.random.default_rng(5)
+    Q, K, V = qkv(rng, device, (2,), 3, 4, 8)
+    keep = bool_mask(rng, (2, 3, 4), device)
+    attention = student.ScaledDotProductAttention(8)
+    want, want_w = attention(Q, K, V, keep)
+    out, w = attention(Q, K, V, keep.long())
+    assert_close(w, want_w, name=msg("attention_torch.sdpa_0_1_mask_weights"), **TOL)
+    assert_close(out, want, name=msg("attention_torch.sdpa_0_1_mask_output"), **TOL)
+
+
 @pytest.mark.judges("ScaledDotProductAttention", stage=2, item="sdpa_scores")
 @pytest.mark.parametrize("lead", [(2,), (2, 3)], ids=["3-D", "4-D"])
 def test_sdpa_scores_are_scaled_by_sqrt_dk(student, device, lead):
@@ -250,11 +264,13 @@ def test_mha_with_identity_projections_is_attention_per_head(student, device):
 
 @pytest.mark.judges("MultiHeadAttention", stage=2, item="projections")
 def test_mha_keys_and_values_are_projected_separately(student, reference, device):
-    # each of Q, K, V changed alone changes the output as the reference's does: W_V(V), not W_V(K)
+    # each of Q, K, V changed alone changes the output as the reference's does: W_K(K), not W_K(Q), and
+    # W_V(V), not W_V(K).  Three different tensors of ONE shape (L_q = L_k): a projection of the wrong
+    # input shows even where the shapes cannot tell (cross-attention shapes are tested elsewhere)
     rng = np.random.default_rng(16)
     ref = reference_mha(reference, 16, 4, 16, device)
     mha = mha_twin(student, ref, device)
-    Q, K, V = qkv(rng, device, (2,), 3, 5, 16)
+    Q, K, V = qkv(rng, device, (2,), 5, 5, 16)
     for name, args in (("Q", (Q * 2, K, V)), ("K", (Q, K * 2, V)), ("V", (Q, K, V * 2))):
         out, _ = mha(*args)
         want, _ = ref(*args)

@@ -184,9 +184,10 @@ def test_dropout_uses_the_given_probability(student, reference, device):
 
 
 @pytest.mark.judges("PositionwiseFeedForward.__init__", stage=0, item="contract")
-@pytest.mark.parametrize("activation", ["tanh", "swish", "sigmoid", "gelu_new"])
+@pytest.mark.parametrize("activation", ["tanh", "swish", "sigmoid", "gelu_new", "elu"])
 def test_unknown_activation_raises(student, activation):
-    # the docstring: ValueError "naming activation and the value"
+    # the docstring: ValueError "naming activation and the value"; "elu" is a substring of
+    # "relu" and "gelu" (a check written as `activation in "relu gelu"` lets it through)
     with raises_naming(ValueError, rf"(?s)(?=.*activation)(?=.*{activation})", f"activation / {activation!r}"):
         student.PositionwiseFeedForward(8, 16, activation=activation)
 

@@ -771,6 +771,31 @@ def test_predict_sentiment_runs_in_eval_mode_without_autograd(student, device, h
     assert_inference_calls(probe.calls, "predict_sentiment")
 
 
+@pytest.mark.judges("predict_sentiment", stage=2, item="prediction")
+def test_predict_sentiment_truncates_a_review_longer_than_the_model(student, device, hf_tokenizer, english):
+    """A review of ~300 tokens next to short ones; the model reads 128 positions and its tokenizer's
+    model_max_length is 128 (as a pretrained pair has it), so the chapter's truncation=True fits it.
+    Without truncation the batch cannot run at all.  Where to cut is left free: the long review gets
+    some prediction, the short texts next to it keep the ones they get alone."""
+    cfg = config(vocab_size=hf_tokenizer.vocab_size, initializer_range=0.2)
+    local, remote = model_pair(student, device, cfg, seed=95, train=False)
+    assert cfg.max_position_embeddings == 128
+    tok = student.build("transformers.BertTokenizer", vocab=str(hf.vocab_path()), model_max_length=128)
+    long_review = " ".join(t for _, _, t in english[20:40])
+    assert len(hf_tokenizer(long_review)["input_ids"]) > 2 * cfg.max_position_embeddings
+    short = [t for _, _, t in english[:3]]
+    got, err = call_catching(student.predict_sentiment, [long_review] + short, remote, tok)
+    assert err is None, msg("finetuning.long_review_failed", err=err.describe() if err is not None else "")
+    assert isinstance(got, list) and len(got) == 4, msg("finetuning.expected_predictions_got", what="predict_sentiment",
+                                                        n_texts=4, n_got=len(got) if isinstance(got, list) else got)
+    label, conf = got[0]
+    assert label in CHAPTER_LABELS and 0.5 <= as_float(conf, msg("finetuning.confidence_short"), plain=True) <= 1.0, \
+        msg("finetuning.long_review_prediction", pair=got[0])
+    probs = local_probs(local, hf_tokenizer, short, device)
+    assert min(abs(float(p[1] - p[0])) for p in probs) > 1e-4      # trusted guard: no near-tie
+    check_predictions(got[1:], short, probs, CHAPTER_LABELS, msg("finetuning.short_next_to_long_review"))
+
+
 # ---------------------------------------------------------------- learning on real data
 @pytest.mark.judges("train_model", stage=3, item="training")
 def test_training_reaches_accuracy_band_on_english_set(student, device, hf_tokenizer, english):

@@ -174,6 +174,16 @@ def test_sequence_longer_than_max_len_raises(student, device, seq_len):
         pe_mod(x)
 
 
+@pytest.mark.judges("PositionalEncoding.forward", stage=0, item="contract")
+def test_input_of_another_width_raises_instead_of_broadcasting(student, device):
+    # x (2, 5, 1) against a d_model = 8 table: x + pe broadcasts to (2, 5, 8), not "the same
+    # shape as x"; the contract: bad arguments raise ValueError, never a silent broadcast
+    pe_mod = student.PositionalEncoding(8, max_len=10)
+    pe_mod.to(device)
+    with pytest.raises(ValueError):
+        pe_mod(torch.zeros(2, 5, 1, device=device))
+
+
 @pytest.mark.judges("PositionalEncoding.__init__", stage=1, item="buffer")
 def test_module_default_max_len_is_5000(student):
     pe_mod = student.PositionalEncoding(8)

@@ -15,7 +15,9 @@ conservative threshold, also false-failing with probability <= ALPHA (``chi2_thr
 suite draws at most 2 * 18 = 36 such checks (7 intervals and 1 chi-squared test for mask_tokens,
 10 intervals for whole_word_mask_tokens on the student's output; the same 18 on HF's collator as a
 self-check of the bounds), so a correct submission fails any of them with probability below
-36e-11 = 3.6e-10 < 1e-9.  The sizes are chosen so that a
+36e-11 = 3.6e-10; the two range-end checks (random ids must reach 0 and vocab_size - 1 with
+vocab_size = 3, ``check_range_ends``) add less than 1e-28, so the total stays below 1e-9.  The
+sizes are chosen so that a
 15 % vs 20 % selection rate, an 80/20/0 split and a wrongly scaled 10 % random share each miss
 their interval by many standard deviations (see the numbers in each test).
 """
@@ -26,6 +28,7 @@ import copy
 import math
 import re
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -74,9 +77,11 @@ def binom_interval(n: int, p: float, alpha: float = ALPHA) -> tuple[int, int]:
 
 
 def check_count(what: str, count: int, n: int, p: float, hf_count: int | None = None,
-                p_hi: float | None = None, hf_n: int | None = None) -> None:
+                p_hi: float | None = None, hf_n: int | None = None,
+                hf_key: str = "pretraining.huggingface_datacollatorforlanguagemodeling_same_tokens") -> None:
     """``count`` out of ``n`` must be in the exact interval for probability ``p`` (or, with ``p_hi``,
-    between the lower bound for ``p`` and the upper bound for ``p_hi``)."""
+    between the lower bound for ``p`` and the upper bound for ``p_hi``); ``hf_key`` says in the message
+    what HuggingFace's ``hf_count`` comes from."""
     lo = binom_interval(n, p)[0]
     hi = binom_interval(n, p if p_hi is None else p_hi)[1]
     want = f"{p:.4f}" if p_hi is None else f"{p:.4f}..{p_hi:.4f}"
@@ -85,8 +90,7 @@ def check_count(what: str, count: int, n: int, p: float, hf_count: int | None = 
         hf_n = n if hf_n is None else hf_n
         hf_lo = binom_interval(hf_n, p)[0]
         hf_hi = binom_interval(hf_n, p if p_hi is None else p_hi)[1]
-        hf_text = msg("pretraining.huggingface_datacollatorforlanguagemodeling_same_tokens",
-                      hf_rate=hf_count / hf_n)
+        hf_text = msg(hf_key, hf_rate=hf_count / hf_n)
         if not hf_lo <= hf_count <= hf_hi:   # the bound itself is wrong: a grader bug, not the student's
             raise RuntimeError(msg("pretraining.grader_self_check_failed", what=what, hf_count=hf_count,
                                    hf_n=hf_n, hf_lo=hf_lo, hf_hi=hf_hi))
@@ -202,13 +206,23 @@ def hf_collator():
 
 # ------------------------------------------------------------------ mask_tokens: structure
 
+class MaskCase(NamedTuple):
+    """One drawn mask_tokens input (its repr names the fields in a falsifying example)."""
+    rows: int
+    length: int
+    vocab_size: int
+    mlm_probability: float
+    special_kind: str
+    seed: int
+
+
 @st.composite
 def mask_cases(draw):
     rows, length = draw(st.integers(1, 6)), draw(st.integers(1, 24))
     vocab_size = draw(st.sampled_from([6, 30, 1000, 30522]))
     p = draw(st.sampled_from([0.0, 0.15, 0.5, 1.0]))
     special_kind = draw(st.sampled_from(["long", "bool"]))
-    return rows, length, vocab_size, p, special_kind, draw(st.integers(0, 2**31 - 1))
+    return MaskCase(rows, length, vocab_size, p, special_kind, draw(st.integers(0, 2**31 - 1)))
 
 
 @pytest.mark.judges("mask_tokens", stage=2, item="selection")
@@ -321,11 +335,57 @@ def test_mask_tokens_consumes_the_generator(student, device):
         raise AssertionError(msg("pretraining.generator_not_consumed", name="mask_tokens"))
 
 
+def range_end_batch(rows: int = 40, length: int = 50):
+    """``rows * length`` tokens, all id 1 = mask_token_id, none special, vocab_size 3: an output id 0
+    or 2 can only be a random replacement (each one word of its own, for whole_word_mask_tokens)."""
+    x = torch.ones((rows, length), dtype=torch.long)
+    return x, torch.zeros_like(x), [list(range(length)) for _ in range(rows)]
+
+
+def check_range_ends(inputs, name):
+    """Random replacements must reach both ends of [0, vocab_size) = [0, 3).  At mlm_probability 1
+    each of the 2000 tokens shows id 0 with probability 0.1 / 3 (the same for id 2), independently:
+    an end is missed with probability (29 / 30) ** 2000 < 1e-29, both checks together (and the
+    same for whole_word_mask_tokens) false-fail with probability below 1e-28, far below 1e-9."""
+    ids = inputs.cpu()
+    for end in (0, 2):
+        if not bool((ids == end).any()):
+            raise AssertionError(msg("pretraining.random_ids_miss_an_end", name=name, end=end, n=ids.numel(),
+                                     seen=sorted(set(ids.reshape(-1).tolist()))))
+
+
+@pytest.mark.judges("mask_tokens", stage=2, item="eighty_ten_ten")
+def test_mask_tokens_random_ids_reach_both_ends_of_the_vocabulary(student, device):
+    """vocab_size = 3: random ids are drawn from [0, 3), 0 and 2 included (randint(1, vocab_size) never
+    gives 0, randint(vocab_size - 1) never gives 2)."""
+    x, special, _ = range_end_batch()
+    inputs, _ = unpack_masked(student.mask_tokens(x.to(device), 1, 3, special.to(device), mlm_probability=1.0,
+                                                  generator=remote_generator(student, device, 17)))
+    check_range_ends(inputs, "mask_tokens")
+
+
+@pytest.mark.judges("mask_tokens", stage=1, item="randomness")
+@pytest.mark.parametrize("shape", [(10,), (2, 3, 8)], ids=["one row (L,)", "(2, 3, L)"])
+def test_mask_tokens_any_shape(student, device, shape):
+    """"input_ids: any shape": a single row and a 3-D batch come back in their shape; at
+    mlm_probability 1 every non-special token is selected, no special one."""
+    x = torch.from_numpy(np.random.default_rng(6).integers(5, 50, size=shape))
+    special = torch.zeros(shape, dtype=torch.long)
+    special[..., 0] = special[..., -1] = 1
+    inputs, labels = unpack_masked(student.mask_tokens(x.to(device), MASK, 50, special.to(device),
+                                                       mlm_probability=1.0,
+                                                       generator=remote_generator(student, device, 9)))
+    assert_shape(inputs, shape, "mask_tokens(...)[0]")
+    assert_shape(labels, shape, "mask_tokens(...)[1]")
+    assert_equal((labels.cpu() != -100), special == 0, name=msg("pretraining.selected_any_shape", shape=shape))
+
+
 BAD_MASK_ARGUMENTS = [      # (the argument the ValueError must name, mlm_probability, change to the mask)
     ("mlm_probability", 1.5, None),
     ("mlm_probability", -0.1, None),
     ("special_tokens_mask", 0.15, "one column less"),
     ("special_tokens_mask", 0.15, "one column more"),
+    ("special_tokens_mask", 0.15, "one row"),          # (1, L) for (B, L): it would broadcast silently
 ]
 
 
@@ -334,6 +394,8 @@ def bad_special(special, change):
         return special[:, :-1]
     if change == "one column more":
         return torch.cat([special, special[:, -1:]], dim=1)
+    if change == "one row":
+        return special[:1]
     return special
 
 
@@ -349,16 +411,19 @@ def test_mask_tokens_rejects_bad_arguments(student, device, name, p, change):
 # ------------------------------------------------------------------ mask_tokens: statistics
 
 @pytest.mark.judges("mask_tokens", stage=3, item="selection")
-@pytest.mark.parametrize("mlm_probability", [0.15, 0.4])
+@pytest.mark.parametrize("mlm_probability", [None, 0.4], ids=["default", "0.4"])
 def test_mask_tokens_selection_rate_matches_hf(student, device, hf_collator, mlm_probability):
-    """Each non-special token is selected independently with probability mlm_probability, also in rows
-    with only 1-3 real tokens.  About 86 000 eligible tokens: at p = 0.15 the interval is
-    0.142..0.158, so a 20 % rate (or 15 % where 0.4 was asked) is 30+ standard deviations out;
-    the ~590 short-row tokens allow 0.061..0.257 (a per-row fixed count gives 0 or >= 0.33 there)."""
+    """Each non-special token is selected independently with probability mlm_probability (None: the
+    keyword left out, the default 0.15), also in rows with only 1-3 real tokens.  About 86 000
+    eligible tokens: at p = 0.15 the interval is 0.142..0.158, so a 20 % rate (or 15 % where 0.4 was
+    asked) is 30+ standard deviations out; the ~590 short-row tokens allow 0.061..0.257 (a per-row
+    fixed count gives 0 or >= 0.33 there)."""
     x, special, short = stat_batch(10, short_rows=300)
+    kwargs = {} if mlm_probability is None else {"mlm_probability": mlm_probability}
+    mlm_probability = 0.15 if mlm_probability is None else mlm_probability
     inputs, labels = unpack_masked(student.mask_tokens(
-        x.to(device), MASK, STAT_V, special.to(device), mlm_probability=mlm_probability,
-        generator=remote_generator(student, device, 2024)))
+        x.to(device), MASK, STAT_V, special.to(device), generator=remote_generator(student, device, 2024),
+        **kwargs))
     hf_inputs, hf_labels = hf_collator(x, special, mlm_probability, 2024)
     for rows, what in ((None, msg("pretraining.selected_share_all_non")),
                        (short, msg("pretraining.selected_share_tokens_rows"))):
@@ -586,10 +651,18 @@ def check_whole_words(text: WwmText, labels, what):
 
 
 def student_wwm(student, device, text: WwmText, mlm_probability, seed):
+    """The student's whole_word_mask_tokens on ``text``; mlm_probability None leaves the keyword out."""
+    kwargs = {} if mlm_probability is None else {"mlm_probability": mlm_probability}
     return unpack_masked(student.whole_word_mask_tokens(
         text.ids.to(device), text.word_ids, text.mask_id, text.vocab_size, text.special.to(device),
-        mlm_probability=mlm_probability, generator=remote_generator(student, device, seed)),
-        name="whole_word_mask_tokens")
+        generator=remote_generator(student, device, seed), **kwargs), name="whole_word_mask_tokens")
+
+
+class WwmCase(NamedTuple):
+    """One drawn whole-word layout: ``pieces_per_word[r]`` lists the piece count of every word of row r."""
+    pieces_per_word: list
+    mlm_probability: float
+    seed: int
 
 
 @st.composite
@@ -599,7 +672,7 @@ def wwm_cases(draw):
     p = draw(st.sampled_from([0.0, 0.15, 0.5, 1.0]))
     seed = draw(st.integers(0, 2**31 - 1))
     layout = [draw(st.lists(st.integers(1, 4), min_size=0, max_size=6)) for _ in range(rows)]
-    return layout, p, seed
+    return WwmCase(layout, p, seed)
 
 
 @pytest.mark.judges("whole_word_mask_tokens", stage=2, item="whole_word")
@@ -697,23 +770,54 @@ def test_whole_word_mask_same_generator_seed_same_result(student, device, wwm_en
         assert_equal(b, a, name=msg("pretraining.two_calls_generators_seeded", what=what))
 
 
-@pytest.mark.judges("whole_word_mask_tokens", stage=2, item="whole_word")
-def test_whole_word_mask_consumes_the_generator(student, device):
-    """Two calls with ONE generator differ (re-seeding or copying the generator repeats the draw):
-    30 rows of 12 two-piece words at mlm_probability 0.5 coincide with probability 2^-360."""
-    rows, n_words = 30, 12
+def two_piece_rows(rows: int = 30, n_words: int = 12):
+    """[CLS] 12 two-piece words [SEP] in each of 30 rows, the words numbered 0..11 in every row:
+    (input_ids, special_tokens_mask, word_ids)."""
     ids = torch.full((rows, 2 * n_words + 2), PAD, dtype=torch.long)
     ids[:, 0], ids[:, -1] = CLS, SEP
     ids[:, 1:-1] = torch.from_numpy(np.random.default_rng(5).integers(5, 50, size=(rows, 2 * n_words)))
     special = torch.zeros_like(ids)
     special[:, 0] = special[:, -1] = 1
     word_ids = [[None] + [w for w in range(n_words) for _ in range(2)] + [None] for _ in range(rows)]
+    return ids, special, word_ids
+
+
+@pytest.mark.judges("whole_word_mask_tokens", stage=2, item="whole_word")
+def test_whole_word_mask_consumes_the_generator(student, device):
+    """Two calls with ONE generator differ (re-seeding or copying the generator repeats the draw):
+    30 rows of 12 two-piece words at mlm_probability 0.5 coincide with probability 2^-360."""
+    ids, special, word_ids = two_piece_rows()
     gen = remote_generator(student, device, 13)
     out = [unpack_masked(student.whole_word_mask_tokens(ids.to(device), word_ids, MASK, 50, special.to(device),
                                                         mlm_probability=0.5, generator=gen),
                          name="whole_word_mask_tokens") for _ in range(2)]
     if torch.equal(out[0][1].cpu(), out[1][1].cpu()):
         raise AssertionError(msg("pretraining.generator_not_consumed", name="whole_word_mask_tokens"))
+
+
+@pytest.mark.judges("whole_word_mask_tokens", stage=2, item="whole_word")
+def test_whole_word_mask_word_numbers_are_per_row(student, device):
+    """Word numbers name words within one row: word 3 of row 0 and word 3 of row 1 are two words
+    with a coin each.  30 rows numbered alike, mlm_probability 0.5: under the contract all 30 rows
+    select the same words with probability 2^(-12 * 29); one coin per number for the whole batch
+    (a flattened batch) makes every row alike."""
+    ids, special, word_ids = two_piece_rows()
+    _, labels = unpack_masked(student.whole_word_mask_tokens(
+        ids.to(device), word_ids, MASK, 50, special.to(device), mlm_probability=0.5,
+        generator=remote_generator(student, device, 14)), name="whole_word_mask_tokens")
+    sel = (labels.cpu() != -100)
+    if bool((sel == sel[:1]).all()):
+        raise AssertionError(msg("pretraining.wwm_rows_alike", rows=sel.shape[0]))
+
+
+@pytest.mark.judges("whole_word_mask_tokens", stage=2, item="whole_word")
+def test_whole_word_mask_random_ids_reach_both_ends_of_the_vocabulary(student, device):
+    """vocab_size = 3, every token a word of its own: random ids are drawn from [0, 3), 0 and 2 included."""
+    x, special, word_ids = range_end_batch()
+    inputs, _ = unpack_masked(student.whole_word_mask_tokens(
+        x.to(device), word_ids, 1, 3, special.to(device), mlm_probability=1.0,
+        generator=remote_generator(student, device, 18)), name="whole_word_mask_tokens")
+    check_range_ends(inputs, "whole_word_mask_tokens")
 
 
 @pytest.mark.judges("whole_word_mask_tokens", stage=0, item="contract")
@@ -749,7 +853,8 @@ def test_whole_word_mask_word_selection_rate_matches_hf(student, device, wwm_eng
     for a whole row gives 0.15."""
     text = wwm_english if language == "English" else wwm_japanese
     p = 0.15
-    inputs, labels = student_wwm(student, device, text, p, 31)
+    # English: the keyword left out (the default is 0.15); Japanese: mlm_probability=0.15 given
+    inputs, labels = student_wwm(student, device, text, None if language == "English" else p, 31)
     check_whole_words(text, labels, f"whole_word_mask_tokens ({language})")
     _, hf_labels = hf_whole_word(text, p, 31)
     for multi, what in ((False, msg("pretraining.selected_share_words", language=language)),
@@ -794,9 +899,11 @@ def test_whole_word_mask_80_10_10_per_piece(student, device, wwm_japanese):
     for key, p, what in (("masked", q, msg("pretraining.share_selected_pieces_replaced")),
                          ("other", 0.1 * (V - 2) / V, msg("pretraining.share_selected_pieces_replaced_2")),
                          ("kept", 0.1 + 0.1 / V, msg("pretraining.share_selected_pieces_left"))):
-        check_count(what, got[key], got["selected"], p, hf_count=ref[key], hf_n=ref["selected"])
+        check_count(what, got[key], got["selected"], p, hf_count=ref[key], hf_n=ref["selected"],
+                    hf_key="pretraining.hf_whole_word_split_restored")
     check_count(msg("pretraining.share_selected_multi_piece"),
-                got["both"], got["multi"], q * q, hf_count=ref["both"], hf_n=ref["multi"])
+                got["both"], got["multi"], q * q, hf_count=ref["both"], hf_n=ref["multi"],
+                hf_key="pretraining.hf_whole_word_split_restored")
 
 
 # ------------------------------------------------------------------ the domain corpus
@@ -1018,10 +1125,11 @@ def test_nsp_label_constants_follow_hf(student):
 
 
 @pytest.mark.judges("make_nsp_examples", stage=0, item="contract")
-def test_nsp_examples_reject_fewer_than_two_documents(student):
+@pytest.mark.parametrize("documents", [[["only one document.", "with two sentences."]], []],
+                         ids=["one document", "no document"])
+def test_nsp_examples_reject_fewer_than_two_documents(student, documents):
     with pytest.raises(ValueError, match="documents"):
-        student.make_nsp_examples([["only one document.", "with two sentences."]],
-                                  student.build("random.Random", 0))
+        student.make_nsp_examples(documents, student.build("random.Random", 0))
 
 
 @pytest.mark.judges("IS_NEXT", "NOT_NEXT", "make_nsp_examples", stage=3, item="nsp")

@@ -22,6 +22,7 @@ All comparisons are exact: tokens are strings and ids are integers, so there is 
 """
 from __future__ import annotations
 
+import re
 import string
 import unicodedata
 from types import SimpleNamespace
@@ -292,6 +293,14 @@ def test_basic_tokenize_drops_nul_replacement_and_control_characters(student, ya
         check_basic_tokenize_vs_hf(student, yard, f"x{ch}y z")
 
 
+@pytest.mark.judges("basic_tokenize", stage=2, item="basic")
+def test_basic_tokenize_strips_only_nonspacing_marks(student, yard):
+    # accent stripping drops category "Mn" only: the keycap emoji 1️⃣ is "1", U+FE0F (Mn, dropped)
+    # and U+20E3 COMBINING ENCLOSING KEYCAP (category "Me"), which stays
+    for text in ("press 1\ufe0f\u20e3 now", "x #\ufe0f\u20e3"):
+        check_basic_tokenize_vs_hf(student, yard, text)
+
+
 @st.composite
 def small_wordpiece_case(draw):
     """A small vocabulary over 'abcd', a word, a limit and an unknown-token name."""
@@ -544,6 +553,19 @@ def test_vocab_without_unk_raises(student, tmp_path, vocab_file):
     with pytest.raises(ValueError, match=r"\[UNK\]"):
         tok = student.WordPieceTokenizer(str(path))   # raising here (best) ...
         tok.tokenize("hello zzqqxx 🤗")                   # ... or at the latest when [UNK] is needed
+
+
+@pytest.mark.judges("WordPieceTokenizer.__init__", stage=0, item="contract")
+@pytest.mark.parametrize("token", ["[CLS]", "[SEP]", "[PAD]"])
+def test_vocab_without_another_special_token_raises(student, tmp_path, vocab_file, token):
+    # "The file must contain [PAD], [UNK], [CLS] and [SEP]": a ValueError naming the missing one,
+    # not a KeyError from the vocabulary dict
+    lines = [t for t in open(vocab_file, encoding="utf-8").read().split("\n")[:3000] if t != token]
+    path = tmp_path / "vocab_without_special.txt"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=re.escape(token)):
+        tok = student.WordPieceTokenizer(str(path))   # raising here (best) ...
+        tok("hello", max_length=8, padding="max_length")   # ... or at the latest when it is needed
 
 
 # Only what the contract rules out: a text that is not text.  A list of texts is NOT among them:
