@@ -139,7 +139,11 @@ def apply_variant(variant: dict, folder: Path) -> None:
     """Edit ``folder``'s copy of the module as the variant says; each ``find`` must occur
     exactly ``count`` times (default 1) so a stale variant is caught, not silently ignored."""
     path = folder / variant.get("file", f"{variant['exercise']}.py")
-    if variant.get("source"):           # a whole module (a chapter listing), then its edits if any
+    if variant.get("source") and variant.get("overlay"):
+        # the chapter prints only some of the functions: its definitions come after the reference's
+        # and replace those of the same names when the module is imported
+        text = path.read_text(encoding="utf-8") + "\n\n" + source_path(variant).read_text(encoding="utf-8")
+    elif variant.get("source"):         # a whole module (a chapter listing), then its edits if any
         text = source_path(variant).read_text(encoding="utf-8")
     else:
         text = path.read_text(encoding="utf-8")
