@@ -316,7 +316,7 @@ def _check_all_padding_row(student, device, name):
                      name=msg("applications.row_whose_attention_mask", name=name))
 
 
-@pytest.mark.judges("mean_pool", stage=2, item="mean_pool")
+@pytest.mark.judges("mean_pool", stage=2, item="other_pools")
 def test_mean_pool_all_padding_row_pools_to_zeros(student, device):
     _check_all_padding_row(student, device, "mean_pool")
 
@@ -828,7 +828,7 @@ def _peaked(L, hot):
     return x
 
 
-@pytest.mark.judges("best_span", stage=2, item="best_span")
+@pytest.mark.judges("best_span", stage=2, item="span_offsets")
 def test_best_span_example_context_finds_2017_at_56_60(student, device, hf_tokenizer):
     tokens, offsets = _qa_offsets(hf_tokenizer, QA_QUESTION, QA_CONTEXT, "hf")
     k = tokens.index("2017")
@@ -869,9 +869,7 @@ def test_best_span_end_never_before_start(student, device, hf_tokenizer):
                 msg("applications.best_span_when_start"))
 
 
-@pytest.mark.judges("best_span", stage=2, item="best_span")
-@pytest.mark.parametrize("max_answer_len", [1, 3, None])
-def test_best_span_respects_max_answer_len(student, device, hf_tokenizer, max_answer_len):
+def check_max_answer_len(student, device, hf_tokenizer, max_answer_len):
     tokens, offsets = _qa_offsets(hf_tokenizer, QA_QUESTION, QA_CONTEXT, "hf")
     L = len(tokens)
     ctx = [i for i, o in enumerate(offsets) if not _is_special(o)]
@@ -888,6 +886,17 @@ def test_best_span_respects_max_answer_len(student, device, hf_tokenizer, max_an
 
 
 @pytest.mark.judges("best_span", stage=2, item="best_span")
+@pytest.mark.parametrize("max_answer_len", [1, 3, 15])
+def test_best_span_respects_max_answer_len(student, device, hf_tokenizer, max_answer_len):
+    check_max_answer_len(student, device, hf_tokenizer, max_answer_len)
+
+
+@pytest.mark.judges("best_span", stage=2, item="qa")
+def test_best_span_default_max_answer_len_is_15(student, device, hf_tokenizer):
+    check_max_answer_len(student, device, hf_tokenizer, None)
+
+
+@pytest.mark.judges("best_span", stage=2, item="qa")
 def test_best_span_first_context_token_at_character_zero_counts(student, device, hf_tokenizer):
     tokens, offsets = _qa_offsets(hf_tokenizer, QA_QUESTION, QA_CONTEXT, "zeros")
     ctx = [i for i, o in enumerate(offsets) if not _is_special(o)]
@@ -899,7 +908,7 @@ def test_best_span_first_context_token_at_character_zero_counts(student, device,
                 msg("applications.best_span_when_answer"))
 
 
-@pytest.mark.judges("best_span", stage=2, item="best_span")
+@pytest.mark.judges("best_span", stage=2, item="span_offsets")
 def test_best_span_on_more_than_256_tokens(student, device, hf_tokenizer):
     # BERT reads up to 512 tokens: a context of 294 tokens (305 in all); the best span lies near its end
     context = " ".join([QA_CONTEXT] * 14)
@@ -1232,7 +1241,7 @@ def test_answer_question_defaults_are_384_128_15(student, hf_tokenizer, remote_b
     _check_answer(got, spans, context, msg("applications.answer_question_defaults", n_windows=n_windows))
 
 
-@pytest.mark.judges("answer_question", stage=2, item="qa")
+@pytest.mark.judges("answer_question", "qa_features", "best_span", stage=3, item="qa")
 @pytest.mark.parametrize("max_answer_len", [5, 20])
 def test_answer_question_passes_max_answer_len_on(student, hf_tokenizer, remote_bert_tokenizer, token_logit_qa_model,
                                                    max_answer_len):

@@ -68,7 +68,7 @@ def test_softmax_survives_huge_inputs(student, dtype):
     assert_close(got, want.astype(dtype), name=msg("attention_numpy.softmax_inputs_1e4"), **softmax_tol(x))
 
 
-@pytest.mark.judges("softmax", stage=2, item="softmax")
+@pytest.mark.judges("softmax", stage=2, item="conventions")
 def test_softmax_default_axis_is_the_last(student, reference):
     # softmax(x) with no axis: the last one.  x is 3-D, so axis=1 (or 0) gives other numbers.
     x = np.random.default_rng(13).standard_normal((2, 3, 4))
@@ -237,7 +237,7 @@ def test_fully_blocked_row_stays_finite(student):
     assert_close(w.sum(axis=-1), np.ones((1, 3)), atol=1e-6, name=msg("attention_numpy.rows_sum_fully_blocked"))
 
 
-@pytest.mark.judges("scaled_dot_product_attention", stage=2, item="masking")
+@pytest.mark.judges("scaled_dot_product_attention", stage=2, item="blocked_rows")
 def test_blocked_key_gets_zero_weight_next_to_large_negative_scores(student):
     # scores of -1e4 and -2e4 (d_k = 1): a blocked score must end below every real one; a fill
     # value of -1e4 (older BERT code) leaves the blocked key the largest score here

@@ -278,8 +278,6 @@ def layer_cases(draw):
     L_t = draw(st.integers(1, 9), label="L_t")
     return dict(
         heads=heads, d_model=heads * head_dim, d_ff=draw(st.integers(4, 48), label="d_ff"),
-        activation=draw(st.sampled_from(["relu", "gelu"]), label="activation"),
-        eps=draw(st.sampled_from([1e-5, 1e-3]), label="layer_norm_eps"),
         batch=draw(st.integers(1, 3), label="batch"),
         L_t=L_t, L_s=other_length(draw, L_t, 9),
         tgt_mask=draw(st.sampled_from(["none", "causal", "random", "padding", "causal_padding"]), label="tgt_mask"),
@@ -329,15 +327,34 @@ def on(device, t):
 @given(case=layer_cases())
 def test_decoder_layer_matches_torch_decoder_layer(student, device, case):
     d, h, d_ff = case["d_model"], case["heads"], case["d_ff"]
-    layer = torch_layer(d, h, d_ff, case["activation"], eps=case["eps"], seed=case["seed"])
-    mine = loaded_student_layer(student, device, layer, d, h, d_ff, case["activation"], eps=case["eps"])
+    # ReLU and eps 1e-5, passed as keywords: the other activation and eps are the options' test
+    layer = torch_layer(d, h, d_ff, "relu", eps=1e-5, seed=case["seed"])
+    mine = loaded_student_layer(student, device, layer, d, h, d_ff, "relu", eps=1e-5)
     x, memory, tgt, mem = case_inputs(case)
     got = mine(x.to(device), memory.to(device), on(device, tgt), on(device, mem))
     want = run_torch(layer, x, memory, tgt, mem)
     assert_close(got, want.to(device), atol=TORCH_ATOL,
                  name=msg("decoder.decoderlayer_output_nn_transformerdecoderlayer",
-                          case_activation=case['activation'], case_tgt_mask=case['tgt_mask'],
+                          case_activation="relu", case_tgt_mask=case['tgt_mask'],
                           case_memory_mask=case['memory_mask']))
+
+
+@pytest.mark.judges("DecoderLayer", stage=2, item="defaults")
+@pytest.mark.parametrize("activation, eps", [("gelu", 1e-5), ("relu", 1e-3)],
+                         ids=["activation gelu", "layer_norm_eps 1e-3"])
+def test_decoder_layer_honours_activation_and_layer_norm_eps(student, device, activation, eps):
+    # activation and layer_norm_eps reach the feed-forward and the three LayerNorms, as they do in
+    # nn.TransformerDecoderLayer (an eps of 1e-3 moves outputs of size 1 by about 5e-4)
+    d, h, d_ff = 16, 4, 24
+    layer = torch_layer(d, h, d_ff, activation, eps=eps, seed=89)
+    mine = loaded_student_layer(student, device, layer, d, h, d_ff, activation, eps=eps)
+    gen = torch.Generator().manual_seed(89)
+    x, memory = torch.randn(2, 5, d, generator=gen), 2 * torch.randn(2, 7, d, generator=gen) + 0.5
+    tgt = tril(5)
+    got = mine(x.to(device), memory.to(device), tgt.to(device))
+    want = run_torch(layer, x, memory, tgt)
+    assert_close(got, want.to(device), atol=TORCH_ATOL,
+                 name=msg("decoder.options", activation=activation, eps=eps))
 
 
 @pytest.mark.judges("load_torch_decoder_layer", stage=2, item="layer")

@@ -455,9 +455,7 @@ def quiet_model(cfg, seed):
     return model
 
 
-@pytest.mark.judges("BertEncoder.from_hf", "BertEncoder.forward", stage=2, item="model")
-@pytest.mark.parametrize("eps", [1e-5, 1e-7])
-def test_from_hf_reads_the_config(student, device, eps):
+def check_from_hf_config(student, device, eps):
     # layer_norm_eps and num_attention_heads change no weight's shape: only the outputs show them
     cfg = odd_config(eps)
     model = quiet_model(cfg, seed=81)
@@ -471,6 +469,19 @@ def test_from_hf_reads_the_config(student, device, eps):
         want = model(input_ids=ids, attention_mask=mask, token_type_ids=types).last_hidden_state
     assert_close(got, want.to(device), atol=CONFIG_ATOL, mask=mask.bool()[..., None].to(device),
                  name=msg("encoder.from_hf_config_output", eps=eps))
+
+
+@pytest.mark.judges("BertEncoder.from_hf", "BertEncoder.forward", stage=2, item="model")
+def test_from_hf_reads_the_config(student, device):
+    # BERT's eps 1e-12; the heads and every size from the config
+    check_from_hf_config(student, device, 1e-12)
+
+
+@pytest.mark.judges("BertEncoder.from_hf", "BertEncoder.forward", stage=2, item="config_eps")
+@pytest.mark.parametrize("eps", [1e-5, 1e-7])
+def test_from_hf_reads_layer_norm_eps(student, device, eps):
+    # every released BERT has eps 1e-12; a config may say otherwise, and every LayerNorm follows it
+    check_from_hf_config(student, device, eps)
 
 
 def encoder_with_dropout(student, device, p, seed):

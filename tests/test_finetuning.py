@@ -426,7 +426,7 @@ def test_train_matches_reference_after_two_epochs(student, reference, device):
                         msg("finetuning.after_2_epochs_sgd"))
 
 
-@pytest.mark.judges("train_model", stage=2, item="training")
+@pytest.mark.judges("train_model", stage=2, item="training_loop")
 def test_train_returns_mean_of_batch_losses_per_epoch(student, device):
     # lr = 0: the weights never move, so every epoch's value is the same mean of batch losses,
     # computed here directly; batches of 4, 4 and 2 make it differ from the per-example mean.
@@ -443,7 +443,7 @@ def test_train_returns_mean_of_batch_losses_per_epoch(student, device):
                                             want=want, got=got)
 
 
-@pytest.mark.judges("train_model", stage=2, item="training")
+@pytest.mark.judges("train_model", stage=2, item="training_loop")
 def test_train_zero_epochs_is_no_pass(student, device):
     # epochs=0: no pass over the data, an empty list of losses and the weights as they were
     local, remote, _, remote_loader, remote_opt = sgd_setup(student, device, 25, 6, lr=0.5)
@@ -453,7 +453,7 @@ def test_train_zero_epochs_is_no_pass(student, device):
     assert_params_close(remote.state_dict(), local.state_dict(), msg("finetuning.after_zero_epochs"))
 
 
-@pytest.mark.judges("train_model", stage=2, item="training")
+@pytest.mark.judges("train_model", stage=2, item="training_loop")
 def test_train_on_a_loader_of_one_batch(student, device):
     # one batch of 3 examples, lr = 0: the epoch's loss is that batch's loss
     local, remote, local_loader, remote_loader, remote_opt = sgd_setup(student, device, 27, 3, lr=0.0)
@@ -527,7 +527,7 @@ def check_moves(log, keys, device, fn_name):
                                  device=str(device), missing=missing, batches=batches, keys=', '.join(keys))
 
 
-@pytest.mark.judges("train_model", stage=1, item="training")
+@pytest.mark.judges("train_model", stage=1, item="training_loop")
 def test_train_moves_batches_to_device(student, helpers, device):
     cfg = config(dropout=0.0)
     _, remote = model_pair(student, device, cfg, seed=51)

@@ -354,7 +354,7 @@ def check_range_ends(inputs, name):
                                      seen=sorted(set(ids.reshape(-1).tolist()))))
 
 
-@pytest.mark.judges("mask_tokens", stage=2, item="eighty_ten_ten")
+@pytest.mark.judges("mask_tokens", stage=2, item="random_id_range")
 def test_mask_tokens_random_ids_reach_both_ends_of_the_vocabulary(student, device):
     """vocab_size = 3: random ids are drawn from [0, 3), 0 and 2 included (randint(1, vocab_size) never
     gives 0, randint(vocab_size - 1) never gives 2)."""
@@ -364,7 +364,7 @@ def test_mask_tokens_random_ids_reach_both_ends_of_the_vocabulary(student, devic
     check_range_ends(inputs, "mask_tokens")
 
 
-@pytest.mark.judges("mask_tokens", stage=1, item="randomness")
+@pytest.mark.judges("mask_tokens", stage=2, item="randomness")
 @pytest.mark.parametrize("shape", [(10,), (2, 3, 8)], ids=["one row (L,)", "(2, 3, L)"])
 def test_mask_tokens_any_shape(student, device, shape):
     """"input_ids: any shape": a single row and a 3-D batch come back in their shape; at
@@ -410,14 +410,9 @@ def test_mask_tokens_rejects_bad_arguments(student, device, name, p, change):
 
 # ------------------------------------------------------------------ mask_tokens: statistics
 
-@pytest.mark.judges("mask_tokens", stage=3, item="selection")
-@pytest.mark.parametrize("mlm_probability", [None, 0.4], ids=["default", "0.4"])
-def test_mask_tokens_selection_rate_matches_hf(student, device, hf_collator, mlm_probability):
-    """Each non-special token is selected independently with probability mlm_probability (None: the
-    keyword left out, the default 0.15), also in rows with only 1-3 real tokens.  About 86 000
-    eligible tokens: at p = 0.15 the interval is 0.142..0.158, so a 20 % rate (or 15 % where 0.4 was
-    asked) is 30+ standard deviations out; the ~590 short-row tokens allow 0.061..0.257 (a per-row
-    fixed count gives 0 or >= 0.33 there)."""
+def check_selection_rate(student, device, hf_collator, mlm_probability, parts):
+    """The selected share of all non-special tokens (``parts`` slice(0, 1)), and of the tokens in
+    rows with only 1-3 real tokens too (slice(0, 2)), against HF's collator's."""
     x, special, short = stat_batch(10, short_rows=300)
     kwargs = {} if mlm_probability is None else {"mlm_probability": mlm_probability}
     mlm_probability = 0.15 if mlm_probability is None else mlm_probability
@@ -426,11 +421,29 @@ def test_mask_tokens_selection_rate_matches_hf(student, device, hf_collator, mlm
         **kwargs))
     hf_inputs, hf_labels = hf_collator(x, special, mlm_probability, 2024)
     for rows, what in ((None, msg("pretraining.selected_share_all_non")),
-                       (short, msg("pretraining.selected_share_tokens_rows"))):
+                       (short, msg("pretraining.selected_share_tokens_rows")))[parts]:
         got = outcome_counts(x, inputs, labels, special, rows)
         ref = outcome_counts(x, hf_inputs, hf_labels, special, rows)
         check_count(what + msg("pretraining.mlm_probability", mlm_probability=mlm_probability),
                     got["selected"], got["eligible"], mlm_probability, hf_count=ref["selected"])
+
+
+@pytest.mark.judges("mask_tokens", stage=3, item="selection")
+@pytest.mark.parametrize("mlm_probability", [0.15, 0.4])
+def test_mask_tokens_selection_rate_matches_hf(student, device, hf_collator, mlm_probability):
+    """Each non-special token is selected independently with probability mlm_probability.  About
+    86 000 eligible tokens: at p = 0.15 the interval is 0.142..0.158, so a 20 % rate (or 15 % where
+    0.4 was asked) is 30+ standard deviations out."""
+    check_selection_rate(student, device, hf_collator, mlm_probability, slice(0, 1))
+
+
+@pytest.mark.judges("mask_tokens", stage=3, item="selection_details")
+@pytest.mark.parametrize("mlm_probability", [None, 0.15], ids=["default", "0.15"])
+def test_mask_tokens_selection_rate_default_and_short_rows(student, device, hf_collator, mlm_probability):
+    """The default (None: the keyword left out) is 0.15; a coin per token also in rows with only 1-3
+    real tokens: the ~590 short-row tokens allow 0.061..0.257 (a per-row fixed count gives 0 or
+    >= 0.33 there)."""
+    check_selection_rate(student, device, hf_collator, mlm_probability, slice(0, 2))
 
 
 @pytest.mark.judges("mask_tokens", stage=3, item="eighty_ten_ten")
@@ -453,7 +466,7 @@ def test_mask_tokens_80_10_10_split_matches_hf(student, device, hf_collator):
         check_count(what, got[key], got["selected"], p, hf_count=ref[key], hf_n=ref["selected"])
 
 
-@pytest.mark.judges("mask_tokens", stage=3, item="eighty_ten_ten")
+@pytest.mark.judges("mask_tokens", stage=3, item="random_ids")
 def test_mask_tokens_random_ids_are_uniform_over_vocab(student, device, hf_collator):
     """Random replacements are uniform over [0, vocab_size), whatever the input ids: the batch's ids
     follow a Zipf law over [5, 400) (``skewed_ids``), so an id copied from the batch or drawn below
@@ -1019,26 +1032,37 @@ def remote_rng(student, kind: str, seed: int):
 
 
 @st.composite
-def nsp_documents(draw):
-    """2-6 documents of 0-7 sentences, at least two of them not empty (so every NotNext example has a
-    document to draw from: the contract says nothing of documents that leave none)."""
-    lengths = draw(st.lists(st.integers(0, 7), min_size=2, max_size=6).filter(
+def nsp_documents(draw, fewest=0):
+    """2-6 documents of ``fewest``-7 sentences, at least two of them not empty (so every NotNext
+    example has a document to draw from: the contract says nothing of documents that leave none)."""
+    lengths = draw(st.lists(st.integers(fewest, 7), min_size=2, max_size=6).filter(
         lambda ns: sum(n > 0 for n in ns) >= 2))
     return [[f"doc{d} sentence{i}." for i in range(n)] for d, n in enumerate(lengths)]
 
 
 @pytest.mark.judges("make_nsp_examples", stage=2, item="nsp")
 @graded(max_examples=25)
-@given(documents=nsp_documents(), kind=st.sampled_from(["random", "numpy"]), seed=st.integers(0, 2**31 - 1))
+@given(documents=nsp_documents(fewest=2), kind=st.sampled_from(["random", "numpy"]), seed=st.integers(0, 2**31 - 1))
 def test_nsp_examples_pairs_and_half_not_next(student, documents, kind, seed):
     """One example per consecutive pair; IS_NEXT pairs are the real next sentence; exactly n // 2 are
-    NOT_NEXT with sentence_b from another document; with random.Random and NumPy Generators."""
+    NOT_NEXT with sentence_b from another document; with random.Random and NumPy Generators.
+    Documents of two sentences or more here: the empty and one-sentence ones are the next test's."""
+    examples = normalize_examples(student.make_nsp_examples(documents, remote_rng(student, kind, seed)))
+    check_nsp(examples, documents)
+
+
+@pytest.mark.judges("make_nsp_examples", stage=2, item="nsp_documents")
+@graded(max_examples=25)
+@given(documents=nsp_documents(), kind=st.sampled_from(["random", "numpy"]), seed=st.integers(0, 2**31 - 1))
+def test_nsp_examples_any_documents(student, documents, kind, seed):
+    """As above with empty and one-sentence documents among the others; the caller's documents come
+    back as they were."""
     examples = normalize_examples(student.make_nsp_examples(documents, remote_rng(student, kind, seed)))
     assert_not_mutated(student, "documents")
     check_nsp(examples, documents)
 
 
-@pytest.mark.judges("make_nsp_examples", stage=2, item="nsp")
+@pytest.mark.judges("make_nsp_examples", stage=2, item="nsp_documents")
 def test_nsp_examples_empty_and_one_sentence_documents(student):
     """Empty documents and one-sentence documents give no pair; a one-sentence document is still a
     different document, so it may give sentence_b of a NotNext example (here the only one that can)."""
@@ -1058,7 +1082,7 @@ def test_nsp_examples_empty_and_one_sentence_documents(student):
                 raise AssertionError(msg("pretraining.nsp_case", documents=documents, kind=kind, error=exc)) from None
 
 
-@pytest.mark.judges("make_nsp_examples", stage=2, item="nsp")
+@pytest.mark.judges("make_nsp_examples", stage=2, item="nsp_documents")
 def test_nsp_examples_with_300_documents(student):
     """300 documents, 298 of them empty: document numbers above 256 compared with `is not` (object
     identity) no longer agree with !=, and a document would give its own sentences as NotNext
@@ -1073,7 +1097,7 @@ def test_nsp_examples_with_300_documents(student):
                                      kind=kind, error=exc)) from None
 
 
-@pytest.mark.judges("make_nsp_examples", stage=2, item="nsp")
+@pytest.mark.judges("make_nsp_examples", stage=2, item="nsp_documents")
 def test_nsp_examples_consume_the_rng(student, corpus):
     """Two calls with ONE rng continue its stream: the NotNext subsets differ (an rng that is copied or
     re-seeded inside repeats them; equal by chance with probability 1 / C(205, 102) ~ 1e-60)."""
@@ -1096,7 +1120,7 @@ def test_nsp_examples_not_next_from_other_document_on_corpus(student, corpus):
                   documents)
 
 
-@pytest.mark.judges("make_nsp_examples", stage=2, item="nsp")
+@pytest.mark.judges("make_nsp_examples", stage=2, item="nsp_documents")
 def test_nsp_examples_choice_made_with_rng(student, corpus):
     """Same rng seed, same examples (whatever the global seed); another seed, another NOT_NEXT subset."""
     docs, _ = corpus
