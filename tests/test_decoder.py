@@ -339,7 +339,7 @@ def test_decoder_layer_matches_torch_decoder_layer(student, device, case):
                           case_memory_mask=case['memory_mask']))
 
 
-@pytest.mark.judges("DecoderLayer", stage=2, item="defaults")
+@pytest.mark.judges("DecoderLayer", "load_torch_decoder_layer", stage=2, item="defaults")
 @pytest.mark.parametrize("activation, eps", [("gelu", 1e-5), ("relu", 1e-3)],
                          ids=["activation gelu", "layer_norm_eps 1e-3"])
 def test_decoder_layer_honours_activation_and_layer_norm_eps(student, device, activation, eps):

@@ -87,12 +87,12 @@ def check_first_rows(student, d_model):
     got = student.sinusoidal_table(4, d_model)
     assert_shape(got, (4, d_model), f"sinusoidal_table(4, {d_model})")
     row0 = got[0].to(torch.float64)
-    assert_close(row0, torch.tensor([0.0, 1.0] * 3, dtype=torch.float64)[:d_model], atol=1e-6,
-                 name=msg("positional_encoding.row_0_position_0"),
+    assert_close(row0, torch.tensor([0.0, 1.0] * d_model, dtype=torch.float64)[:d_model], atol=1e-6,
+                 name=msg("positional_encoding.row_0_position_0", d_model=d_model),
                  check_dtype=False)
     col0 = got[:, 0].to(torch.float64)
     assert_close(col0, torch.tensor([math.sin(p) for p in range(4)], dtype=torch.float64), atol=1e-6,
-                 name=msg("positional_encoding.column_0_sinusoidal_table"), check_dtype=False)
+                 name=msg("positional_encoding.column_0_sinusoidal_table", d_model=d_model), check_dtype=False)
 
 
 @pytest.mark.judges("sinusoidal_table", stage=2, item="table")
