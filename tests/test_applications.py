@@ -199,7 +199,9 @@ class PoolCase(NamedTuple):
 
 
 @st.composite
-def pool_inputs(draw):
+def pool_inputs(draw, fewest=0):
+    """x (B, L, H) and a 0/1 mask whose rows hold at least ``fewest`` real tokens (0: all-padding
+    rows too)."""
     B = draw(st.integers(1, 4))
     L = draw(st.integers(1, 8))
     H = draw(st.integers(1, 6))
@@ -209,7 +211,7 @@ def pool_inputs(draw):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(B, L, H, generator=g, dtype=torch.float64).mul(3).to(dtype)
     kind = draw(st.sampled_from(["right", "left", "holes"]))
-    lengths = [draw(st.integers(0, L)) for _ in range(B)]
+    lengths = [draw(st.integers(fewest, L)) for _ in range(B)]
     pos = torch.arange(L)
     rows = []
     for n in lengths:
@@ -219,6 +221,8 @@ def pool_inputs(draw):
             rows.append(pos >= L - n)
         else:
             rows.append(torch.rand(L, generator=g) < 0.6)
+            if fewest and not rows[-1].any():
+                rows[-1][draw(st.integers(0, L - 1))] = True
     mask = torch.stack(rows).to(mask_dtype)
     return PoolCase(x, mask)
 
@@ -240,7 +244,7 @@ def _check_pool(student, reference, name, x, mask, device):
 
 @pytest.mark.judges("mean_pool", stage=3, item="mean_pool")
 @graded(max_examples=20, report_multiple_bugs=False)
-@given(pool_inputs())
+@given(pool_inputs(fewest=1))
 def test_mean_pool_matches_reference(student, reference, device, inputs):
     _check_pool(student, reference, "mean_pool", *inputs, device)
 
