@@ -13,10 +13,14 @@ and ``tests/``).  It is found explicitly, never from this package's own path, so
 """
 from __future__ import annotations
 
+import atexit
 import functools
 import hashlib
+import itertools
 import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 # ---------------------------------------------------------------- defaults (seconds, MiB)
@@ -132,13 +136,33 @@ def exercise_of(module, names) -> str:
                       "(name it test_<exercise>.py or set EXERCISE = '...')")
 
 
+@functools.lru_cache(maxsize=None)
+def shared_tmp() -> Path:
+    """This grader process's folder for the files its tests hand to student code by path (pytest's
+    ``tmp_path`` lives beneath it, ``pytest_basetemp``): a Landlocked child may read it, and it is
+    removed when the process exits."""
+    path = Path(tempfile.mkdtemp(prefix="kata-shared-"))
+    os.chmod(path, 0o755)
+    atexit.register(shutil.rmtree, path, True)
+    return path
+
+
+_BASETEMPS = itertools.count()
+
+
+def pytest_basetemp() -> Path:
+    """A fresh ``--basetemp`` beneath ``shared_tmp()`` for one pytest run."""
+    return shared_tmp() / f"pytest-{next(_BASETEMPS)}"
+
+
 def sandbox_settings(target, ex, device: str, *, call_timeout=None, start_timeout=None, hide=(),
                      solutions=None) -> dict:
     """Everything a Sandbox for the exercise ``ex`` (a ``grader.manifest.Exercise``) is built with:
     the manifest's limits, and the folders it must not see (the solutions, the suites, extra
     suites, the graded folder itself)."""
     hidden = [str(solutions or solutions_dir()), str(tests_dir()), *map(str, hide), str(target)]
-    return dict(hide=[h for h in hidden if Path(h).exists()], device=device,
+    return dict(hide=[h for h in hidden if Path(h).exists()], read=[str(root() / "data"), str(shared_tmp())],
+                device=device,
                 call_timeout=call_timeout or ex.call_timeout, budget=ex.budget,
                 start_timeout=start_timeout or START_TIMEOUT_S, memory_mb=ex.memory_mb, preload=list(ex.preload))
 

@@ -139,7 +139,8 @@ def grade(target, exercises, *, tests_dirs=(), device="cpu", exitfirst=False, so
     collector = Collector(hidden_roots)
     args = [*map(str, files), "-c", str(INI), "--rootdir", str(settings.root()), "-p", "grader.grading.plugin",
             "-p", "no:cacheprovider", "--import-mode=importlib", "-q", "--no-header",
-            "--kata-target", str(target), "--kata-device", device, "-p", "no:randomly"]
+            "--kata-target", str(target), "--kata-device", device, "-p", "no:randomly",
+            "--basetemp", str(settings.pytest_basetemp())]
     if solutions is not None:
         args += ["--kata-solutions", str(solutions)]
     for d in tests_dirs:

@@ -10,6 +10,16 @@ Isolation, strongest first (``isolation_mode()`` picks what the machine allows):
 * ``processes``: no namespaces here; the child gets its own session and process
   group, which is killed whole.  Daemons that call ``setsid`` can escape this.
 
+``+landlock`` (``namespaces+landlock``, ``user-namespaces+landlock``, or ``landlock`` alone where
+there are no namespaces): before the student's module is imported the child confines itself with
+Linux Landlock and a seccomp filter (``grader.sandbox.confine``), which need no privilege: it
+reads only the Python installation, the system's libraries and its copied module, writes only its
+scratch, opens no socket but AF_UNIX and traces no process.  ``probe_landlock`` tries both layers
+once per run in a throw-away child; where a step fails the level falls back to the one below and
+``isolation_notes()`` says which rule was missing.  ``KATA_ISOLATION`` caps the level
+(``processes``: neither layer; ``landlock``: no namespaces); ``--require-isolation`` refuses to
+grade below a level (``meets``).
+
 In every mode the child sets its own resource limits before the student's module is imported
 (``worker.set_limits``): address space ``RLIMIT_AS`` = the manifest's ``memory_mb`` (not on CUDA,
 whose driver reserves more), file size ``RLIMIT_FSIZE`` = ``settings.FILE_MB``, CPU seconds
@@ -99,16 +109,129 @@ def make_remote_error(mro, message, frames) -> RemoteError:
     return klass(mro, message, frames)
 
 
+LEVELS = ("processes", "landlock", "namespaces", "namespaces+landlock")   # weakest first
+FORCED = ("processes", "landlock", "namespaces", "user-namespaces", "namespaces+landlock",
+          "user-namespaces+landlock")
+_NOTES: list[str] = []
+
+
+def uses_namespaces(mode: str) -> bool:
+    return mode.split("+")[0] in ("namespaces", "user-namespaces")
+
+
+def uses_landlock(mode: str) -> bool:
+    return mode.endswith("landlock")
+
+
+def rank(mode: str) -> int:
+    """A level's place in ``LEVELS`` (user namespaces count as namespaces)."""
+    return LEVELS.index(mode.replace("user-namespaces", "namespaces"))
+
+
+def meets(mode: str, required: str) -> bool:
+    return rank(mode) >= rank(required)
+
+
+def isolation_notes() -> list[str]:
+    """Why the level is lower than this machine might give (a layer that failed its probe)."""
+    isolation_mode()
+    return list(_NOTES)
+
+
+class IsolationError(ValueError):
+    """KATA_ISOLATION or --require-isolation names no level."""
+
+
+def forced_level() -> str | None:
+    value = os.environ.get("KATA_ISOLATION", "").strip()
+    if not value:
+        return None
+    if value not in FORCED:
+        raise IsolationError(f"KATA_ISOLATION={value!r} is not a level: use one of {', '.join(FORCED)}")
+    return value
+
+
+CONFINE = Path(__file__).with_name("confine.py")
+PROBE = r"""
+import importlib.util, json, os, socket, sys
+spec = importlib.util.spec_from_file_location("_kata_confine", sys.argv[1])
+confine = importlib.util.module_from_spec(spec); spec.loader.exec_module(confine)
+step = "landlock"
+try:
+    applied = confine.landlock(read=[sys.base_prefix, sys.prefix, "/usr", "/lib", "/lib64"], write=[sys.argv[3]])
+    step = "seccomp"
+    confine.seccomp()
+    step = "the rules"
+    try:
+        open(sys.argv[2]).read()
+        raise SystemExit(json.dumps({"ok": False, "why": "a file outside the rules stayed readable"}))
+    except PermissionError:
+        pass
+    try:
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        raise SystemExit(json.dumps({"ok": False, "why": "a UDP socket could still be created"}))
+    except OSError:
+        pass
+    print(json.dumps({"ok": True, "abi": applied["abi"], "net": applied["net"]}))
+except OSError as exc:
+    print(json.dumps({"ok": False, "why": f"{step}: {exc}"}))
+"""
+
+
+@functools.lru_cache(maxsize=None)
+def probe_landlock() -> tuple[bool, str]:
+    """(whether Landlock and seccomp both hold in a throw-away child, why not)."""
+    if sys.platform != "linux":
+        return False, "Landlock is Linux's"
+    with tempfile.TemporaryDirectory(prefix="kata-probe-") as tmp:
+        secret = Path(tmp) / "secret"
+        secret.write_text("x")
+        scratch = Path(tmp) / "scratch"
+        scratch.mkdir()
+        try:
+            r = subprocess.run([sys.executable, "-I", "-c", PROBE, str(CONFINE), str(secret), str(scratch)],
+                               capture_output=True, text=True, timeout=30, cwd="/")
+            answer = json.loads(r.stdout.strip().splitlines()[-1] if r.stdout.strip() else
+                                (r.stderr.strip().splitlines() or ["{}"])[-1])
+        except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+            return False, "the probe did not run"
+    if not answer.get("ok"):
+        return False, str(answer.get("why", "the probe failed"))
+    if not answer.get("net"):
+        return False, f"Landlock ABI {answer.get('abi')} cannot deny TCP (ABI 4 or newer can)"
+    return True, ""
+
+
+def _with_landlock(base: str, allowed: bool) -> str:
+    if not allowed:
+        return base
+    ok, why = probe_landlock()
+    if not ok:
+        _NOTES.append(f"landlock: {why}")
+        return base
+    return "landlock" if base == "processes" else f"{base}+landlock"
+
+
 @functools.lru_cache(maxsize=None)
 def isolation_mode() -> str:
-    if os.environ.get("KATA_ISOLATION") in ("processes",):
+    """The strongest level this machine gives, capped by KATA_ISOLATION; probed once per run."""
+    forced = forced_level()
+    if forced == "processes":
         return "processes"
+    if forced == "landlock":
+        return _with_landlock("processes", True)
+    landlock_ok = forced is None or uses_landlock(forced)
+    base = _namespace_mode(only=forced.split("+")[0] if forced else None)
+    return _with_landlock(base, landlock_ok)
+
+
+def _namespace_mode(only=None) -> str:
     if sys.platform != "linux" or shutil.which("unshare") is None or shutil.which("setpriv") is None:
         return "processes"
     base = ["unshare", "--mount", "--pid", "--fork", "--kill-child", "--mount-proc", "--net"]
     probe = "mount -t tmpfs none /mnt 2>/dev/null || mount -t tmpfs none /tmp; mount -o remount,bind,ro /"
     for mode, prefix in (("namespaces", base), ("user-namespaces", base[:1] + ["--user", "--map-root-user"] + base[1:])):
-        if mode == "namespaces" and os.geteuid() != 0:
+        if (mode == "namespaces" and os.geteuid() != 0) or (only and only != mode):
             continue
         try:
             r = subprocess.run([*prefix, "sh", "-c", probe], capture_output=True, timeout=20)
@@ -248,11 +371,12 @@ class Sandbox:
     def __init__(self, target: Path, module: str, modules, *, hide=(), device="cpu",
                  call_timeout=settings.CALL_TIMEOUT_S, start_timeout=settings.START_TIMEOUT_S,
                  memory_mb=settings.MEMORY_MB, preload=(), threads=None, budget=settings.BUDGET_S,
-                 transport=None):
+                 transport=None, read=()):
         self.target = Path(target)
         self.module = module
         self.modules = list(modules)
         self.hide = [str(Path(p).resolve()) for p in hide]
+        self.read = [str(Path(p).resolve()) for p in read]     # beside Python's own files, under Landlock
         self.device = device
         self.call_timeout = float(call_timeout)
         self.start_timeout = float(start_timeout)
@@ -339,7 +463,7 @@ class Sandbox:
             return
         self.box = self._prepare_box()
         cfg = {
-            "stage": "boot" if self.mode != "processes" else "run",
+            "stage": "boot" if uses_namespaces(self.mode) else "run",
             "module": self.module,
             "origin": str(self.target),       # informational: which submission this child serves
             "student_dir": str(self.box / "student"),
@@ -353,12 +477,16 @@ class Sandbox:
             "preload": self.preload,
             "threads": self.threads,
         }
-        if self.mode == "processes" and can_drop_to_nobody():
+        if uses_landlock(self.mode):
+            cfg["confine"] = str(CONFINE)
+            cfg["read"] = self.read
+            cfg["private_shm"] = uses_namespaces(self.mode)     # the namespace mounts its own /dev/shm
+        if not uses_namespaces(self.mode) and can_drop_to_nobody():
             cfg["drop_uid"] = NOBODY
         cfg["nproc"] = _processes_of_this_user(cfg.get("drop_uid")) + 256
         cmd = [sys.executable, "-I", "-B", str(WORKER), json.dumps(cfg)]
-        if self.mode != "processes":
-            cmd = [*unshare_prefix(self.mode), "--", *cmd]
+        if uses_namespaces(self.mode):
+            cmd = [*unshare_prefix(self.mode.split("+")[0]), "--", *cmd]
         elif os.name == "posix" and os.geteuid() == 0 and "drop_uid" not in cfg and shutil.which("setpriv"):
             # root that cannot become nobody: at least drop every capability (RLIMIT_NPROC then holds)
             cmd = ["setpriv", "--bounding-set=-all", "--inh-caps=-all", "--no-new-privs", "--", *cmd]

@@ -49,6 +49,34 @@ def boot(cfg):
     os.execvp("setpriv", argv)
 
 
+SYSTEM_READ = ("/usr", "/lib", "/lib32", "/lib64", "/bin", "/sbin", "/etc", "/proc", "/sys", "/dev")
+
+
+def confine(cfg):
+    """Landlock and seccomp (``confine.py``, loaded by path) before the student's module exists
+    in this process: read beneath the Python installation, the system's libraries and the student's
+    folder, write beneath the scratch; never beneath a hidden path (the solutions, the suites, the
+    submission's own folder), even where one lies inside an allowed one."""
+    spec = importlib.util.spec_from_file_location("_kata_confine", cfg["confine"])
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    hidden = [os.path.realpath(p) for p in cfg.get("hide", [])]
+
+    def clear(path):
+        real = os.path.realpath(path)
+        return not any(h == real or h.startswith(real.rstrip("/") + "/") or real.startswith(h.rstrip("/") + "/")
+                       for h in hidden)
+
+    read = [*SYSTEM_READ, sys.prefix, sys.base_prefix, sys.exec_prefix,
+            os.path.dirname(os.path.realpath(sys.executable)), *[p for p in sys.path if p],
+            cfg["student_dir"], *cfg.get("read", [])]
+    write = [cfg["work"], "/dev/null"]
+    if cfg.get("private_shm"):
+        write.append("/dev/shm")
+    module.landlock(read=[p for p in dict.fromkeys(read) if clear(p)], write=write)
+    module.seccomp()
+
+
 def set_limits(cfg):
     import resource
 
@@ -312,6 +340,14 @@ def run(cfg):
         return
     if request.get("op") != "import":
         return
+    if cfg.get("confine"):
+        try:
+            confine(cfg)
+        except OSError as exc:             # probed beforehand: a failure here is the machine's
+            server.send({"ready": False, "error": {"mro": ["IsolationError", "Exception"],
+                                                   "message": f"the sandbox could not confine itself: {exc}",
+                                                   "frames": []}})
+            return
     sys.path.insert(0, cfg["student_dir"])
     seed_everything(0)
     try:

@@ -57,6 +57,9 @@ def parse_args(argv):
     p.add_argument("--lang", choices=["en", "ja"], default=None, help="language of messages (default: locale)")
     p.add_argument("--jobs", "-j", type=int, default=0, metavar="N",
                    help="grade up to N exercises side by side (default: the number of CPUs, at most 4)")
+    p.add_argument("--require-isolation", metavar="LEVEL",
+                   help="refuse to grade (exit status 2) unless the sandbox holds at least LEVEL: "
+                        "processes < landlock < namespaces < namespaces+landlock")
     p.add_argument("--exitfirst", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--no-shrink", action="store_true", help=argparse.SUPPRESS)   # mutation analysis
     args = p.parse_args(argv)
@@ -81,7 +84,30 @@ def parse_args(argv):
         raise UsageError(f"--device {args.device!r}: use auto, cpu or cuda")
     args.device = resolve_device(args.device)
     args.lang = args.lang or default_lang()
+    check_isolation(args.require_isolation)
     return args
+
+
+def check_isolation(required: str | None) -> None:
+    """KATA_ISOLATION must name a level; ``--require-isolation`` a level this machine reaches."""
+    from grader.sandbox.controller import FORCED, IsolationError, isolation_mode, isolation_notes, meets
+
+    try:
+        mode = isolation_mode()
+    except IsolationError as exc:
+        raise UsageError(str(exc)) from None
+    if required is None:
+        return
+    if required not in FORCED:
+        raise UsageError(f"--require-isolation {required!r}: not a level; use one of "
+                         "processes, landlock, namespaces, namespaces+landlock")
+    if not meets(mode, required):
+        forced = os.environ.get("KATA_ISOLATION")
+        notes = isolation_notes()
+        why = "; ".join([*([f"KATA_ISOLATION={forced} caps it"] if forced else []), *notes]) \
+            or "this machine offers no stronger layer"
+        raise UsageError(f"--require-isolation {required}: the sandbox here holds only {mode!r} ({why}); "
+                         "nothing was graded")
 
 
 def resolve_target(text: str) -> Path:
@@ -122,6 +148,10 @@ def print_header(target: str, device: str, isolation: str, lang: str, out=sys.st
     print(say("cli.heading", lang, target=shown, device=device, isolation=isolation), file=out)
     if isolation == "processes":
         print(say("cli.no_namespaces", lang), file=out)
+    from grader.sandbox.controller import isolation_notes
+
+    for note in isolation_notes():
+        print(say("cli.isolation_note", lang, note=note), file=out)
     print(file=out, flush=True)
 
 

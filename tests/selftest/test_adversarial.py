@@ -291,3 +291,149 @@ def test_process_isolation_fallback_still_survives_and_judges(grade_jobs, tmp_pa
     assert got["os_exit_in_call"]["status"] == "crash" and got["os_exit_in_call"]["score"] == 0
     assert got["busy_loop_in_call"]["status"] == "timeout" and got["busy_loop_in_call"]["score"] == 0
     assert got["always_equal_ndarray"]["score"] == got["zeros_control"]["score"] < got["zeros_control"]["max_score"]
+
+
+# ---------------------------------------------------------------- the same attacks under each level
+# (issue 25) A submission that looks for the reference wherever the grader's process shows it, and
+# one that reaches the host's network, graded under every level this machine gives.
+FINDS_THE_REFERENCE = """
+import os, sys
+def _candidates():
+    pid, seen = os.getppid(), set()
+    while pid > 1 and pid not in seen:          # every ancestor's cwd and the paths on its command line
+        seen.add(pid)
+        try:
+            yield os.path.realpath(f"/proc/{pid}/cwd")
+            for arg in open(f"/proc/{pid}/cmdline", "rb").read().split(b"\\0"):
+                if arg.startswith(b"/"):
+                    yield arg.decode(errors="replace")
+            pid = int(next(l for l in open(f"/proc/{pid}/status") if l.startswith("PPid:")).split()[1])
+        except (OSError, StopIteration, ValueError):
+            break
+    yield os.getcwd()
+    yield from sys.path
+def _steal():
+    for start in _candidates():
+        folder = start
+        for _ in range(8):
+            path = os.path.join(folder, "solutions", "attention_numpy.py")
+            try:
+                code = open(path).read()
+            except OSError:
+                folder = os.path.dirname(folder)
+                continue
+            space = {}
+            exec(compile(code, path, "exec"), space)
+            return space
+    return None
+_stolen = _steal()
+if _stolen:
+    softmax, scaled_dot_product_attention = _stolen["softmax"], _stolen["scaled_dot_product_attention"]
+"""
+
+REACHES_THE_NETWORK = """
+import socket
+def _reach():
+    reached = []
+    try:
+        with socket.create_connection(("127.0.0.1", {port}), timeout=2) as s:
+            s.sendall(b"pwned")
+            reached.append("tcp")
+    except OSError:
+        pass
+    try:
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        u.sendto(b"pwned", ("127.0.0.1", {udp_port}))
+        reached.append("udp")
+    except OSError:
+        pass
+    return reached
+_reached = _reach()
+"""
+
+
+class Listener:
+    """A TCP and a UDP socket on 127.0.0.1 that note whatever reaches them."""
+
+    def __init__(self):
+        import socket
+        import threading
+
+        self.tcp = socket.create_server(("127.0.0.1", 0))
+        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.udp.bind(("127.0.0.1", 0))
+        self.tcp.settimeout(0.2)
+        self.udp.settimeout(0.2)
+        self.heard, self.stop = [], threading.Event()
+        self.thread = threading.Thread(target=self.listen, daemon=True)
+        self.thread.start()
+
+    def listen(self):
+        while not self.stop.is_set():
+            for sock, kind in ((self.tcp, "tcp"), (self.udp, "udp")):
+                try:
+                    if kind == "tcp":
+                        conn, _ = sock.accept()
+                        conn.close()
+                    else:
+                        sock.recvfrom(64)
+                    self.heard.append(kind)
+                except OSError:
+                    pass
+
+    def close(self):
+        self.stop.set()
+        self.thread.join(2)
+        self.tcp.close()
+        self.udp.close()
+
+
+def level_outcomes(grade_jobs, tmp_path, level):
+    listener = Listener()
+    network = REACHES_THE_NETWORK.format(port=listener.tcp.getsockname()[1], udp_port=listener.udp.getsockname()[1])
+    cases = {"finds_the_reference": dict(base="stub", code=FINDS_THE_REFERENCE),
+             "imports_the_reference": CASES["imports_the_reference"],
+             "reaches_the_network": dict(base="solution", code=network),
+             "zeros_control": CASES["zeros_control"]}
+    jobs = []
+    for name, case in cases.items():
+        build(name, case, tmp_path / name)
+        jobs.append({"target": str(tmp_path / name), "exercises": ["attention_numpy"],
+                     "options": {"call_timeout": 4, "start_timeout": 15}})
+    try:
+        reports = grade_jobs(jobs, env={"KATA_ISOLATION": level} if level else {})
+    finally:
+        listener.close()
+    got = {name: r["exercises"][0] for name, r in zip(cases, reports)}
+    return reports[0]["isolation"], got, listener.heard
+
+
+def landlock_here():
+    from grader.sandbox.controller import probe_landlock
+
+    return probe_landlock()[0]
+
+
+@pytest.mark.parametrize("level", ["", "landlock"], ids=["strongest level", "landlock without namespaces"])
+def test_confined_levels_hide_the_reference_and_the_network(grade_jobs, tmp_path, level):
+    if level == "landlock" and not landlock_here():
+        pytest.skip("this kernel gives no Landlock (ABI 4+) with seccomp")
+    isolation, got, heard = level_outcomes(grade_jobs, tmp_path, level)
+    assert isolation != "processes", isolation
+    if level:
+        assert isolation == level
+    for name in ("finds_the_reference", "imports_the_reference"):
+        assert got[name]["score"] <= got["zeros_control"]["score"] < got[name]["max_score"], (name, got[name])
+    assert got["reaches_the_network"]["score"] == got["reaches_the_network"]["max_score"]
+    assert not heard, f"a submission reached 127.0.0.1 under {isolation}: {heard}"
+
+
+def test_plain_processes_level_states_what_it_does_not_hold(grade_jobs, tmp_path):
+    """KATA_ISOLATION=processes (neither namespaces nor Landlock): crashes and hangs still cost only
+    their exercise (test_process_isolation_fallback_...), but the reference is readable and the
+    network is open.  This test pins that down, so that the README's table stays true and a
+    pipeline that needs more passes --require-isolation landlock."""
+    isolation, got, heard = level_outcomes(grade_jobs, tmp_path, "processes")
+    assert isolation == "processes"
+    assert got["finds_the_reference"]["score"] == got["finds_the_reference"]["max_score"]
+    assert "tcp" in heard

@@ -1,4 +1,8 @@
 """Bad invocations get one clear line and exit 2, never a traceback."""
+import os
+import subprocess
+import sys
+
 import pytest
 from pathlib import Path
 
@@ -133,3 +137,38 @@ def test_root_option_grades_from_anywhere(tmp_path):
     for args in (["--root", str(tmp_path)], []):
         bad = grader(*args, cwd=tmp_path)
         assert bad.returncode == 2 and "manifest.toml" in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
+
+
+# ---------------------------------------------------------------- --require-isolation (issue 25)
+def grader_with(env, *args):
+    return subprocess.run([sys.executable, "-m", "grader", *args], capture_output=True, text=True, cwd=ROOT,
+                          timeout=300, env={**os.environ, **env})
+
+
+@pytest.mark.parametrize("forced, required", [("processes", "landlock"), ("processes", "namespaces"),
+                                              ("landlock", "namespaces"), ("landlock", "namespaces+landlock")])
+def test_require_isolation_refuses_below_the_level(forced, required):
+    r = grader_with({"KATA_ISOLATION": forced}, "feed_forward", "--target", "solutions",
+                    "--require-isolation", required)
+    assert r.returncode == 2, r.stdout + r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--require-isolation" in lines[0] and repr(forced) in lines[0], r.stderr
+    assert "grading" not in r.stdout, r.stdout          # nothing ran first
+
+
+def test_require_isolation_grades_at_or_above_the_level():
+    r = grader_with({"KATA_ISOLATION": "processes"}, "feed_forward", "--target", "solutions",
+                    "--require-isolation", "processes")
+    assert r.returncode == 0, r.stderr
+    assert "isolation: processes" in r.stdout
+
+
+@pytest.mark.parametrize("env, args, named", [
+    ({}, ["--require-isolation", "chroot"], "--require-isolation 'chroot'"),
+    ({"KATA_ISOLATION": "docker"}, [], "KATA_ISOLATION='docker'"),
+])
+def test_unknown_level_names_are_one_clear_line(env, args, named):
+    r = grader_with(env, "feed_forward", "--target", "solutions", *args)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and named in lines[0] and "Traceback" not in r.stderr, r.stderr
