@@ -12,14 +12,15 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def clean(text: str, limit: int = 4000) -> str:
-    """Student-controlled text made safe to show: no control characters, bounded."""
-    text = _CONTROL.sub("?", str(text))
+    """Student-controlled text made safe to show: no control characters, no lone surrogates
+    (which no terminal or file can encode: shown as \\udXXX), bounded."""
+    text = _CONTROL.sub("?", str(text)).encode("utf-8", "backslashreplace").decode("utf-8")
     return text if len(text) <= limit else text[:limit] + " ..."
 
 
 def write_json(report: Report, path) -> None:
     """The grader's own report (``--json``): ``Report.to_dict()``."""
-    Path(path).write_text(json.dumps(report.to_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
+    Path(path).write_text(json.dumps(report.to_dict(), indent=2, ensure_ascii=False), encoding="utf-8", errors="backslashreplace")
 
 
 def write_junit(report: Report, path) -> None:
@@ -50,4 +51,4 @@ def write_gradescope(report: Report, path) -> None:
     out = {"score": report.score, "tests": tests,
            "output": f"{report.score:g} / {report.max_score:g} points",
            "visibility": "visible", "stdout_visibility": "hidden"}
-    Path(path).write_text(json.dumps(out, indent=2, ensure_ascii=False), encoding="utf-8")
+    Path(path).write_text(json.dumps(out, indent=2, ensure_ascii=False), encoding="utf-8", errors="backslashreplace")

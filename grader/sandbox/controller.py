@@ -87,12 +87,22 @@ class RemoteError(Exception):
 _EXC_CLASSES: dict = {}
 
 
+def safe_text(text, limit: int = 20_000) -> str:
+    """A string from the child made printable anywhere: lone surrogates escaped, bounded."""
+    text = str(text).encode("utf-8", "backslashreplace").decode("utf-8")
+    return text if len(text) <= limit else text[:limit] + " ..."
+
+
 def make_remote_error(mro, message, frames) -> RemoteError:
     """A ``RemoteError`` that is also an instance of the first built-in exception
     in the student's exception's MRO, so ``pytest.raises(ValueError)`` works.
     Only ``Exception`` subclasses are mirrored: a student's ``KeyboardInterrupt``
-    or ``SystemExit`` must never stop the grader."""
+    or ``SystemExit`` must never stop the grader.  Every string is ``safe_text``."""
     import builtins
+
+    mro = [safe_text(name, 200) for name in mro][:64]
+    message = safe_text(message)
+    frames = [[safe_text(part, 500) if isinstance(part, str) else part for part in frame] for frame in frames][-64:]
 
     base = None
     for name in mro:

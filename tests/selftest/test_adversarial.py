@@ -437,3 +437,43 @@ def test_plain_processes_level_states_what_it_does_not_hold(grade_jobs, tmp_path
     assert isolation == "processes"
     assert got["finds_the_reference"]["score"] == got["finds_the_reference"]["max_score"]
     assert "tcp" in heard
+
+
+# ---------------------------------------------------------------- the grader itself stands (issue 25)
+def run_grader(folder, *args, timeout=240):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "grader", "attention_numpy", "--target", str(folder), *args],
+                          capture_output=True, text=True, cwd=ROOT, timeout=timeout,
+                          env={**os.environ, "PYTHONIOENCODING": "utf-8"})
+
+
+def test_a_lone_surrogate_in_a_message_is_printed_and_written(tmp_path):
+    folder = tmp_path / "surrogate"
+    build("surrogate", dict(base="stub", code="""
+def softmax(x, axis=-1):
+    raise ValueError("\\ud800 no such character")
+scaled_dot_product_attention = softmax
+"""), folder)
+    report = tmp_path / "report.json"
+    r = run_grader(folder, "--verbose", "--json", str(report), "--junit", str(tmp_path / "junit.xml"))
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert "\\ud800" in r.stdout
+    import json
+
+    assert json.loads(report.read_text())["exercises"][0]["score"] == 0
+
+
+@pytest.mark.parametrize("device", ["/dev/zero", "/dev/ptmx"])
+def test_a_module_linked_to_a_device_neither_hangs_nor_scores(tmp_path, device):
+    folder = tmp_path / "device"
+    folder.mkdir()
+    (folder / "attention_numpy.py").symlink_to(device)
+    shutil.copy(ROOT / "exercises" / "feed_forward.py", folder)       # a submission with one real module
+    r = run_grader(folder, "--json", str(tmp_path / "r.json"), timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    import json
+
+    ex = json.loads((tmp_path / "r.json").read_text())["exercises"][0]
+    assert ex["score"] == 0, ex
