@@ -331,6 +331,76 @@ class _Drain(threading.Thread):
         return bytes(self.kept).decode("utf-8", "replace")
 
 
+_LIVE: set[int] = set()              # the children serving a sandbox now (never swept)
+_LIVE_LOCK = threading.Lock()
+PR_SET_CHILD_SUBREAPER = 36
+
+
+@functools.lru_cache(maxsize=None)
+def become_subreaper() -> bool:
+    """Make this process the subreaper of everything its sandboxes start (Linux 3.4+): a daemon
+    that calls setsid and whose parent exits is re-parented here instead of to init, so
+    ``reap_orphans`` can find it.  Needs no privilege."""
+    if sys.platform != "linux":
+        return False
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(ctypes.c_int(PR_SET_CHILD_SUBREAPER), ctypes.c_ulong(1), ctypes.c_ulong(0),
+                          ctypes.c_ulong(0), ctypes.c_ulong(0)) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _orphans() -> list[int]:
+    me, found = os.getpid(), []
+    try:
+        pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return found
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                fields = dict(line.split(":", 1) for line in f if ":" in line)
+        except (OSError, ValueError):
+            continue
+        if int(fields.get("PPid", "0").strip() or 0) == me and not fields.get("State", "").strip().startswith("Z"):
+            found.append(pid)
+    return found
+
+
+def reap_orphans(rounds: int = 20) -> int:
+    """Kill every process re-parented to this subreaper that serves no live sandbox (what a
+    closed sandbox left behind, setsid daemons included), and their children as they are
+    re-parented in turn; the number killed."""
+    if not become_subreaper():
+        return 0
+    killed = 0
+    for _ in range(rounds):
+        with _LIVE_LOCK:
+            strays = [pid for pid in _orphans() if pid not in _LIVE]
+            for pid in strays:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                    killed += 1
+                except (ProcessLookupError, PermissionError):
+                    pass
+        if not strays:
+            break
+        deadline = time.monotonic() + 1.0
+        for pid in strays:
+            while time.monotonic() < deadline:
+                try:
+                    done, _ = os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:
+                    break
+                if done:
+                    break
+                time.sleep(0.005)
+    return killed
+
+
 class ChildProcess:
     """How a Sandbox reaches its worker: a child process (the only transport used for grading).
 
@@ -347,9 +417,12 @@ class ChildProcess:
         err_r, err_w = os.pipe()          # tracebacks, library warnings: counted apart, never shown
         cfg["rfd"], cfg["wfd"] = req_r, rep_w
         cmd = [*cmd[:-1], json.dumps(cfg)]
-        proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=out_w, stderr=err_w, pass_fds=(req_r, rep_w),
-            env=env, cwd=cwd, start_new_session=True, close_fds=True)
+        become_subreaper()
+        with _LIVE_LOCK:
+            proc = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=out_w, stderr=err_w, pass_fds=(req_r, rep_w),
+                env=env, cwd=cwd, start_new_session=True, close_fds=True)
+            _LIVE.add(proc.pid)
         for fd in (req_r, rep_w, out_w, err_w):
             os.close(fd)
         errors = _Drain(err_r)
@@ -367,6 +440,9 @@ class ChildProcess:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             pass
+        with _LIVE_LOCK:
+            _LIVE.discard(proc.pid)
+        reap_orphans()
         for fd in (wfd, rfd):
             try:
                 os.close(fd)

@@ -477,3 +477,45 @@ def test_a_module_linked_to_a_device_neither_hangs_nor_scores(tmp_path, device):
 
     ex = json.loads((tmp_path / "r.json").read_text())["exercises"][0]
     assert ex["score"] == 0, ex
+
+
+SETSID_DAEMON = """
+import os, time
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        time.sleep(120)
+    os._exit(0)
+"""
+
+
+def worker_processes_of(folder) -> list[str]:
+    needle = str(folder).encode()
+    found = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+                state = next(l for l in Path(f"/proc/{pid}/status").read_text().splitlines() if l.startswith("State:"))
+            except (OSError, StopIteration):
+                continue
+            if b"worker.py" in cmd and needle in cmd and "Z" not in state.split()[1]:
+                found.append(pid)
+    return found
+
+
+@pytest.mark.parametrize("level", ["processes", "landlock", ""], ids=["processes", "landlock", "strongest level"])
+def test_a_setsid_daemon_is_gone_after_its_exercise(grade_jobs, tmp_path, level):
+    """Without a PID namespace the grader is the subreaper of its sandboxes: a daemon that calls
+    setsid is re-parented to it and killed when its exercise's sandbox closes."""
+    if level == "landlock" and not landlock_here():
+        pytest.skip("this kernel gives no Landlock (ABI 4+) with seccomp")
+    folder = tmp_path / "daemon"
+    build("daemon", dict(base="solution", code=SETSID_DAEMON), folder)
+    reports = grade_jobs([{"target": str(folder), "exercises": ["attention_numpy"],
+                           "options": {"call_timeout": 4, "start_timeout": 15}}],
+                         env={"KATA_ISOLATION": level} if level else {})
+    ex = reports[0]["exercises"][0]
+    assert ex["score"] == ex["max_score"], ex["message"][:300]
+    time.sleep(0.5)
+    assert not worker_processes_of(folder), f"left behind under {reports[0]['isolation']}"
