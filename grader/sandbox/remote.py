@@ -15,6 +15,12 @@ from grader.sandbox import wire
 from grader.sandbox.controller import Sandbox, make_remote_error
 
 
+class UndecodableReply(AssertionError):
+    """A reply the grader's decoder (numpy, torch) refused.  An AssertionError, so the test
+    fails with this reason; never a ValueError/TypeError/RuntimeError that a ``pytest.raises``
+    in the suite could take for the student's own exception."""
+
+
 class _Client:
     def __init__(self, sandbox: Sandbox, device: str):
         self.sandbox = sandbox
@@ -44,6 +50,9 @@ class _Client:
             value = self.decode(reply.get("value"), rblobs)
         except wire.WireError as exc:
             self.sandbox._die("protocol", f"sent a reply that could not be decoded ({exc})")
+        except Exception as exc:  # noqa: BLE001 - numpy/torch refusing forged data: never the student's error
+            raise UndecodableReply(f"the grader could not decode what the student process sent back "
+                                   f"({type(exc).__name__}: {str(exc)[:200]}); this call scores 0") from None
         mutated = reply.get("mutated", [])
         self.last_mutated = [str(m)[:200] for m in mutated] if isinstance(mutated, list) else []
         return value

@@ -74,3 +74,27 @@ def test_unsupported_values_never_compare_equal():
 def test_decoder_rejects_bad_nodes(node):
     with pytest.raises(wire.WireError):
         wire.Decoder([b"\x00" * 8]).decode(node)
+
+
+class _ForgingSandbox:
+    """Stands for a sandbox whose child sends back a forged reply."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def request(self, header, blobs=(), what=""):
+        return {"ok": True, "value": self.value}, []
+
+    def _die(self, kind, detail):
+        raise AssertionError(f"died: {kind}: {detail}")
+
+
+def test_a_reply_numpy_or_torch_refuse_is_the_graders_error_not_the_students():
+    """torch.device('cuda:abc') raises RuntimeError while the reply is decoded: the suite must not
+    see a RuntimeError (a ``pytest.raises(RuntimeError)`` would take it for the student's)."""
+    from grader.sandbox.remote import UndecodableReply, _Client
+
+    client = _Client(_ForgingSandbox({"$device": "cuda:abc"}), "cpu")
+    with pytest.raises(UndecodableReply, match="could not decode") as info:
+        client.request({"op": "call"})
+    assert not isinstance(info.value, (ValueError, TypeError, RuntimeError))
