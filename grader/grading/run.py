@@ -232,6 +232,7 @@ def score_exercise(ex, items: dict[str, CollectedTest], results: dict[str, Outco
     dead = next((s.dead for s in sandboxes if s.dead is not None), None)
     import_error = next((s.import_error for s in sandboxes if s.import_error is not None), None)
     output_bytes = sum(s.drain.total for s in sandboxes if s.proc is not None)
+    hidden_cases: dict[str, int] = {}
     for n, item in counted.items():
         res = results.get(n)
         if res is None or (res.status == "passed" and not res.ran):
@@ -244,7 +245,12 @@ def score_exercise(ex, items: dict[str, CollectedTest], results: dict[str, Outco
         message = res.message
         if item.hidden and not passed:
             message = say("hidden_failed")
-        tests.append(TestResult(name=item.name, status=TestStatus.PASSED if passed else TestStatus.FAILED,
+        shown_name = item.name
+        if item.hidden and "[" in item.name:      # a hidden test's parametrize id may carry its inputs
+            base = item.name.split("[", 1)[0]
+            hidden_cases[base] = hidden_cases.get(base, 0) + 1
+            shown_name = f"{base}[hidden case {hidden_cases[base]}]"
+        tests.append(TestResult(name=shown_name, status=TestStatus.PASSED if passed else TestStatus.FAILED,
                                 kind="" if passed else res.kind, points=round(points, 3),
                                 max_points=round(max_points, 3), message="" if passed else message,
                                 hidden=item.hidden, judges=list(item.judges), stage=item.stage,

@@ -144,6 +144,15 @@ def test_hidden_failures_keep_their_secret():
     assert got.score == 5.0
 
 
+def test_hidden_parametrize_ids_are_not_shown():
+    """A hidden test's id may carry its inputs (test_x[secret-input-42]): the report numbers the cases."""
+    names = ("test_secret[answer-is-42]", "test_secret[answer-is-7]", "test_shown[open-case]")
+    items = collected(*names, hidden=set(names[:2]))
+    got = score_exercise(exercise(), items, outcomes(**{n: "passed" for n in names}), [])
+    shown = [t.name for t in got.tests]
+    assert shown == ["test_secret[hidden case 1]", "test_secret[hidden case 2]", "test_shown[open-case]"]
+
+
 def test_excluded_tests_do_not_count_and_their_weight_goes_to_the_others():
     items = collected("test_a", "test_needs_reference")
     got = score_exercise(exercise(10), items, outcomes(test_a="passed", test_needs_reference="excluded"), [])
