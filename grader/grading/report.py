@@ -25,6 +25,9 @@ def write_json(report: Report, path) -> None:
 
 def write_junit(report: Report, path) -> None:
     suites = ET.Element("testsuites", name="kata", tests=str(sum(len(e.tests) for e in report.exercises)))
+    props = ET.SubElement(suites, "properties")
+    ET.SubElement(props, "property", name="isolation", value=report.isolation)
+    ET.SubElement(props, "property", name="device", value=report.device)
     for ex in report.exercises:
         suite = ET.SubElement(suites, "testsuite", name=ex.name, tests=str(len(ex.tests)),
                               failures=str(len(ex.failed)), errors="0", skipped="0")
@@ -49,6 +52,6 @@ def write_gradescope(report: Report, path) -> None:
                 "visibility": "after_published" if t.hidden else "visible",
             })
     out = {"score": report.score, "tests": tests,
-           "output": f"{report.score:g} / {report.max_score:g} points",
+           "output": f"{report.score:g} / {report.max_score:g} points (isolation: {report.isolation})",
            "visibility": "visible", "stdout_visibility": "hidden"}
     Path(path).write_text(json.dumps(out, indent=2, ensure_ascii=False), encoding="utf-8", errors="backslashreplace")
