@@ -391,7 +391,20 @@ class Listener:
 def level_outcomes(grade_jobs, tmp_path, level):
     listener = Listener()
     network = REACHES_THE_NETWORK.format(port=listener.tcp.getsockname()[1], udp_port=listener.udp.getsockname()[1])
+    other = tmp_path / "another_submission"                # a classmate's correct work beside this one
+    other.mkdir()
+    shutil.copy(ROOT / "solutions" / "attention_numpy.py", other)
+    reads_other = f"""
+import importlib.util
+try:
+    _spec = importlib.util.spec_from_file_location('theirs', {str(other / 'attention_numpy.py')!r})
+    _theirs = importlib.util.module_from_spec(_spec); _spec.loader.exec_module(_theirs)
+    softmax, scaled_dot_product_attention = _theirs.softmax, _theirs.scaled_dot_product_attention
+except Exception:
+    pass
+"""
     cases = {"finds_the_reference": dict(base="stub", code=FINDS_THE_REFERENCE),
+             "reads_another_submission": dict(base="stub", code=reads_other),
              "imports_the_reference": CASES["imports_the_reference"],
              "reaches_the_network": dict(base="solution", code=network),
              "zeros_control": CASES["zeros_control"]}
@@ -422,7 +435,7 @@ def test_confined_levels_hide_the_reference_and_the_network(grade_jobs, tmp_path
     assert isolation != "processes", isolation
     if level:
         assert isolation == level
-    for name in ("finds_the_reference", "imports_the_reference"):
+    for name in ("finds_the_reference", "imports_the_reference", "reads_another_submission"):
         assert got[name]["score"] <= got["zeros_control"]["score"] < got[name]["max_score"], (name, got[name])
     assert got["reaches_the_network"]["score"] == got["reaches_the_network"]["max_score"]
     assert not heard, f"a submission reached 127.0.0.1 under {isolation}: {heard}"
@@ -435,7 +448,8 @@ def test_plain_processes_level_states_what_it_does_not_hold(grade_jobs, tmp_path
     pipeline that needs more passes --require-isolation landlock."""
     isolation, got, heard = level_outcomes(grade_jobs, tmp_path, "processes")
     assert isolation == "processes"
-    assert got["finds_the_reference"]["score"] == got["finds_the_reference"]["max_score"]
+    for name in ("finds_the_reference", "reads_another_submission"):
+        assert got[name]["score"] == got[name]["max_score"], name
     assert "tcp" in heard
 
 
