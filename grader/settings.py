@@ -169,13 +169,14 @@ def sandbox_settings(target, ex, device: str, *, call_timeout=None, start_timeou
 
 # ---------------------------------------------------------------- untouched stubs
 
-MAX_HASHED_BYTES = 1 << 20       # a module file above this is no stub (the sandbox copies at most 1 MiB too)
+MAX_MODULE_BYTES = 1 << 20       # a submitted module above this is neither hashed nor copied
 
 
-def file_sha256(path):
-    """The sha256 of a regular file of at most 1 MiB; None for anything else.  Opened with
-    O_NOFOLLOW and O_NONBLOCK, and checked with fstat before a byte is read, so a module that is
-    a link, a FIFO or a device (/dev/zero, /dev/ptmx) neither hangs nor floods the grader."""
+def read_module_file(path) -> bytes | None:
+    """The bytes of a submitted module when it is a regular file of at most 1 MiB; None for
+    anything else.  Opened with O_NOFOLLOW and O_NONBLOCK and checked with fstat before a byte is
+    read, so a module that is a link, a FIFO or a device (/dev/zero, /dev/ptmx) neither hangs nor
+    floods the grader."""
     import stat
 
     try:
@@ -184,14 +185,19 @@ def file_sha256(path):
         return None
     try:
         info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_HASHED_BYTES:
+        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_MODULE_BYTES:
             return None
-        data = os.read(fd, MAX_HASHED_BYTES + 1)
+        return os.read(fd, MAX_MODULE_BYTES + 1)
     except OSError:
         return None
     finally:
         os.close(fd)
-    return hashlib.sha256(data).hexdigest()
+
+
+def file_sha256(path):
+    """The sha256 of ``read_module_file(path)``; None where that is None."""
+    data = read_module_file(path)
+    return None if data is None else hashlib.sha256(data).hexdigest()
 
 
 @functools.lru_cache(maxsize=None)

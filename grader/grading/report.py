@@ -7,6 +7,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from grader.grading.results import Report
+from grader.sandbox.controller import safe_text
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
@@ -14,8 +15,7 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 def clean(text: str, limit: int = 4000) -> str:
     """Student-controlled text made safe to show: no control characters, no lone surrogates
     (which no terminal or file can encode: shown as \\udXXX), bounded."""
-    text = _CONTROL.sub("?", str(text)).encode("utf-8", "backslashreplace").decode("utf-8")
-    return text if len(text) <= limit else text[:limit] + " ..."
+    return safe_text(_CONTROL.sub("?", str(text)), limit)
 
 
 def write_json(report: Report, path) -> None:

@@ -1,7 +1,8 @@
 """Unprivileged confinement of the sandbox's child: Linux Landlock and seccomp, through ctypes.
 
 Loaded by ``worker.py`` by path (like ``wire.py``) and applied right before the student's module
-is imported; the grader's side imports it only to probe what this kernel gives (``probe``).
+is imported; the grader's side runs it in a throw-away child to probe what this kernel gives
+(``controller.probe_landlock``) and uses its ``prctl`` for the subreaper flag.
 Neither needs a privilege or a namespace: both need ``no_new_privs``, which any process may set
 on itself, and neither can be lifted once applied, by the process or any of its children.
 
@@ -16,7 +17,7 @@ on itself, and neither can be lifted once applied, by the process or any of its 
   EAFNOSUPPORT (UDP and raw sockets, which Landlock does not cover), and ``ptrace``,
   ``process_vm_readv``/``writev`` and ``io_uring_setup`` fail with EPERM.  Syscalls of another
   architecture's ABI (x32, i386) fail with EPERM too.  Only x86-64 and AArch64 are known here; on
-  another machine no filter is installed, and ``apply`` says so.
+  another machine ``landlock`` and ``seccomp`` raise ``ConfineError`` and the probe falls back.
 
 Why ctypes and not a binding: the PyPI bindings (``landlock`` 1.0.0.dev5, ``landlockpy`` 0.2.0,
 ``pyseccomp`` over libseccomp) are pre-releases or need a C library the grader's hosts may lack;
@@ -98,9 +99,15 @@ def fs_rights(abi: int) -> int:
     return rights
 
 
+def prctl(option: int, *args, what: str) -> int:
+    """prctl(option, *args), the rest 0; an argument is an int or a ctypes buffer (by address)."""
+    args = [ctypes.c_ulong(a) if isinstance(a, int) else a for a in args]
+    args += [ctypes.c_ulong(0)] * (4 - len(args))
+    return _check(_libc().prctl(ctypes.c_int(option), *args), what)
+
+
 def no_new_privs() -> None:
-    ul = ctypes.c_ulong
-    _check(_libc().prctl(ctypes.c_int(PR_SET_NO_NEW_PRIVS), ul(1), ul(0), ul(0), ul(0)), "prctl(PR_SET_NO_NEW_PRIVS)")
+    prctl(PR_SET_NO_NEW_PRIVS, 1, what="prctl(PR_SET_NO_NEW_PRIVS)")
 
 
 def landlock(read=(), write=(), abi=None) -> dict:
@@ -182,7 +189,5 @@ def seccomp() -> dict:
     fprog = struct.pack("=HxxxxxxQ", len(prog), ctypes.addressof(filters))
     fbuf = ctypes.create_string_buffer(fprog, len(fprog))
     no_new_privs()
-    ul = ctypes.c_ulong
-    _check(_libc().prctl(ctypes.c_int(PR_SET_SECCOMP), ul(SECCOMP_MODE_FILTER), fbuf, ul(0), ul(0)),
-           "prctl(PR_SET_SECCOMP)")
+    prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, fbuf, what="prctl(PR_SET_SECCOMP)")
     return {"instructions": len(prog)}

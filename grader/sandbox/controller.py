@@ -49,7 +49,6 @@ from grader.sandbox import wire
 
 WORKER = Path(__file__).with_name("worker.py")
 OUTPUT_KEEP = settings.OUTPUT_KEEP_BYTES
-MAX_MODULE_BYTES = 1 << 20
 
 
 class SandboxDied(Exception):
@@ -88,7 +87,8 @@ _EXC_CLASSES: dict = {}
 
 
 def safe_text(text, limit: int = 20_000) -> str:
-    """A string from the child made printable anywhere: lone surrogates escaped, bounded."""
+    """A string from the child made printable anywhere: lone surrogates escaped, bounded (the
+    report's ``clean`` adds control characters on top)."""
     text = str(text).encode("utf-8", "backslashreplace").decode("utf-8")
     return text if len(text) <= limit else text[:limit] + " ..."
 
@@ -163,28 +163,28 @@ def forced_level() -> str | None:
 
 CONFINE = Path(__file__).with_name("confine.py")
 PROBE = r"""
-import importlib.util, json, os, socket, sys
+import importlib.util, json, socket, sys
 spec = importlib.util.spec_from_file_location("_kata_confine", sys.argv[1])
 confine = importlib.util.module_from_spec(spec); spec.loader.exec_module(confine)
-step = "landlock"
+def answer(**fields):
+    print(json.dumps(fields))
+    sys.exit(0)
 try:
     applied = confine.landlock(read=[sys.base_prefix, sys.prefix, "/usr", "/lib", "/lib64"], write=[sys.argv[3]])
-    step = "seccomp"
     confine.seccomp()
-    step = "the rules"
-    try:
-        open(sys.argv[2]).read()
-        raise SystemExit(json.dumps({"ok": False, "why": "a file outside the rules stayed readable"}))
-    except PermissionError:
-        pass
-    try:
-        socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        raise SystemExit(json.dumps({"ok": False, "why": "a UDP socket could still be created"}))
-    except OSError:
-        pass
-    print(json.dumps({"ok": True, "abi": applied["abi"], "net": applied["net"]}))
 except OSError as exc:
-    print(json.dumps({"ok": False, "why": f"{step}: {exc}"}))
+    answer(ok=False, why=str(exc))
+try:
+    open(sys.argv[2]).read()
+    answer(ok=False, why="a file outside the rules stayed readable")
+except PermissionError:
+    pass
+try:
+    socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    answer(ok=False, why="a UDP socket could still be created")
+except OSError:
+    pass
+answer(ok=True, abi=applied["abi"], net=applied["net"])
 """
 
 
@@ -201,8 +201,7 @@ def probe_landlock() -> tuple[bool, str]:
         try:
             r = subprocess.run([sys.executable, "-I", "-c", PROBE, str(CONFINE), str(secret), str(scratch)],
                                capture_output=True, text=True, timeout=30, cwd="/")
-            answer = json.loads(r.stdout.strip().splitlines()[-1] if r.stdout.strip() else
-                                (r.stderr.strip().splitlines() or ["{}"])[-1])
+            answer = json.loads(r.stdout.strip().splitlines()[-1])
         except (OSError, subprocess.SubprocessError, ValueError, IndexError):
             return False, "the probe did not run"
     if not answer.get("ok"):
@@ -238,13 +237,12 @@ def isolation_mode() -> str:
 def _namespace_mode(only=None) -> str:
     if sys.platform != "linux" or shutil.which("unshare") is None or shutil.which("setpriv") is None:
         return "processes"
-    base = ["unshare", "--mount", "--pid", "--fork", "--kill-child", "--mount-proc", "--net"]
     probe = "mount -t tmpfs none /mnt 2>/dev/null || mount -t tmpfs none /tmp; mount -o remount,bind,ro /"
-    for mode, prefix in (("namespaces", base), ("user-namespaces", base[:1] + ["--user", "--map-root-user"] + base[1:])):
+    for mode in ("namespaces", "user-namespaces"):
         if (mode == "namespaces" and os.geteuid() != 0) or (only and only != mode):
             continue
         try:
-            r = subprocess.run([*prefix, "sh", "-c", probe], capture_output=True, timeout=20)
+            r = subprocess.run([*unshare_prefix(mode), "sh", "-c", probe], capture_output=True, timeout=20)
         except (OSError, subprocess.SubprocessError):
             continue
         if r.returncode == 0:
@@ -277,8 +275,10 @@ def can_drop_to_nobody() -> bool:
 
 
 def unshare_prefix(mode: str) -> list[str]:
+    """``unshare``'s command line for a level that uses namespaces (``user-namespaces+landlock``
+    included: Landlock is the child's own business)."""
     base = ["unshare", "--mount", "--pid", "--fork", "--kill-child", "--mount-proc", "--net"]
-    if mode == "user-namespaces":
+    if mode.split("+")[0] == "user-namespaces":
         return base[:1] + ["--user", "--map-root-user"] + base[1:]
     return base
 
@@ -343,12 +343,11 @@ def become_subreaper() -> bool:
     ``reap_orphans`` can find it.  Needs no privilege."""
     if sys.platform != "linux":
         return False
-    import ctypes
+    from grader.sandbox import confine
 
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(ctypes.c_int(PR_SET_CHILD_SUBREAPER), ctypes.c_ulong(1), ctypes.c_ulong(0),
-                          ctypes.c_ulong(0), ctypes.c_ulong(0)) == 0
+        confine.prctl(PR_SET_CHILD_SUBREAPER, 1, what="prctl(PR_SET_CHILD_SUBREAPER)")
+        return True
     except (OSError, AttributeError):
         return False
 
@@ -493,20 +492,9 @@ class Sandbox:
         """Copy the manifest's module files from the target, as regular files only."""
         student = self.box / "student"
         for name in self.modules:
-            src = self.target / f"{name}.py"
-            try:
-                fd = os.open(src, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-            except OSError:
-                continue  # missing or a symlink: not copied
-            try:
-                st = os.fstat(fd)
-                import stat as _stat
-
-                if not _stat.S_ISREG(st.st_mode) or st.st_size > MAX_MODULE_BYTES:
-                    continue
-                data = os.read(fd, MAX_MODULE_BYTES + 1)
-            finally:
-                os.close(fd)
+            data = settings.read_module_file(self.target / f"{name}.py")
+            if data is None:
+                continue  # missing, a link, a device, too large: not copied
             (student / f"{name}.py").write_bytes(data)
             os.chmod(student / f"{name}.py", 0o644)
 
@@ -572,7 +560,7 @@ class Sandbox:
         cfg["nproc"] = _processes_of_this_user(cfg.get("drop_uid")) + 256
         cmd = [sys.executable, "-I", "-B", str(WORKER), json.dumps(cfg)]
         if uses_namespaces(self.mode):
-            cmd = [*unshare_prefix(self.mode.split("+")[0]), "--", *cmd]
+            cmd = [*unshare_prefix(self.mode), "--", *cmd]
         elif os.name == "posix" and os.geteuid() == 0 and "drop_uid" not in cfg and shutil.which("setpriv"):
             # root that cannot become nobody: at least drop every capability (RLIMIT_NPROC then holds)
             cmd = ["setpriv", "--bounding-set=-all", "--inh-caps=-all", "--no-new-privs", "--", *cmd]

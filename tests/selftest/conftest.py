@@ -31,9 +31,10 @@ def grade_jobs():
     return run_gradings
 
 
-def run_cli(*args, timeout=300):
+def run_cli(*args, timeout=300, env=None):
+    """``python -m grader ARGS`` in the kata's folder, with ``env`` added to this environment."""
     return subprocess.run([sys.executable, "-m", "grader", *args], capture_output=True, text=True,
-                          cwd=ROOT, timeout=timeout)
+                          cwd=ROOT, timeout=timeout, env={**os.environ, **(env or {})})
 
 
 @pytest.fixture(scope="session")

@@ -243,17 +243,24 @@ def test_adversarial_outcome(outcomes, name):
         assert not escaped, f"{name}: the submission wrote {escaped} outside its scratch folder"
 
 
-def test_no_process_outlives_the_grading(outcomes):
-    base = str(next(iter(outcomes.values()))["target_folder"]).encode()
-    leftovers = []
+def worker_processes_of(folder) -> list[str]:
+    """The live (not zombie) sandbox workers serving a submission below ``folder``."""
+    needle = str(folder).encode()
+    found = []
     for pid in os.listdir("/proc"):
         if pid.isdigit():
             try:
                 cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
-            except OSError:
+                state = next(l for l in Path(f"/proc/{pid}/status").read_text().splitlines() if l.startswith("State:"))
+            except (OSError, StopIteration):
                 continue
-            if b"grader/worker.py" in cmd and base in cmd:
-                leftovers.append(pid)
+            if b"worker.py" in cmd and needle in cmd and "Z" not in state.split()[1]:
+                found.append(pid)
+    return found
+
+
+def test_no_process_outlives_the_grading(outcomes):
+    leftovers = worker_processes_of(next(iter(outcomes.values()))["target_folder"])
     assert not leftovers, f"sandbox processes still alive: {leftovers}"
 
 
@@ -454,16 +461,11 @@ def test_plain_processes_level_states_what_it_does_not_hold(grade_jobs, tmp_path
 
 
 # ---------------------------------------------------------------- the grader itself stands (issue 25)
-def run_grader(folder, *args, timeout=240):
-    import subprocess
-    import sys
-
-    return subprocess.run([sys.executable, "-m", "grader", "attention_numpy", "--target", str(folder), *args],
-                          capture_output=True, text=True, cwd=ROOT, timeout=timeout,
-                          env={**os.environ, "PYTHONIOENCODING": "utf-8"})
+def run_grader(cli, folder, *args, timeout=240):
+    return cli("attention_numpy", "--target", str(folder), *args, timeout=timeout, env={"PYTHONIOENCODING": "utf-8"})
 
 
-def test_a_lone_surrogate_in_a_message_is_printed_and_written(tmp_path):
+def test_a_lone_surrogate_in_a_message_is_printed_and_written(cli, tmp_path):
     folder = tmp_path / "surrogate"
     build("surrogate", dict(base="stub", code="""
 def softmax(x, axis=-1):
@@ -471,7 +473,7 @@ def softmax(x, axis=-1):
 scaled_dot_product_attention = softmax
 """), folder)
     report = tmp_path / "report.json"
-    r = run_grader(folder, "--verbose", "--json", str(report), "--junit", str(tmp_path / "junit.xml"))
+    r = run_grader(cli, folder, "--verbose", "--json", str(report), "--junit", str(tmp_path / "junit.xml"))
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-2000:]
     assert "\\ud800" in r.stdout
     import json
@@ -480,12 +482,12 @@ scaled_dot_product_attention = softmax
 
 
 @pytest.mark.parametrize("device", ["/dev/zero", "/dev/ptmx"])
-def test_a_module_linked_to_a_device_neither_hangs_nor_scores(tmp_path, device):
+def test_a_module_linked_to_a_device_neither_hangs_nor_scores(cli, tmp_path, device):
     folder = tmp_path / "device"
     folder.mkdir()
     (folder / "attention_numpy.py").symlink_to(device)
     shutil.copy(ROOT / "exercises" / "feed_forward.py", folder)       # a submission with one real module
-    r = run_grader(folder, "--json", str(tmp_path / "r.json"), timeout=120)
+    r = run_grader(cli, folder, "--json", str(tmp_path / "r.json"), timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
     import json
 
@@ -501,21 +503,6 @@ if os.fork() == 0:
         time.sleep(120)
     os._exit(0)
 """
-
-
-def worker_processes_of(folder) -> list[str]:
-    needle = str(folder).encode()
-    found = []
-    for pid in os.listdir("/proc"):
-        if pid.isdigit():
-            try:
-                cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
-                state = next(l for l in Path(f"/proc/{pid}/status").read_text().splitlines() if l.startswith("State:"))
-            except (OSError, StopIteration):
-                continue
-            if b"worker.py" in cmd and needle in cmd and "Z" not in state.split()[1]:
-                found.append(pid)
-    return found
 
 
 @pytest.mark.parametrize("level", ["processes", "landlock", ""], ids=["processes", "landlock", "strongest level"])

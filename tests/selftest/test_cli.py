@@ -1,8 +1,4 @@
 """Bad invocations get one clear line and exit 2, never a traceback."""
-import os
-import subprocess
-import sys
-
 import pytest
 from pathlib import Path
 
@@ -140,25 +136,22 @@ def test_root_option_grades_from_anywhere(tmp_path):
 
 
 # ---------------------------------------------------------------- --require-isolation (issue 25)
-def grader_with(env, *args):
-    return subprocess.run([sys.executable, "-m", "grader", *args], capture_output=True, text=True, cwd=ROOT,
-                          timeout=300, env={**os.environ, **env})
 
 
 @pytest.mark.parametrize("forced, required", [("processes", "landlock"), ("processes", "namespaces"),
                                               ("landlock", "namespaces"), ("landlock", "namespaces+landlock")])
-def test_require_isolation_refuses_below_the_level(forced, required):
-    r = grader_with({"KATA_ISOLATION": forced}, "feed_forward", "--target", "solutions",
-                    "--require-isolation", required)
+def test_require_isolation_refuses_below_the_level(cli, forced, required):
+    r = cli("feed_forward", "--target", "solutions", "--require-isolation", required,
+            env={"KATA_ISOLATION": forced})
     assert r.returncode == 2, r.stdout + r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "--require-isolation" in lines[0] and repr(forced) in lines[0], r.stderr
     assert "grading" not in r.stdout, r.stdout          # nothing ran first
 
 
-def test_require_isolation_grades_at_or_above_the_level():
-    r = grader_with({"KATA_ISOLATION": "processes"}, "feed_forward", "--target", "solutions",
-                    "--require-isolation", "processes")
+def test_require_isolation_grades_at_or_above_the_level(cli):
+    r = cli("feed_forward", "--target", "solutions", "--require-isolation", "processes",
+            env={"KATA_ISOLATION": "processes"})
     assert r.returncode == 0, r.stderr
     assert "isolation: processes" in r.stdout
 
@@ -167,8 +160,8 @@ def test_require_isolation_grades_at_or_above_the_level():
     ({}, ["--require-isolation", "chroot"], "--require-isolation 'chroot'"),
     ({"KATA_ISOLATION": "docker"}, [], "KATA_ISOLATION='docker'"),
 ])
-def test_unknown_level_names_are_one_clear_line(env, args, named):
-    r = grader_with(env, "feed_forward", "--target", "solutions", *args)
+def test_unknown_level_names_are_one_clear_line(cli, env, args, named):
+    r = cli("feed_forward", "--target", "solutions", *args, env=env)
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and named in lines[0] and "Traceback" not in r.stderr, r.stderr
