@@ -21,6 +21,7 @@ Suites import from here instead of writing their own builders.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import re
 
@@ -194,17 +195,18 @@ def in_sandbox_code(student, source: str, names):
 
 FORWARD_PROBE_SOURCE = r'''
 import torch
+from _kata_probe import note
 
 
 class ForwardProbe:
-    """A forward hook (register with with_kwargs=True) noting, for every call of the module:
-    training: whether any of its submodules was in train mode (dropout on);
-    grad_enabled: torch.is_grad_enabled() during the call (False under no_grad / inference_mode);
-    graph: whether an output tensor carries an autograd graph (requires_grad);
-    device: the device of the first tensor argument ("" when there is none)."""
+    """A forward hook (register with with_kwargs=True) sending the grader, for every call of the
+    module, at once (``note``): training: whether any of its submodules was in train mode (dropout
+    on); grad_enabled: torch.is_grad_enabled() during the call (False under no_grad /
+    inference_mode); graph: whether an output tensor carries an autograd graph (requires_grad);
+    device: the device of the first tensor argument ("" when there is none).  It keeps nothing."""
 
-    def __init__(self):
-        self.calls = []
+    def __init__(self, tag):
+        self.tag = tag
 
     def __call__(self, module, args, kwargs, output):
         if isinstance(output, torch.Tensor):
@@ -216,13 +218,35 @@ class ForwardProbe:
         else:
             outs = []
         first = next((a for a in list(args) + list(kwargs.values()) if isinstance(a, torch.Tensor)), None)
-        self.calls.append({
+        note(self.tag, {
             "training": any(m.training for m in module.modules()),
             "grad_enabled": bool(torch.is_grad_enabled()),
             "graph": any(isinstance(t, torch.Tensor) and t.requires_grad for t in outs),
             "device": str(first.device) if first is not None else "",
         })
 '''
+
+_PROBE_TAGS = itertools.count(1)
+
+
+class ForwardRecords:
+    """The grader's side of a forward probe: ``calls`` are the observations the sandbox sent as
+    they happened (``Sandbox.events``), read here, never from an object in the sandbox.  A record
+    that is not what the probe sends fails the test that reads it."""
+
+    def __init__(self, sandbox, tag: str):
+        self.sandbox, self.tag = sandbox, tag
+
+    @property
+    def calls(self) -> list[dict]:
+        out = []
+        for r in self.sandbox.events.get(self.tag, []):
+            flags = ("training", "grad_enabled", "graph")
+            if not (isinstance(r, dict) and all(type(r.get(k)) is bool for k in flags)
+                    and type(r.get("device")) is str):
+                raise AssertionError(say("testing.malformed_probe_record", record=repr(r)[:200]))
+            out.append({**{k: r[k] for k in flags}, "device": r["device"][:40]})
+        return out
 
 
 @contextlib.contextmanager
@@ -231,10 +255,10 @@ def forward_probe(student, model):
     ``probe.calls`` is a list of dicts (``training``, ``grad_enabled``, ``graph``, ``device``), one
     per forward pass of ``model`` (a handle to a module in the sandbox).  The hook is removed on exit."""
     (cls,) = in_sandbox_code(student, FORWARD_PROBE_SOURCE, ("ForwardProbe",))
-    probe = cls()
-    hook = model.register_forward_hook(probe, with_kwargs=True)
+    tag = f"forward-probe-{next(_PROBE_TAGS)}"
+    hook = model.register_forward_hook(cls(tag), with_kwargs=True)
     try:
-        yield probe
+        yield ForwardRecords(student.sandbox, tag)
     finally:
         hook.remove()
 

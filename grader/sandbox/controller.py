@@ -3,10 +3,12 @@
 Isolation, strongest first (``isolation_mode()`` picks what the machine allows):
 
 * ``namespaces`` (root) / ``user-namespaces`` (ordinary user): ``unshare`` gives the
-  child its own PID, mount and network namespaces.  It sees a read-only ``/``, a
-  private scratch tmpfs, no network, and empty folders where the solutions and
-  the test suites are; it drops every capability before student code runs.  When
-  the child's first process dies the kernel kills every process it left behind.
+  child its own PID, mount and network namespaces.  Its root is a new, read-only one
+  (``rootfs.py``) holding only the system's directories, the Python installation, the
+  copied module and the suites' data (the solutions, the suites and other submissions
+  are not there), a private scratch tmpfs and a private ``/dev``; no network; it drops
+  every capability before student code runs.  When the child's first process dies the
+  kernel kills every process it left behind.
 * ``processes``: no namespaces here; the child gets its own session and process
   group, which is killed whole.  Daemons that call ``setsid`` can escape this.
 
@@ -49,6 +51,7 @@ from grader.sandbox import wire
 
 WORKER = Path(__file__).with_name("worker.py")
 OUTPUT_KEEP = settings.OUTPUT_KEEP_BYTES
+MAX_EVENTS = 100_000                  # probe observations kept per tag
 
 
 class SandboxDied(Exception):
@@ -234,19 +237,39 @@ def isolation_mode() -> str:
     return _with_landlock(base, landlock_ok)
 
 
+ROOTFS = Path(__file__).with_name("rootfs.py")
+# inside fresh namespaces: build a root the way the worker does, chroot into it, drop every
+# capability and start a process there
+ROOTFS_PROBE = r"""
+import importlib.util, os, sys
+spec = importlib.util.spec_from_file_location("rootfs", sys.argv[1])
+rootfs = importlib.util.module_from_spec(spec); spec.loader.exec_module(rootfs)
+rootfs.build(sys.argv[2], ["/usr", "/lib", "/lib64", "/bin", "/etc", sys.prefix, sys.base_prefix], sys.argv[3], 1)
+os.execvp("setpriv", ["setpriv", "--bounding-set=-all", "--inh-caps=-all", "--no-new-privs", "--",
+                      "sh", "-c", "test -w " + sys.argv[3] + " && test ! -w / && test -c /dev/null"])
+"""
+
+
 def _namespace_mode(only=None) -> str:
     if sys.platform != "linux" or shutil.which("unshare") is None or shutil.which("setpriv") is None:
         return "processes"
-    probe = "mount -t tmpfs none /mnt 2>/dev/null || mount -t tmpfs none /tmp; mount -o remount,bind,ro /"
     for mode in ("namespaces", "user-namespaces"):
         if (mode == "namespaces" and os.geteuid() != 0) or (only and only != mode):
             continue
-        try:
-            r = subprocess.run([*unshare_prefix(mode), "sh", "-c", probe], capture_output=True, timeout=20)
-        except (OSError, subprocess.SubprocessError):
-            continue
+        with tempfile.TemporaryDirectory(prefix="kata-probe-") as tmp:
+            os.chmod(tmp, 0o755)
+            os.mkdir(Path(tmp) / "root")
+            try:
+                r = subprocess.run([*unshare_prefix(mode), sys.executable, "-I", "-c", ROOTFS_PROBE, str(ROOTFS),
+                                    str(Path(tmp) / "root"), str(Path(tmp) / "work")],
+                                   capture_output=True, text=True, timeout=20, cwd="/")
+            except (OSError, subprocess.SubprocessError):
+                _NOTES.append(f"{mode}: the probe did not finish in 20 s")
+                continue
         if r.returncode == 0:
             return mode
+        why = (r.stderr.strip().splitlines() or ["the probe failed"])[-1][:200]
+        _NOTES.append(f"{mode}: {why}")
     return "processes"
 
 
@@ -352,43 +375,48 @@ def become_subreaper() -> bool:
         return False
 
 
-def _orphans() -> list[int]:
-    me, found = os.getpid(), []
+def _strays() -> list[tuple[int, bool]]:
+    """(pid, is a zombie) of every process re-parented to this subreaper from another session:
+    what a sandbox (each starts a session of its own) left behind.  The grader's own helpers
+    (``subprocess.run`` of a probe) share its session and are never touched."""
+    me, mine = os.getpid(), os.getsid(0)
+    found = []
     try:
         pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
     except OSError:
         return found
     for pid in pids:
         try:
-            with open(f"/proc/{pid}/status") as f:
-                fields = dict(line.split(":", 1) for line in f if ":" in line)
-        except (OSError, ValueError):
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                state, ppid, _pgrp, session = f.read().rsplit(b")", 1)[1].split()[:4]
+        except (OSError, ValueError, IndexError):
             continue
-        if int(fields.get("PPid", "0").strip() or 0) == me and not fields.get("State", "").strip().startswith("Z"):
-            found.append(pid)
+        if int(ppid) == me and int(session) != mine and pid not in _LIVE:
+            found.append((pid, state == b"Z"))
     return found
 
 
 def reap_orphans(rounds: int = 20) -> int:
-    """Kill every process re-parented to this subreaper that serves no live sandbox (what a
-    closed sandbox left behind, setsid daemons included), and their children as they are
-    re-parented in turn; the number killed."""
+    """Kill every process a closed sandbox left behind (setsid daemons included), and their
+    children as they are re-parented in turn, and reap them all, zombies too (an unreaped zombie
+    still counts against RLIMIT_NPROC); the number killed."""
     if not become_subreaper():
         return 0
     killed = 0
     for _ in range(rounds):
         with _LIVE_LOCK:
-            strays = [pid for pid in _orphans() if pid not in _LIVE]
-            for pid in strays:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                    killed += 1
-                except (ProcessLookupError, PermissionError):
-                    pass
+            strays = _strays()
+            for pid, zombie in strays:
+                if not zombie:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                        killed += 1
+                    except (ProcessLookupError, PermissionError):
+                        pass
         if not strays:
             break
         deadline = time.monotonic() + 1.0
-        for pid in strays:
+        for pid, _ in strays:
             while time.monotonic() < deadline:
                 try:
                     done, _ = os.waitpid(pid, os.WNOHANG)
@@ -479,6 +507,7 @@ class Sandbox:
         self.mode = getattr(self.transport, "mode", None) or isolation_mode()
         self.calls = 0
         self.busy_s = 0.0
+        self.events: dict[str, list] = {}     # probe tag -> observations, as the child sent them
 
     # -- lifecycle
     def _prepare_box(self) -> Path:
@@ -486,6 +515,7 @@ class Sandbox:
         os.chmod(box, 0o755)
         (box / "student").mkdir(mode=0o755)
         (box / "work").mkdir(mode=0o777)
+        (box / "root").mkdir(mode=0o755)         # the namespace sandbox's new root (rootfs.py)
         return box
 
     def _fill_box(self) -> None:
@@ -543,6 +573,8 @@ class Sandbox:
             "student_dir": str(self.box / "student"),
             "work": str(self.box / "work"),
             "hide": self.hide,
+            "root": str(self.box / "root"),
+            "read": self.read,
             "scratch_mb": settings.SCRATCH_MB,
             "memory_mb": None if self.device.startswith("cuda") else self.memory_mb,
             "file_mb": settings.FILE_MB,
@@ -553,7 +585,6 @@ class Sandbox:
         }
         if uses_landlock(self.mode):
             cfg["confine"] = str(CONFINE)
-            cfg["read"] = self.read
             cfg["private_shm"] = uses_namespaces(self.mode)     # the namespace mounts its own /dev/shm
         if not uses_namespaces(self.mode) and can_drop_to_nobody():
             cfg["drop_uid"] = NOBODY
@@ -614,11 +645,19 @@ class Sandbox:
         return f"{self.call_timeout:.0f} s"
 
     def _read_reply(self, timeout: float, what: str):
+        """The next reply; probe observations sent ahead of it (``$event`` frames) are kept in
+        ``events``."""
         reader = wire.FrameReader(self._read_exact_until(time.monotonic() + timeout, what))
-        try:
-            return reader.read()
-        except wire.WireError as exc:
-            self._die("protocol", f"sent something that is not a valid reply while {what} ({exc})")
+        while True:
+            try:
+                header, blobs = reader.read()
+            except wire.WireError as exc:
+                self._die("protocol", f"sent something that is not a valid reply while {what} ({exc})")
+            if "$event" not in header:
+                return header, blobs
+            records = self.events.setdefault(str(header["$event"])[:100], [])
+            if len(records) < MAX_EVENTS:
+                records.append(header.get("record"))
 
     def _died_unexpectedly(self, what):
         try:

@@ -25,7 +25,8 @@ class _Client:
     def __init__(self, sandbox: Sandbox, device: str):
         self.sandbox = sandbox
         self.device = device
-        self.last_mutated: list[str] = []
+        self.last_mutated: list[str] = []   # the arguments the last call changed in place (wire.fingerprint)
+        self.last_reply = ({}, [])
         self.last_call = None          # (label, args, kwargs) of the last call, as the suite sent them
 
     def tensor_device(self, sent: str) -> str:
@@ -53,8 +54,7 @@ class _Client:
         except Exception as exc:  # noqa: BLE001 - numpy/torch refusing forged data: never the student's error
             raise UndecodableReply(f"the grader could not decode what the student process sent back "
                                    f"({type(exc).__name__}: {str(exc)[:200]}); this call scores 0") from None
-        mutated = reply.get("mutated", [])
-        self.last_mutated = [str(m)[:200] for m in mutated] if isinstance(mutated, list) else []
+        self.last_reply = (reply, rblobs)
         return value
 
     def call(self, target: dict, args, kwargs, what: str, label: str = ""):
@@ -62,8 +62,18 @@ class _Client:
         enc = wire.Encoder()
         tree_args = enc.encode(list(args))
         tree_kwargs = enc.encode(dict(kwargs))
-        return self.request({"op": "call", "target": target, "args": tree_args, "kwargs": tree_kwargs},
-                            enc.blobs, what)
+        sent = wire.fingerprint([tree_args, tree_kwargs], enc.blobs)
+        self.last_mutated = []
+        value = self.request({"op": "call", "target": target, "args": tree_args, "kwargs": tree_kwargs},
+                             enc.blobs, what)
+        reply, rblobs = self.last_reply
+        names = reply.get("names") if isinstance(reply.get("names"), list) else []
+        if "after" not in reply:
+            self.last_mutated = ["the arguments (the sandbox did not send them back)"]
+        else:
+            after = wire.fingerprint(reply["after"], rblobs)
+            self.last_mutated = wire.changed_places(sent, after, names)
+        return value
 
     def getattr(self, target: dict, what: str, label: str = ""):
         value = self.request({"op": "getattr", "target": target}, (), what)

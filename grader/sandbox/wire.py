@@ -13,7 +13,9 @@ from the ``grader`` package and torch only when a tensor is on the wire.
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import struct
 import sys
 
@@ -186,6 +188,75 @@ class Encoder:
 def _type_name(value) -> str:
     t = type(value)
     return f"{getattr(t, '__module__', '?')}.{getattr(t, '__qualname__', t.__name__)}"
+
+
+# ---------------------------------------------------------------- fingerprints
+
+_BLOB_KEYS = ("$nd", "$pt", "$ns", "$b")
+
+
+def fingerprint(node, blobs, path="", out=None, depth=0) -> dict:
+    """What an in-place change would alter in an encoded value, keyed by where it sits (``[0]``,
+    ``[1]['mask']``): each array's and tensor's bytes, dtype and shape, each list's length, each
+    dict's keys, each plain value, each sandbox object's handle.  The grader compares the
+    fingerprint of the arguments it sent with that of the arguments the sandbox sends back after
+    a call; nothing here runs in the sandbox.  Malformed nodes fingerprint as themselves."""
+    out = {} if out is None else out
+    t = type(node)
+    if depth > MAX_DEPTH:
+        out[path] = "<too deep>"
+    elif t is list or (t is dict and type(node.get("$t")) is list):
+        items = node if t is list else node["$t"]
+        out[path + "#len"] = str(len(items))
+        for i, v in enumerate(items):
+            fingerprint(v, blobs, f"{path}[{i}]", out, depth + 1)
+    elif t is dict and type(node.get("$d")) is dict:
+        out[path + "#keys"] = repr(list(node["$d"]))
+        for k, v in node["$d"].items():
+            fingerprint(v, blobs, f"{path}[{k!r}]", out, depth + 1)
+    elif t is dict and type(node.get("$dk")) is list:
+        pairs = [p for p in node["$dk"] if type(p) is list and len(p) == 2]
+        out[path + "#keys"] = json.dumps([k for k, _ in pairs], sort_keys=True)
+        for k, v in pairs:
+            fingerprint(v, blobs, f"{path}[{json.dumps(k, sort_keys=True)}]", out, depth + 1)
+    elif t is dict and "$obj" in node:
+        out[path] = f"object {node['$obj']!r}"
+    elif t is dict:
+        shown = {k: v for k, v in node.items() if k not in ("device", "grad", "cls")}
+        for key in _BLOB_KEYS:
+            i = node.get(key)
+            if key in node:
+                data = blobs[i] if type(i) is int and 0 <= i < len(blobs) else b"<no blob>"
+                shown[key] = hashlib.blake2b(data).hexdigest()
+        out[path] = json.dumps(shown, sort_keys=True, default=repr)
+    else:
+        out[path] = json.dumps(node, default=repr)
+    return out
+
+
+def changed_places(sent: dict, after: dict, names) -> list[str]:
+    """The arguments (by name where ``names`` knows it: ``documents[1]``, ``mask``) whose
+    fingerprint differs between ``sent`` and ``after``."""
+    places = set()
+    for key in set(sent) | set(after):
+        if sent.get(key) != after.get(key):
+            places.add(_readable(key, names))
+    return sorted(places)
+
+
+def _readable(path, names):
+    """``[0][2][1]`` (args[2], item 1) -> ``documents[1]``; ``[1]['mask']`` -> ``mask``."""
+    m = re.match(r"\[(0|1)\]\[(\d+|'[^']*')\](.*)$", path)
+    if not m:
+        return "the arguments" if path in ("#len", "[0]#len", "[1]#keys") else path
+    which, key, rest = m.groups()
+    rest = rest.replace("#len", "").replace("#keys", "")
+    if which == "0":
+        i = int(key)
+        base = str(names[i])[:100] if i < len(names) else f"argument {i + 1}"
+    else:
+        base = key.strip("'")
+    return base + rest
 
 
 # ---------------------------------------------------------------- decoding

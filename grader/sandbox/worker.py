@@ -4,45 +4,37 @@ Started by ``grader.sandbox`` as ``python -I -B worker.py CONFIG_JSON``.  Nothin
 here is trusted once the student's module has been imported: whatever this
 process sends back is only data, decoded strictly by the parent.
 
-Stage "boot" runs with the namespace's privileges: it mounts a private scratch
-tmpfs, hides the reference solutions and test suites, makes ``/`` read-only,
-then re-executes itself through ``setpriv`` with every capability dropped.
+Stage "boot" runs with the namespace's privileges: it builds a new, read-only root holding
+only what the child may read, a private scratch and a private ``/dev`` (``rootfs.py``), chroots
+into it, then re-executes itself through ``setpriv`` with every capability dropped.
 Stage "run" sets resource limits, imports the student's module and serves
 requests until told to exit.
 """
-import hashlib
 import importlib.util
 import json
 import os
 import random
-import subprocess
 import sys
 import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def _load_wire():
-    spec = importlib.util.spec_from_file_location("_kata_wire", os.path.join(HERE, "wire.py"))
+def _load(filename, path=None):
+    """A module of this folder, loaded by path (the grader's package is not importable here)."""
+    spec = importlib.util.spec_from_file_location("_kata_" + filename[:-3], path or os.path.join(HERE, filename))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
 def boot(cfg):
-    """Namespace set-up; only reached when running inside fresh namespaces."""
-    def mount(*args):
-        subprocess.run(["mount", *args], check=True, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.PIPE)
-
-    work = cfg["work"]
-    mount("-t", "tmpfs", "-o", f"size={cfg['scratch_mb']}m,mode=1777", "none", work)
-    if os.path.isdir("/dev/shm"):
-        mount("-t", "tmpfs", "-o", "size=256m,mode=1777", "none", "/dev/shm")
-    for path in cfg["hide"]:
-        if os.path.isdir(path):
-            mount("-t", "tmpfs", "-o", "size=4k,mode=000", "none", path)
-    mount("-o", "remount,bind,ro", "/")
+    """Namespace set-up; only reached when running inside fresh namespaces: a new root holding
+    only what the child may read (``rootfs.py``), then re-executes itself through ``setpriv`` with
+    every capability dropped."""
+    rootfs = _load("rootfs.py")
+    read = [*allowed_reads(cfg), HERE]
+    rootfs.build(cfg["root"], read, cfg["work"], cfg["scratch_mb"], hidden=cfg["hide"])
     cfg["stage"] = "run"
     argv = ["setpriv", "--bounding-set=-all", "--inh-caps=-all", "--no-new-privs", "--",
             sys.executable, "-I", "-B", os.path.abspath(__file__), json.dumps(cfg)]
@@ -52,14 +44,20 @@ def boot(cfg):
 SYSTEM_READ = ("/usr", "/lib", "/lib32", "/lib64", "/bin", "/sbin", "/etc", "/proc", "/sys", "/dev")
 
 
+def allowed_reads(cfg):
+    """What the child may read: the system's directories, the Python installation and its
+    ``sys.path``, the copied module and the data the suites hand over."""
+    return [*SYSTEM_READ, sys.prefix, sys.base_prefix, sys.exec_prefix,
+            os.path.dirname(os.path.realpath(sys.executable)), *[p for p in sys.path if p],
+            cfg["student_dir"], *cfg.get("read", [])]
+
+
 def confine(cfg):
     """Landlock and seccomp (``confine.py``, loaded by path) before the student's module exists
-    in this process: read beneath the Python installation, the system's libraries and the student's
-    folder, write beneath the scratch; never beneath a hidden path (the solutions, the suites, the
-    submission's own folder), even where one lies inside an allowed one."""
-    spec = importlib.util.spec_from_file_location("_kata_confine", cfg["confine"])
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    in this process: read beneath ``allowed_reads``, write beneath the scratch; never beneath a
+    hidden path (the solutions, the suites, the submission's own folder), even where one lies
+    inside an allowed one."""
+    module = _load("confine.py", cfg["confine"])
     hidden = [os.path.realpath(p) for p in cfg.get("hide", [])]
 
     def clear(path):
@@ -67,13 +65,10 @@ def confine(cfg):
         return not any(h == real or h.startswith(real.rstrip("/") + "/") or real.startswith(h.rstrip("/") + "/")
                        for h in hidden)
 
-    read = [*SYSTEM_READ, sys.prefix, sys.base_prefix, sys.exec_prefix,
-            os.path.dirname(os.path.realpath(sys.executable)), *[p for p in sys.path if p],
-            cfg["student_dir"], *cfg.get("read", [])]
     write = [cfg["work"], "/dev/null"]
     if cfg.get("private_shm"):
         write.append("/dev/shm")
-    module.landlock(read=[p for p in dict.fromkeys(read) if clear(p)], write=write)
+    module.landlock(read=[p for p in dict.fromkeys(allowed_reads(cfg)) if clear(p)], write=write)
     module.seccomp()
 
 
@@ -113,6 +108,14 @@ class Server:
         self.wfd = cfg["wfd"]
         self.student_dir = cfg["student_dir"]
         self.module = None
+        probes = type(sys)("_kata_probe")
+        probes.note = self.note
+        sys.modules["_kata_probe"] = probes
+
+    def note(self, tag, record):
+        """Send a probe's observation (plain data) to the grader at once, as a frame of its own
+        ahead of the call's reply: nothing of it stays here for the submission to rewrite."""
+        self.send({"$event": str(tag), "record": record})
 
     # -- plumbing
     def read_exact(self, n):
@@ -188,33 +191,6 @@ class Server:
             raise ImportError(f"cannot resolve {req['name']}")
         raise ValueError(f"bad target kind {kind!r}")
 
-    def digests(self, value, path="", out=None, depth=0):
-        """A fingerprint of every array, tensor and plain value inside ``value`` (lists, tuples and
-        dicts followed, their lengths included), keyed by where it sits: a call that changes an
-        argument in place (shuffles a list, appends, edits a tensor) changes a fingerprint."""
-        out = {} if out is None else out
-        np = sys.modules.get("numpy")
-        torch = sys.modules.get("torch")
-        if np is not None and isinstance(value, np.ndarray):
-            out[path] = hashlib.blake2b(value.tobytes()).hexdigest() + str(value.shape)
-        elif torch is not None and isinstance(value, torch.Tensor):
-            t = value.detach().to("cpu").contiguous().reshape(-1)
-            data = t.view(torch.uint8).numpy().tobytes() if t.numel() else b""
-            out[path] = hashlib.blake2b(data).hexdigest() + str(tuple(value.shape))
-        elif depth > 6:
-            return out
-        elif isinstance(value, (list, tuple)):
-            out[path + "#len"] = str(len(value))
-            for i, v in enumerate(value):
-                self.digests(v, f"{path}[{i}]", out, depth + 1)
-        elif isinstance(value, dict):
-            out[path + "#keys"] = hashlib.blake2b(repr(list(value.keys())).encode()).hexdigest()
-            for k, v in value.items():
-                self.digests(v, f"{path}[{k!r}]", out, depth + 1)
-        elif type(value) in (str, int, float, bool, bytes, type(None)):
-            out[path] = hashlib.blake2b(repr(value).encode()).hexdigest()
-        return out
-
     @staticmethod
     def argument_names(fn, nargs):
         """The parameter names of ``fn``'s first ``nargs`` positional parameters (where known)."""
@@ -227,36 +203,21 @@ class Server:
         except BaseException:  # noqa: BLE001 - student objects may have odd signatures
             return []
 
-    @staticmethod
-    def readable(path, names):
-        """``[0][2][1]`` (args[2], item 1) -> ``documents[1]``; ``[1]['mask']`` -> ``mask``."""
-        import re
-
-        m = re.match(r"\[(0|1)\]\[(\d+|'[^']*')\](.*)$", path)
-        if not m:
-            return path
-        which, key, rest = m.groups()
-        rest = rest.replace("#len", "").replace("#keys", "")
-        if which == "0":
-            i = int(key)
-            base = names[i] if i < len(names) else f"argument {i + 1}"
-        else:
-            base = key.strip("'")
-        return base + rest
-
     def do_call(self, req, blobs):
+        """Run one call; reply with its result and with the arguments as they are after it (the
+        grader compares them with what it sent: a call that changed one in place is told apart
+        there, from raw data, not here where the submission could forge a fingerprint)."""
         dec = self.wire.Decoder(blobs, resolve_handle=self.resolve)
         args = dec.decode(req.get("args", []))
         kwargs = dec.decode(req.get("kwargs", {"$d": {}}))
         fn = self.target(req["target"])
-        before = self.digests([args, kwargs])
         result = fn(*args, **kwargs)
-        after = self.digests([args, kwargs])
-        changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
-        names = self.argument_names(fn, len(args)) if changed else []
-        mutated = sorted({self.readable(k, names) for k in changed})
         tree, out_blobs = self.encode(result)
-        return {"ok": True, "value": tree, "mutated": mutated}, out_blobs
+        enc = self.wire.Encoder(handle_for=self.handle_for)
+        enc.blobs = out_blobs
+        after = enc.encode([args, kwargs])
+        return {"ok": True, "value": tree, "after": after,
+                "names": self.argument_names(fn, len(args))}, out_blobs
 
     def serve(self):
         reader = self.wire.FrameReader(self.read_exact)
@@ -319,7 +280,7 @@ def run(cfg):
         os.setuid(uid)
     set_limits(cfg)
     os.chdir(cfg["work"])
-    wire = _load_wire()
+    wire = _load("wire.py")
     server = Server(cfg, wire)
     if cfg.get("threads"):
         os.environ["OMP_NUM_THREADS"] = str(cfg["threads"])

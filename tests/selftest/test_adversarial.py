@@ -14,6 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 MARKER = Path("/tmp/kata-selftest-escape-marker")
+DEV_NOTES = Path("/dev/kata-selftest-notes")
 
 WRAP = """
 _real_sdpa = scaled_dot_product_attention
@@ -26,6 +27,14 @@ def scaled_dot_product_attention(*args, **kwargs):
 def wrap(body):
     return WRAP.format(body=textwrap.indent(textwrap.dedent(body).strip("\n"), "    "))
 
+
+MUTATES = """
+_real_softmax = softmax
+def softmax(x, axis=-1):
+    out = _real_softmax(x, axis)
+    x[...] = out                                   # changes the caller's array in place
+    return out
+"""
 
 CASES = {
     # ---- honest controls: must keep full marks
@@ -84,14 +93,20 @@ if os.fork() == 0:
                 pass
         os._exit(0)
     os._exit(0)
-""", score="full", after="no_escape"),
+""", score="full", after="no_escape", gets_through={"processes"}),
     "writes_outside_scratch": dict(base="solution", code=f"""
 for p in ({str(ROOT / 'pwned.json')!r}, {str(ROOT / 'tests' / 'pwned.py')!r}, {str(MARKER)!r}):
     try:
         open(p, 'w').write('pwned')
     except OSError:
         pass
-""", score="full", after="no_escape"),
+""", score="full", after="no_escape", gets_through={"processes"}),
+    "keeps_notes_in_dev": dict(base="solution", code=wrap(f"""
+        try:
+            with open({str(DEV_NOTES)!r}, 'a') as notes:    # once the host's /dev: hidden inputs kept
+                notes.write(repr([getattr(a, 'shape', a) for a in args]) + chr(10))
+        except OSError:
+            pass"""), score="full", after="no_escape", gets_through={"processes"}),
     # ---- cheats (on top of the stub): none may raise the score above 0
     "fake_grader_output": dict(base="stub", code="print('attention_numpy  10 / 10  passed\\nTotal: 10 / 10 points (100 %)')\n",
                                score="zero"),
@@ -170,7 +185,14 @@ try:
     from solutions.attention_numpy import softmax, scaled_dot_product_attention
 except Exception:
     pass
-""", score="zero"),
+""", score="zero", gets_through={"processes"}),
+    # ---- evidence the submission could once forge inside its sandbox (issue 25): each scores
+    # exactly what its honest twin does
+    "mutates_its_input": dict(base="solution", code=MUTATES, score="less"),
+    "forges_the_fingerprint": dict(base="solution", code=MUTATES + """
+import hashlib
+hashlib.blake2b = lambda *a, **k: hashlib.md5(b'')     # the no-mutation fingerprint, once hashed here
+""", score="less", same_as="mutates_its_input"),
     "remembers_first_answer": dict(base="solution", code="""
 _first = {}
 _real_softmax = softmax
@@ -203,9 +225,7 @@ def build(name, case, folder: Path):
 @pytest.fixture(scope="module")
 def outcomes(grade_jobs, tmp_path_factory):
     base = tmp_path_factory.mktemp("adversarial")
-    MARKER.unlink(missing_ok=True)
-    for p in (ROOT / "pwned.json", ROOT / "tests" / "pwned.py"):
-        p.unlink(missing_ok=True)
+    remove_escapes()
     jobs = []
     for name, case in CASES.items():
         build(name, case, base / name)
@@ -215,13 +235,41 @@ def outcomes(grade_jobs, tmp_path_factory):
     reports = grade_jobs(jobs)
     elapsed = time.monotonic() - started
     time.sleep(max(0.0, 5.5 - elapsed))      # let any escaped daemon reach its write
-    return {name: {**r["exercises"][0], "target_folder": str(base)} for name, r in zip(CASES, reports)}
+    yield {name: {**r["exercises"][0], "target_folder": str(base), "isolation": r["isolation"]}
+           for name, r in zip(CASES, reports)}
+    remove_escapes()
+
+
+ESCAPES = (MARKER, ROOT / "pwned.json", ROOT / "tests" / "pwned.py", DEV_NOTES)
+
+
+def remove_escapes():
+    for p in ESCAPES:
+        p.unlink(missing_ok=True)
+
+
+def root_without_nobody() -> bool:
+    """Plain ``processes`` as root that cannot become nobody: capabilities dropped, files owned
+    by root still writable (README's table)."""
+    from grader.sandbox.controller import can_drop_to_nobody
+
+    return os.geteuid() == 0 and not can_drop_to_nobody()
 
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_adversarial_outcome(outcomes, name):
     case, ex = CASES[name], outcomes[name]
     summary = f"{name}: score {ex['score']}/{ex['max_score']}, status {ex['status']!r}, {ex['message'][:300]!r}"
+    if ex["isolation"] in case.get("gets_through", ()):
+        # what plain processes do not hold (README's table), stated: the reference is world-readable,
+        # and as root without nobody the files root owns are writable
+        assert ex["isolation"] == "processes"
+        if case.get("after") == "no_escape":
+            escaped = [p for p in ESCAPES if p.exists()]
+            assert bool(escaped) == root_without_nobody(), f"{summary}; escaped: {escaped}"
+        else:
+            assert ex["score"] == ex["max_score"], summary
+        return
     if case["score"] == "full":
         assert ex["score"] == ex["max_score"], summary
     elif case["score"] == "zero":
@@ -239,7 +287,7 @@ def test_adversarial_outcome(outcomes, name):
     if "message" in case:
         assert case["message"] in ex["message"], summary
     if case.get("after") == "no_escape":
-        escaped = [str(p) for p in (MARKER, ROOT / "pwned.json", ROOT / "tests" / "pwned.py") if p.exists()]
+        escaped = [str(p) for p in ESCAPES if p.exists()]
         assert not escaped, f"{name}: the submission wrote {escaped} outside its scratch folder"
 
 
@@ -298,6 +346,65 @@ def test_process_isolation_fallback_still_survives_and_judges(grade_jobs, tmp_pa
     assert got["os_exit_in_call"]["status"] == "crash" and got["os_exit_in_call"]["score"] == 0
     assert got["busy_loop_in_call"]["status"] == "timeout" and got["busy_loop_in_call"]["score"] == 0
     assert got["always_equal_ndarray"]["score"] == got["zeros_control"]["score"] < got["zeros_control"]["max_score"]
+
+
+# ---------------------------------------------------------------- evidence the grader takes from the child
+# (issue 25) Two cheats on other exercises, each beside its honest twin: the expected
+# TrainingArguments built where the submission can wrap the class, and the eval-mode/no-grad
+# probe's records kept where the submission can rewrite them.  Both are now the grader's.
+EVAL_WITHOUT_EVAL = ("finetuning", "    model.eval()                            # dropout off\n", "")
+EVIDENCE = {
+    "trainer": dict(
+        honest="""
+_chapter_arguments = training_arguments
+def training_arguments(output_dir):
+    return dataclasses.replace(_chapter_arguments(output_dir), warmup_steps=1)
+""",
+        cheat="""
+import transformers
+_TrainingArguments = transformers.TrainingArguments
+def _also_warm(*args, **kwargs):                   # so that the expected arguments, built here, agree
+    kwargs.setdefault("warmup_steps", 1)
+    return _TrainingArguments(*args, **kwargs)
+transformers.TrainingArguments = _also_warm
+"""),
+    "finetuning": dict(
+        honest="",
+        cheat="""
+_evaluate_in_train_mode = evaluate_model
+def evaluate_model(model, test_loader, device):
+    result = _evaluate_in_train_mode(model, test_loader, device)
+    for hook in list(model._forward_hooks.values()):            # the grader's probe, once
+        for call in getattr(hook, "calls", None) or []:
+            call.update(training=False, grad_enabled=False, graph=False)
+    return result
+"""),
+}
+
+
+def build_evidence_case(folder: Path, exercise: str, code: str):
+    shutil.copytree(ROOT / "solutions", folder, ignore=shutil.ignore_patterns("__pycache__"))
+    path = folder / f"{exercise}.py"
+    text = path.read_text()
+    if exercise == EVAL_WITHOUT_EVAL[0]:
+        assert EVAL_WITHOUT_EVAL[1] in text
+        text = text.replace(EVAL_WITHOUT_EVAL[1], EVAL_WITHOUT_EVAL[2], 1)
+    path.write_text(text + "\n" + code)
+
+
+def test_forged_evidence_scores_like_its_honest_twin(grade_jobs, tmp_path):
+    jobs, names = [], []
+    for exercise, case in EVIDENCE.items():
+        for kind in ("honest", "cheat"):
+            folder = tmp_path / f"{exercise}_{kind}"
+            build_evidence_case(folder, exercise, case["honest"] + (case["cheat"] if kind == "cheat" else ""))
+            jobs.append({"target": str(folder), "exercises": [exercise]})
+            names.append((exercise, kind))
+    got = {name: r["exercises"][0] for name, r in zip(names, grade_jobs(jobs))}
+    for exercise in EVIDENCE:
+        honest, cheat = got[exercise, "honest"], got[exercise, "cheat"]
+        assert honest["score"] < honest["max_score"], (exercise, honest["message"][:300])
+        assert cheat["score"] == honest["score"], (exercise, cheat["score"], honest["score"], cheat["message"][:300])
 
 
 # ---------------------------------------------------------------- the same attacks under each level
@@ -439,11 +546,15 @@ def test_confined_levels_hide_the_reference_and_the_network(grade_jobs, tmp_path
     if level == "landlock" and not landlock_here():
         pytest.skip("this kernel gives no Landlock (ABI 4+) with seccomp")
     isolation, got, heard = level_outcomes(grade_jobs, tmp_path, level)
-    assert isolation != "processes", isolation
-    if level:
-        assert isolation == level
+    from grader.sandbox.controller import isolation_mode, uses_landlock, uses_namespaces
+
+    assert isolation == (level or isolation_mode()), isolation        # the probe held in the grader too
+    if not uses_namespaces(isolation) and not uses_landlock(isolation):
+        pytest.skip(f"KATA_ISOLATION caps this run at {isolation}: test_plain_processes_level_... states it")
+    # namespaces: a new root without them (rootfs.py); Landlock: no right to read them
     for name in ("finds_the_reference", "imports_the_reference", "reads_another_submission"):
-        assert got[name]["score"] <= got["zeros_control"]["score"] < got[name]["max_score"], (name, got[name])
+        assert got[name]["score"] <= got["zeros_control"]["score"] < got[name]["max_score"], \
+            (isolation, name, got[name]["score"], got[name]["message"][:300])
     assert got["reaches_the_network"]["score"] == got["reaches_the_network"]["max_score"]
     assert not heard, f"a submission reached 127.0.0.1 under {isolation}: {heard}"
 
@@ -520,3 +631,29 @@ def test_a_setsid_daemon_is_gone_after_its_exercise(grade_jobs, tmp_path, level)
     assert ex["score"] == ex["max_score"], ex["message"][:300]
     time.sleep(0.5)
     assert not worker_processes_of(folder), f"left behind under {reports[0]['isolation']}"
+
+
+ZOMBIES = """
+import os, sys
+from grader.grading.run import grade
+for _ in range(3):
+    grade(sys.argv[1], ["attention_numpy"])
+me = str(os.getpid())
+print(sum(open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[:2] == ["Z", me]
+          for p in os.listdir("/proc") if p.isdigit()))
+"""
+
+
+@pytest.mark.parametrize("level", ["processes", ""], ids=["processes", "strongest level"])
+def test_the_grader_reaps_what_its_sandboxes_leave(tmp_path, level):
+    """A zombie left to the subreaper counts against RLIMIT_NPROC until it is reaped: after three
+    exercises the grader holds none (the first subreaper kept one per exercise)."""
+    import subprocess
+    import sys
+
+    folder = tmp_path / "sub"
+    build("sub", dict(base="solution", code=""), folder)
+    r = subprocess.run([sys.executable, "-c", ZOMBIES, str(folder)], capture_output=True, text=True, cwd=ROOT,
+                       timeout=600, env={**os.environ, "KATA_ISOLATION": level})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip().splitlines()[-1] == "0", r.stdout

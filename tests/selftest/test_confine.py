@@ -83,3 +83,15 @@ def test_levels_are_ordered():
     assert meets("user-namespaces+landlock", "namespaces+landlock")
     assert meets("landlock", "processes") and not meets("landlock", "namespaces")
     assert not meets("processes", "landlock")
+
+
+def test_the_namespace_root_binds_only_the_allowed_paths_outside_hidden_ones(tmp_path):
+    from grader.sandbox import rootfs
+
+    (tmp_path / "kata" / "solutions").mkdir(parents=True)
+    (tmp_path / "kata" / "venv" / "lib").mkdir(parents=True)
+    (tmp_path / "kata" / "solutions" / "inner").mkdir()
+    got = rootfs.allowed([str(tmp_path / "kata" / "venv" / "lib"), str(tmp_path / "kata" / "venv"),
+                          str(tmp_path / "kata" / "solutions" / "inner"), str(tmp_path / "missing"), ""],
+                         hidden=[str(tmp_path / "kata" / "solutions")])
+    assert got == [str(tmp_path / "kata" / "venv")]

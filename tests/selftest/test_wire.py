@@ -98,3 +98,37 @@ def test_a_reply_numpy_or_torch_refuse_is_the_graders_error_not_the_students():
     with pytest.raises(UndecodableReply, match="could not decode") as info:
         client.request({"op": "call"})
     assert not isinstance(info.value, (ValueError, TypeError, RuntimeError))
+
+
+# ---------------------------------------------------------------- fingerprints (the mutation check)
+def fingerprint_of(args, kwargs=None):
+    enc = wire.Encoder()
+    tree = [enc.encode(list(args)), enc.encode(dict(kwargs or {}))]
+    return wire.fingerprint(tree, enc.blobs)
+
+
+def test_an_unchanged_argument_has_the_same_fingerprint():
+    x = np.arange(6.0).reshape(2, 3)
+    docs = [["a", "b"], ["c"]]
+    assert fingerprint_of([x, docs], {"mask": torch.ones(2)}) == fingerprint_of([x.copy(), [["a", "b"], ["c"]]],
+                                                                                {"mask": torch.ones(2)})
+
+
+@pytest.mark.parametrize("change, place", [
+    (lambda a, k: a[0].__setitem__((0, 0), 9.0), "x"),
+    (lambda a, k: a[1][1].append("d"), "documents[1]"),
+    (lambda a, k: a[1].reverse(), "documents[0]"),
+    (lambda a, k: k["mask"].mul_(0), "mask"),
+    (lambda a, k: k.__setitem__("extra", 1), "the arguments"),
+])
+def test_each_kind_of_change_in_place_is_named(change, place):
+    args, kwargs = [np.arange(6.0).reshape(2, 3), [["a", "b"], ["c"]]], {"mask": torch.ones(2)}
+    before = fingerprint_of(args, kwargs)
+    change(args, kwargs)
+    assert place in wire.changed_places(before, fingerprint_of(args, kwargs), ["x", "documents"])
+
+
+def test_a_dtype_or_shape_change_is_a_change():
+    x = np.zeros(4)
+    assert fingerprint_of([x]) != fingerprint_of([x.astype(np.float32)])
+    assert fingerprint_of([x]) != fingerprint_of([x.reshape(2, 2)])
