@@ -11,6 +11,7 @@ train/eval mode and autograd state is ``grader.grading.testing.forward_probe``.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import re
 from pathlib import Path
 
@@ -54,10 +55,23 @@ SANDBOX_HELPERS = r'''
 import torch
 
 
+from _kata_probe import note
+
+
 class MoveLog:
-    def __init__(self):
-        self.moves = []      # (batch number, key, device string)
-        self.batches = 0
+    """Sends the grader each batch collated and each move of one of its tensors, at once
+    (``note``): nothing is kept here for a submission to rewrite."""
+
+    def __init__(self, tag):
+        self.tag = tag
+        self.batches = 0     # numbers the batches
+
+    def batch(self):
+        self.batches += 1
+        note(self.tag, {"batch": self.batches - 1})
+
+    def move(self, batch, key, dev):
+        note(self.tag, {"move": [batch, key, dev]})
 
 
 def _target(func, args, kwargs):
@@ -96,7 +110,7 @@ class MovedProbe(torch.Tensor):
             dev = _target(func, args, kwargs)
             if dev is not None:
                 log, batch, key = args[0].__dict__["_kata_tag"]
-                log.moves.append((batch, key, dev))
+                log.move(batch, key, dev)
         with torch._C.DisableTorchFunctionSubclass():
             out = func(*args, **kwargs)
         return _plain(out)
@@ -111,7 +125,7 @@ class ProbeCollate:
     def __call__(self, items):
         batch = torch.utils.data.default_collate(items)
         n = self.log.batches
-        self.log.batches += 1
+        self.log.batch()
         out = {}
         for key, value in batch.items():
             probe = value.as_subclass(MovedProbe)
@@ -530,8 +544,32 @@ def test_train_puts_model_in_train_mode(student, reference, device):
                         msg("finetuning.after_one_epoch_dropout"))
 
 
-def check_moves(log, keys, device, fn_name):
-    moves, batches = log.moves, log.batches
+MOVE_LOGS = itertools.count(1)
+
+
+def move_log(student, helpers):
+    """(a MoveLog in the sandbox, its tag): what it sees arrives in ``Sandbox.events[tag]``."""
+    tag = f"move-log-{next(MOVE_LOGS)}"
+    return helpers["MoveLog"](tag), tag
+
+
+def recorded_moves(student, tag):
+    """(moves as (batch, key, device), batches) from the records the sandbox sent; a record the
+    MoveLog does not send fails the test."""
+    moves, batches = [], 0
+    for r in student.sandbox.events.get(tag, []):
+        if isinstance(r, dict) and type(r.get("batch")) is int:
+            batches += 1
+        elif (isinstance(r, dict) and isinstance(r.get("move"), list) and len(r["move"]) == 3
+              and type(r["move"][0]) is int and all(type(v) is str for v in r["move"][1:])):
+            moves.append(tuple(r["move"]))
+        else:
+            raise AssertionError(say("testing.malformed_probe_record", record=repr(r)[:200]))
+    return moves, batches
+
+
+def check_moves(student, tag, keys, device, fn_name):
+    moves, batches = recorded_moves(student, tag)
     assert batches > 0, msg("finetuning.never_iterated_over_loader", fn_name=fn_name)
     for key in keys:
         moved = {b for b, k, d in moves if k == key and torch.device(d).type == device.type}
@@ -544,12 +582,12 @@ def check_moves(log, keys, device, fn_name):
 def test_train_moves_batches_to_device(student, helpers, device):
     cfg = config(dropout=0.0)
     _, remote = model_pair(student, device, cfg, seed=51)
-    log = helpers["MoveLog"]()
+    log, tag = move_log(student, helpers)
     loader = student.build("torch.utils.data.DataLoader", random_examples(8, seed=52), batch_size=4,
                            shuffle=False, collate_fn=helpers["ProbeCollate"](log))
     opt = student.build("torch.optim.SGD", remote.parameters(), lr=0.1)
     _, err = call_catching(student.train_model, remote, loader, opt, str(device), epochs=1)
-    check_moves(log, ("input_ids", "attention_mask", "labels"), device, "train_model")
+    check_moves(student, tag, ("input_ids", "attention_mask", "labels"), device, "train_model")
     if err is not None:
         raise err
 
@@ -606,11 +644,11 @@ def test_evaluate_runs_in_eval_mode_without_autograd(student, device, eval_examp
 def test_evaluate_moves_batches_to_device(student, helpers, device, eval_examples):
     cfg = config(dropout=0.0)
     _, remote = model_pair(student, device, cfg, seed=81)
-    log = helpers["MoveLog"]()
+    log, tag = move_log(student, helpers)
     loader = student.build("torch.utils.data.DataLoader", eval_examples[:12], batch_size=4, shuffle=False,
                            collate_fn=helpers["ProbeCollate"](log))
     _, err = call_catching(student.evaluate_model, remote, loader, str(device))
-    check_moves(log, ("input_ids", "attention_mask"), device, "evaluate_model")
+    check_moves(student, tag, ("input_ids", "attention_mask"), device, "evaluate_model")
     if err is not None:
         raise err
 
