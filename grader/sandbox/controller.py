@@ -47,7 +47,7 @@ import time
 from pathlib import Path
 
 from grader import settings
-from grader.sandbox import wire
+from grader.sandbox import rootfs, wire
 
 WORKER = Path(__file__).with_name("worker.py")
 OUTPUT_KEEP = settings.OUTPUT_KEEP_BYTES
@@ -237,7 +237,7 @@ def isolation_mode() -> str:
     return _with_landlock(base, landlock_ok)
 
 
-ROOTFS = Path(__file__).with_name("rootfs.py")
+ROOTFS = Path(rootfs.__file__)
 # inside fresh namespaces: build a root the way the worker does, chroot into it, drop every
 # capability and start a process there
 ROOTFS_PROBE = r"""
@@ -245,8 +245,8 @@ import importlib.util, os, sys
 spec = importlib.util.spec_from_file_location("rootfs", sys.argv[1])
 rootfs = importlib.util.module_from_spec(spec); spec.loader.exec_module(rootfs)
 rootfs.build(sys.argv[2], ["/usr", "/lib", "/lib64", "/bin", "/etc", sys.prefix, sys.base_prefix], sys.argv[3], 1)
-os.execvp("setpriv", ["setpriv", "--bounding-set=-all", "--inh-caps=-all", "--no-new-privs", "--",
-                      "sh", "-c", "test -w " + sys.argv[3] + " && test ! -w / && test -c /dev/null"])
+os.execvp("setpriv", [*rootfs.DROP_CAPABILITIES, "sh", "-c",
+                      "test -w " + sys.argv[3] + " && test ! -w / && test -c /dev/null"])
 """
 
 
@@ -594,7 +594,7 @@ class Sandbox:
             cmd = [*unshare_prefix(self.mode), "--", *cmd]
         elif os.name == "posix" and os.geteuid() == 0 and "drop_uid" not in cfg and shutil.which("setpriv"):
             # root that cannot become nobody: at least drop every capability (RLIMIT_NPROC then holds)
-            cmd = ["setpriv", "--bounding-set=-all", "--inh-caps=-all", "--no-new-privs", "--", *cmd]
+            cmd = [*rootfs.DROP_CAPABILITIES, *cmd]
         env = child_env(self.box / "work", self.device, self.threads)
         self.proc, self.wfd, self.rfd, self.drain = self.transport.open(cmd, cfg, env, str(self.box / "work"))
 

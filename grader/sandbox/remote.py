@@ -26,7 +26,6 @@ class _Client:
         self.sandbox = sandbox
         self.device = device
         self.last_mutated: list[str] = []   # the arguments the last call changed in place (wire.fingerprint)
-        self.last_reply = ({}, [])
         self.last_call = None          # (label, args, kwargs) of the last call, as the suite sent them
 
     def tensor_device(self, sent: str) -> str:
@@ -40,6 +39,10 @@ class _Client:
         return dec.decode(tree)
 
     def request(self, header, blobs=(), what="running a call"):
+        return self.exchange(header, blobs, what)[0]
+
+    def exchange(self, header, blobs=(), what="running a call"):
+        """(the decoded value, the reply, its blobs), or the student's exception raised."""
         reply, rblobs = self.sandbox.request(header, blobs, what)
         if not reply.get("ok"):
             err = reply.get("error") or {}
@@ -54,8 +57,7 @@ class _Client:
         except Exception as exc:  # noqa: BLE001 - numpy/torch refusing forged data: never the student's error
             raise UndecodableReply(f"the grader could not decode what the student process sent back "
                                    f"({type(exc).__name__}: {str(exc)[:200]}); this call scores 0") from None
-        self.last_reply = (reply, rblobs)
-        return value
+        return value, reply, rblobs
 
     def call(self, target: dict, args, kwargs, what: str, label: str = ""):
         self.last_call = (label, tuple(args), dict(kwargs))
@@ -64,9 +66,8 @@ class _Client:
         tree_kwargs = enc.encode(dict(kwargs))
         sent = wire.fingerprint([tree_args, tree_kwargs], enc.blobs)
         self.last_mutated = []
-        value = self.request({"op": "call", "target": target, "args": tree_args, "kwargs": tree_kwargs},
-                             enc.blobs, what)
-        reply, rblobs = self.last_reply
+        value, reply, rblobs = self.exchange({"op": "call", "target": target, "args": tree_args,
+                                              "kwargs": tree_kwargs}, enc.blobs, what)
         names = reply.get("names") if isinstance(reply.get("names"), list) else []
         if "after" not in reply:
             self.last_mutated = ["the arguments (the sandbox did not send them back)"]

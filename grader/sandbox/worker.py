@@ -36,9 +36,8 @@ def boot(cfg):
     read = [*allowed_reads(cfg), HERE]
     rootfs.build(cfg["root"], read, cfg["work"], cfg["scratch_mb"], hidden=cfg["hide"])
     cfg["stage"] = "run"
-    argv = ["setpriv", "--bounding-set=-all", "--inh-caps=-all", "--no-new-privs", "--",
-            sys.executable, "-I", "-B", os.path.abspath(__file__), json.dumps(cfg)]
-    os.execvp("setpriv", argv)
+    os.execvp("setpriv", [*rootfs.DROP_CAPABILITIES, sys.executable, "-I", "-B", os.path.abspath(__file__),
+                          json.dumps(cfg)])
 
 
 SYSTEM_READ = ("/usr", "/lib", "/lib32", "/lib64", "/bin", "/sbin", "/etc", "/proc", "/sys", "/dev")

@@ -352,7 +352,6 @@ def test_process_isolation_fallback_still_survives_and_judges(grade_jobs, tmp_pa
 # (issue 25) Two cheats on other exercises, each beside its honest twin: the expected
 # TrainingArguments built where the submission can wrap the class, and the eval-mode/no-grad
 # probe's records kept where the submission can rewrite them.  Both are now the grader's.
-EVAL_WITHOUT_EVAL = ("finetuning", "    model.eval()                            # dropout off\n", "")
 EVIDENCE = {
     "trainer": dict(
         honest="""
@@ -369,6 +368,7 @@ def _also_warm(*args, **kwargs):                   # so that the expected argume
 transformers.TrainingArguments = _also_warm
 """),
     "finetuning": dict(
+        edit=("    model.eval()                            # dropout off\n", ""),     # evaluates in train mode
         honest="",
         cheat="""
 _evaluate_in_train_mode = evaluate_model
@@ -382,14 +382,14 @@ def evaluate_model(model, test_loader, device):
 }
 
 
-def build_evidence_case(folder: Path, exercise: str, code: str):
+def build_evidence_case(folder: Path, exercise: str, case: dict, code: str):
+    """The reference folder, with ``case``'s edit made to the exercise's module and ``code`` appended."""
     shutil.copytree(ROOT / "solutions", folder, ignore=shutil.ignore_patterns("__pycache__"))
     path = folder / f"{exercise}.py"
     text = path.read_text()
-    if exercise == EVAL_WITHOUT_EVAL[0]:
-        assert EVAL_WITHOUT_EVAL[1] in text
-        text = text.replace(EVAL_WITHOUT_EVAL[1], EVAL_WITHOUT_EVAL[2], 1)
-    path.write_text(text + "\n" + code)
+    old, new = case.get("edit", ("", ""))
+    assert old in text
+    path.write_text(text.replace(old, new, 1) + "\n" + code)
 
 
 def test_forged_evidence_scores_like_its_honest_twin(grade_jobs, tmp_path):
@@ -397,7 +397,7 @@ def test_forged_evidence_scores_like_its_honest_twin(grade_jobs, tmp_path):
     for exercise, case in EVIDENCE.items():
         for kind in ("honest", "cheat"):
             folder = tmp_path / f"{exercise}_{kind}"
-            build_evidence_case(folder, exercise, case["honest"] + (case["cheat"] if kind == "cheat" else ""))
+            build_evidence_case(folder, exercise, case, case["honest"] + (case["cheat"] if kind == "cheat" else ""))
             jobs.append({"target": str(folder), "exercises": [exercise]})
             names.append((exercise, kind))
     got = {name: r["exercises"][0] for name, r in zip(names, grade_jobs(jobs))}
