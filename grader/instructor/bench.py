@@ -20,6 +20,8 @@ numbers to ``bench.json``, or ``--json FILE``, so that runs can be compared):
 * the reference ``MultiHeadAttention`` / ``ScaledDotProductAttention`` against
   ``torch.nn.MultiheadAttention`` / ``torch.nn.functional.scaled_dot_product_attention``,
   on CPU and on a GPU when torch sees one;
+* the cost of each isolation level: a few exercises graded under every ``KATA_ISOLATION``
+  level this machine gives, in turns, against plain ``processes``;
 * PASS / MISS against the speed targets (``TARGETS``, a table below).
 
 Timings never decide any test's outcome; they are only reported.
@@ -53,7 +55,8 @@ from grader.instructor.bench_report import _get, attribution, evaluate_targets, 
 INI = settings.PYTEST_INI
 ONE_EXERCISE = "attention_torch"
 BATCH_EXERCISES = ("attention_numpy", "attention_torch")
-PARTS = ("grade", "failing", "pytest", "startup", "watch", "batch", "builtins")
+PARTS = ("grade", "failing", "pytest", "startup", "watch", "batch", "builtins", "isolation")
+ISOLATION_EXERCISES = ("attention_numpy", "attention_torch", "decoder")
 SCHEMA = 1
 
 
@@ -89,10 +92,10 @@ def grade_cmd(exercises, target: Path, device: str, json_path: Path | None = Non
     return cmd
 
 
-def grade_once(exercises, target: Path, device: str, tmp: Path, timeout=3600.0, jobs=None) -> dict:
+def grade_once(exercises, target: Path, device: str, tmp: Path, timeout=3600.0, jobs=None, env=None) -> dict:
     """One fresh ``python -m grader`` process: wall time, the grade's own time, the score."""
     json_path = tmp / f"grade-{time.monotonic_ns()}.json"
-    r = run_timed(grade_cmd(exercises, target, device, json_path, jobs), timeout=timeout)
+    r = run_timed(grade_cmd(exercises, target, device, json_path, jobs), timeout=timeout, env=env)
     out = {"wall_s": r["wall_s"], "rc": r["rc"]}
     try:
         report = Report.from_dict(json.loads(json_path.read_text()))
@@ -206,6 +209,34 @@ def sandbox_starts(exercises, device: str, repeats: int) -> dict:
                 best = run
         out[name] = best
     return out
+
+
+def measure_isolation(exercises, device: str, tmp: Path, repeats: int) -> dict:
+    """Seconds per exercise at each isolation level (``KATA_ISOLATION``), solutions/ graded one
+    exercise per fresh ``python -m grader --jobs 1``.  The levels take turns in every round, so a
+    change in the machine's load falls on all of them alike; a level this machine does not give
+    (the report names a lower one) is recorded as unavailable and not timed."""
+    from grader.sandbox.controller import LEVELS
+
+    times = {level: {ex: [] for ex in exercises} for level in LEVELS}
+    unavailable: dict[str, str] = {}
+    for _ in range(max(1, repeats)):
+        for level in (lv for lv in LEVELS if lv not in unavailable):
+            for ex in exercises:
+                r = grade_once([ex], root() / "solutions", device, tmp, jobs=1, env=_env(KATA_ISOLATION=level))
+                if r.get("isolation") != level or r.get("score") != r.get("max_score"):
+                    unavailable[level] = r.get("error") or f"the report says {r.get('isolation')}, " \
+                                                           f"score {r.get('score')}/{r.get('max_score')}"
+                    break
+                times[level][ex].append(r["wall_s"])
+    levels = {}
+    for level in (lv for lv in LEVELS if lv not in unavailable):
+        per = {ex: statistics.median(t) for ex, t in times[level].items()}
+        levels[level] = {"per_exercise_s": per, "mean_s": statistics.fmean(per.values())}
+    base = levels.get("processes", {}).get("mean_s")
+    for v in levels.values():
+        v["extra_s"] = None if base is None else v["mean_s"] - base
+    return {"exercises": list(exercises), "repeats": repeats, "levels": levels, "unavailable": unavailable}
 
 
 def interpreter_start(repeats: int = 3) -> dict:
@@ -610,6 +641,10 @@ def main(argv=None) -> int:
             workers = sorted({1, min(cpus, args.batch)})
             res["batch"] = attempt(f"batch of {args.batch} submissions with {workers} process(es)",
                                    lambda: measure_batch(args.batch, args.device, tmp, workers))
+        if "isolation" in args.parts:
+            iso = [ex for ex in ISOLATION_EXERCISES if ex in exercises] or exercises[:1]
+            res["isolation"] = attempt(f"each isolation level ({', '.join(iso)})",
+                                       lambda: measure_isolation(iso, args.device, tmp, 1 if quick else 3))
         if "builtins" in args.parts:
             import torch
 

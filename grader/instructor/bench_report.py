@@ -124,141 +124,184 @@ def attribution(res: dict) -> dict | None:
     return out
 
 
-def render(res: dict) -> str:
-    """The results as a plain-text table."""
-    lines: list[str] = []
+class _Table:
+    """Lines of the plain-text report: section headings and aligned rows."""
 
-    def head(title):
-        lines.append("")
-        lines.append(title)
-        lines.append("-" * len(title))
+    def __init__(self):
+        self.lines: list[str] = []
 
-    def row(label, *cells):
-        lines.append(f"  {label:<44}" + "".join(f"{c:>14}" for c in cells))
+    def head(self, title):
+        self.lines += ["", title, "-" * len(title)]
 
-    m = res.get("machine", {})
-    lines.append(f"grader bench  {res.get('started', '')}  {m.get('cpus')} CPU(s), python {m.get('python')}, "
-                 f"torch {m.get('torch')}, isolation {m.get('isolation')}, load {m.get('loadavg')}"
-                 + ("  [--quick]" if _get(res, "options", "quick") else ""))
+    def row(self, label, *cells, width=14):
+        self.lines.append(f"  {label:<44}" + "".join(f"{c:>{width}}" for c in cells))
 
-    grade = res.get("grade") or {}
-    if grade:
-        head("Grading (fresh `python -m grader` processes, --device " + str(_get(res, "options", "device")) + ")")
-        row("", "cold", "warm", "startup", "score")
-        for key, label in (("full", "solutions/, every exercise"), ("one", "solutions/, one exercise"),
-                           ("stubs", "exercises/ (untouched stubs)")):
-            g = grade.get(key)
-            if not g:
-                continue
-            if key == "one":
-                label = f"solutions/, {', '.join(g['exercises'])}"
-            w = g["warm"]
-            score = f"{w['score']:g}/{w['max_score']:g}" if "score" in w else "error"
-            row(label, _s(g["cold"].get("wall_s")), _s(w.get("wall_s")), _s(w.get("startup_s")), score)
-            for r in (g["cold"], w):
-                if "error" in r:
-                    lines.append(f"    error: {r['error'][-300:]}")
+    def add(self, line):
+        self.lines.append(line)
 
-    py = res.get("pytest") or {}
-    if py:
-        head("Plain pytest of the same suites against solutions/ (warm)")
-        row("", "wall", "session", "startup", "passed")
-        for key in ("sandboxed", "in_process"):
-            p = py.get(key)
-            if not p:
-                continue
-            w = p["warm"]
-            row(f"pytest, {p['mode']}", _s(w.get("wall_s")), _s(w.get("session_s")), _s(w.get("startup_s")),
-                f"{w.get('passed', '-')}/{w.get('tests', '-')}")
-            if "error" in w:
-                lines.append(f"    error: {w['error'][-300:]}")
-        for name, value in (res.get("ratios") or {}).items():
-            row(name, f"{value:.2f}x")
-
-    att = res.get("attribution") or {}
-    if att or res.get("startup"):
-        head("Where a warm full grade's time goes" if att else "Start-up costs")
-        labels = {"total_s": "total (wall)", "process_start_and_imports_s": "process start, imports, CLI",
-                  "sandbox_starts_s": "sandbox starts (sum over exercises)",
-                  "tests_and_collection_s": "collection and tests", "grading_s": "grading (pytest session)",
-                  "in_process_pytest_session_s": "same tests in-process (session)",
-                  "isolation_overhead_s": "grader wall - in-process pytest wall"}
-        for k, v in att.items():
-            row(labels.get(k, k), _s(v))
-        su = res.get("startup") or {}
-        if su.get("python_s") is not None:
-            row("  bare `python -c pass`", _s(su["python_s"]))
-            row("  python importing torch/transformers/pytest/grader", _s(su.get("python_with_imports_s")))
-        if su.get("sandbox_start_s"):
-            row("  sandbox start, per exercise", "total", "spawn", "import")
-        for name, v in (su.get("sandbox_start_s") or {}).items():
-            row(f"    {name}", _s(v["total_s"]), _s(v["spawn_s"]), _s(v["import_s"]))
-
-    fb = res.get("feedback")
-    if fb:
-        head("Time to first feedback after a save")
-        lines.append(f"  method: {fb.get('method')}")
-        if fb.get("note"):
-            lines.append(f"  note: {fb['note']}")
-        w = fb.get("watch")
-        if w:
-            row("watcher start to ready (first grade included)", _s(w.get("startup_s")))
-            lines.append(f"  saves {w['settle_s']:g} s apart: " + ", ".join(f"{x:.2f} s" for x in w["saves"]))
-        for key, label in (("cold", "first save"), ("warm", "later saves (median)")):
-            r = fb.get(key) or {}
-            row(f"{fb.get('exercise')}: {label}", _s(r.get("seconds")) if "seconds" in r else "error")
+    def errors(self, *runs):
+        for r in runs:
             if "error" in r:
-                lines.append(f"    error: {r['error'][-300:]}")
+                self.add(f"    error: {r['error'][-300:]}")
 
+
+def _render_grade(t: _Table, res: dict) -> None:
+    grade = res.get("grade") or {}
+    if not grade:
+        return
+    t.head("Grading (fresh `python -m grader` processes, --device " + str(_get(res, "options", "device")) + ")")
+    t.row("", "cold", "warm", "startup", "score")
+    for key, label in (("full", "solutions/, every exercise"), ("one", "solutions/, one exercise"),
+                       ("stubs", "exercises/ (untouched stubs)")):
+        g = grade.get(key)
+        if not g:
+            continue
+        if key == "one":
+            label = f"solutions/, {', '.join(g['exercises'])}"
+        w = g["warm"]
+        score = f"{w['score']:g}/{w['max_score']:g}" if "score" in w else "error"
+        t.row(label, _s(g["cold"].get("wall_s")), _s(w.get("wall_s")), _s(w.get("startup_s")), score)
+        t.errors(g["cold"], w)
+
+
+def _render_pytest(t: _Table, res: dict) -> None:
+    py = res.get("pytest") or {}
+    if not py:
+        return
+    t.head("Plain pytest of the same suites against solutions/ (warm)")
+    t.row("", "wall", "session", "startup", "passed")
+    for key in ("sandboxed", "in_process"):
+        p = py.get(key)
+        if not p:
+            continue
+        w = p["warm"]
+        t.row(f"pytest, {p['mode']}", _s(w.get("wall_s")), _s(w.get("session_s")), _s(w.get("startup_s")),
+              f"{w.get('passed', '-')}/{w.get('tests', '-')}")
+        t.errors(w)
+    for name, value in (res.get("ratios") or {}).items():
+        t.row(name, f"{value:.2f}x")
+
+
+_ATTRIBUTION_LABELS = {
+    "total_s": "total (wall)", "process_start_and_imports_s": "process start, imports, CLI",
+    "sandbox_starts_s": "sandbox starts (sum over exercises)",
+    "tests_and_collection_s": "collection and tests", "grading_s": "grading (pytest session)",
+    "in_process_pytest_session_s": "same tests in-process (session)",
+    "isolation_overhead_s": "grader wall - in-process pytest wall"}
+
+
+def _render_startup(t: _Table, res: dict) -> None:
+    att = res.get("attribution") or {}
+    if not (att or res.get("startup")):
+        return
+    t.head("Where a warm full grade's time goes" if att else "Start-up costs")
+    for k, v in att.items():
+        t.row(_ATTRIBUTION_LABELS.get(k, k), _s(v))
+    su = res.get("startup") or {}
+    if su.get("python_s") is not None:
+        t.row("  bare `python -c pass`", _s(su["python_s"]))
+        t.row("  python importing torch/transformers/pytest/grader", _s(su.get("python_with_imports_s")))
+    if su.get("sandbox_start_s"):
+        t.row("  sandbox start, per exercise", "total", "spawn", "import")
+    for name, v in (su.get("sandbox_start_s") or {}).items():
+        t.row(f"    {name}", _s(v["total_s"]), _s(v["spawn_s"]), _s(v["import_s"]))
+
+
+def _render_feedback(t: _Table, res: dict) -> None:
+    fb = res.get("feedback")
+    if not fb:
+        return
+    t.head("Time to first feedback after a save")
+    t.add(f"  method: {fb.get('method')}")
+    if fb.get("note"):
+        t.add(f"  note: {fb['note']}")
+    w = fb.get("watch")
+    if w:
+        t.row("watcher start to ready (first grade included)", _s(w.get("startup_s")))
+        t.add(f"  saves {w['settle_s']:g} s apart: " + ", ".join(f"{x:.2f} s" for x in w["saves"]))
+    for key, label in (("cold", "first save"), ("warm", "later saves (median)")):
+        r = fb.get(key) or {}
+        t.row(f"{fb.get('exercise')}: {label}", _s(r.get("seconds")) if "seconds" in r else "error")
+        t.errors(r)
+
+
+def _render_failing_and_slowest(t: _Table, res: dict) -> None:
     failing = res.get("failing") or {}
     if failing:
-        head("A failing exercise (its first known bug) against the passing reference, --jobs 1")
-        row("exercise (bug)", "passing", "failing", "ratio")
+        t.head("A failing exercise (its first known bug) against the passing reference, --jobs 1")
+        t.row("exercise (bug)", "passing", "failing", "ratio")
         for name, r in failing.items():
-            row(f"{name} ({r['bug']})", _s(r["passing_s"]), _s(r["failing_s"]),
-                f"{r['ratio']:.2f}x" if r.get("ratio") else "-")
+            t.row(f"{name} ({r['bug']})", _s(r["passing_s"]), _s(r["failing_s"]),
+                  f"{r['ratio']:.2f}x" if r.get("ratio") else "-")
     slow = res.get("slowest_tests") or []
     if slow:
-        head("Slowest tests (sandboxed pytest against solutions/; a module's first setup includes its sandbox start)")
-        for t in slow:
-            lines.append(f"  {t['seconds']:8.2f} s  {t['phase']:<8} {t['test']}")
+        t.head("Slowest tests (sandboxed pytest against solutions/; a module's first setup includes its sandbox start)")
+        for x in slow:
+            t.add(f"  {x['seconds']:8.2f} s  {x['phase']:<8} {x['test']}")
 
+
+def _render_batch_and_isolation(t: _Table, res: dict) -> None:
     batch = res.get("batch")
     if batch:
-        head(f"Batch: {batch['submissions']} copies of the reference ({', '.join(batch['exercises'])})")
-        row("", "wall", "s/submission", "full marks")
+        t.head(f"Batch: {batch['submissions']} copies of the reference ({', '.join(batch['exercises'])})")
+        t.row("", "wall", "s/submission", "full marks")
         for r in batch["runs"]:
-            row(f"{r['processes']} process(es)", _s(r["wall_s"]), _s(r["per_submission_s"]),
-                f"{r['full_marks']}/{batch['submissions']}")
+            t.row(f"{r['processes']} process(es)", _s(r["wall_s"]), _s(r["per_submission_s"]),
+                  f"{r['full_marks']}/{batch['submissions']}")
+    iso = res.get("isolation")
+    if iso:
+        t.head(f"Isolation levels: one exercise per fresh grader, --jobs 1, median of {iso['repeats']}")
+        width = max(14, *(len(ex) + 2 for ex in iso["exercises"]))
+        t.row("level", *iso["exercises"], "mean", "extra", width=width)
+        for level, v in iso["levels"].items():
+            t.row(level, *(_s(v["per_exercise_s"][ex]) for ex in iso["exercises"]), _s(v["mean_s"]),
+                  "-" if v["extra_s"] is None else f"{v['extra_s']:+.2f} s", width=width)
+        for level, why in iso["unavailable"].items():
+            t.add(f"  {level}: not measured ({why[-200:]})")
 
-    builtins = res.get("builtins") or {}
-    for dev, b in builtins.items():
+
+def _render_builtins(t: _Table, res: dict) -> None:
+    for dev, b in (res.get("builtins") or {}).items():
         if "error" in b:
-            head(f"Reference vs torch built-ins on {dev}")
-            lines.append(f"  error: {b['error']}")
+            t.head(f"Reference vs torch built-ins on {dev}")
+            t.add(f"  error: {b['error']}")
             continue
         sz = b["sizes"]
-        head(f"Reference vs torch built-ins on {b['device']} (B={sz['B']} L={sz['L']} d={sz['d']} h={sz['h']}, "
-             f"eval, no_grad, median of {b['repeats']})")
-        row("", "reference", "torch", "ratio", "max |diff|")
+        t.head(f"Reference vs torch built-ins on {b['device']} (B={sz['B']} L={sz['L']} d={sz['d']} h={sz['h']}, "
+               f"eval, no_grad, median of {b['repeats']})")
+        t.row("", "reference", "torch", "ratio", "max |diff|")
         mha, sd = b["mha"], b["sdpa"]
-        row("MultiHeadAttention vs nn.MultiheadAttention", f"{mha['reference_ms']:.3f} ms",
-            f"{mha['torch_ms']:.3f} ms", f"{mha['ratio']:.2f}x", f"{mha['max_abs_diff']:.1e}")
-        row("  (torch also returning per-head weights)", "", f"{mha['torch_with_weights_ms']:.3f} ms",
-            f"{mha['ratio_with_weights']:.2f}x")
-        row("ScaledDotProductAttention vs F.sdpa", f"{sd['reference_ms']:.3f} ms", f"{sd['torch_ms']:.3f} ms",
-            f"{sd['ratio']:.2f}x", f"{sd['max_abs_diff']:.1e}")
+        t.row("MultiHeadAttention vs nn.MultiheadAttention", f"{mha['reference_ms']:.3f} ms",
+              f"{mha['torch_ms']:.3f} ms", f"{mha['ratio']:.2f}x", f"{mha['max_abs_diff']:.1e}")
+        t.row("  (torch also returning per-head weights)", "", f"{mha['torch_with_weights_ms']:.3f} ms",
+              f"{mha['ratio_with_weights']:.2f}x")
+        t.row("ScaledDotProductAttention vs F.sdpa", f"{sd['reference_ms']:.3f} ms", f"{sd['torch_ms']:.3f} ms",
+              f"{sd['ratio']:.2f}x", f"{sd['max_abs_diff']:.1e}")
 
+
+def _render_targets(t: _Table, res: dict) -> None:
     targets = res.get("targets") or []
     if targets:
-        head("Targets")
-        for t in targets:
-            v = t["value"]
-            shown = "-" if v is None else (f"{v:.2f}x" if t.get("unit") == "x" else f"{v:.2f} s")
-            lines.append(f"  {t['status']:<5} {t['target']:<50} {shown:>10}  {t['basis']}")
-
+        t.head("Targets")
+        for x in targets:
+            v = x["value"]
+            shown = "-" if v is None else (f"{v:.2f}x" if x.get("unit") == "x" else f"{v:.2f} s")
+            t.add(f"  {x['status']:<5} {x['target']:<50} {shown:>10}  {x['basis']}")
     for err in res.get("errors") or []:
-        lines.append(f"error: {err}")
-    return "\n".join(lines).lstrip("\n") + "\n"
+        t.add(f"error: {err}")
 
 
+SECTIONS = (_render_grade, _render_pytest, _render_startup, _render_feedback, _render_failing_and_slowest,
+            _render_batch_and_isolation, _render_builtins, _render_targets)
+
+
+def render(res: dict) -> str:
+    """The results as a plain-text table: a header line, then one section per part measured."""
+    t = _Table()
+    m = res.get("machine", {})
+    t.add(f"grader bench  {res.get('started', '')}  {m.get('cpus')} CPU(s), python {m.get('python')}, "
+          f"torch {m.get('torch')}, isolation {m.get('isolation')}, load {m.get('loadavg')}"
+          + ("  [--quick]" if _get(res, "options", "quick") else ""))
+    for section in SECTIONS:
+        section(t, res)
+    return "\n".join(t.lines).lstrip("\n") + "\n"

@@ -45,6 +45,9 @@ def test_report_renders_and_targets_are_judged(tmp_path):
                            {"processes": 2, "wall_s": 6.0, "per_submission_s": 1.5, "full_marks": 4}]},
         "failing": {"attention_numpy": {"bug": "no_scaling", "passing_s": 10.0, "failing_s": 12.0, "ratio": 1.2},
                     "encoder": {"bug": "wrong_eps", "passing_s": 20.0, "failing_s": 40.0, "ratio": 2.0}},
+        "isolation": {"exercises": ["attention_numpy"], "repeats": 1, "unavailable": {"landlock": "the report says processes"},
+                      "levels": {"processes": {"per_exercise_s": {"attention_numpy": 3.0}, "mean_s": 3.0, "extra_s": 0.0},
+                                 "namespaces": {"per_exercise_s": {"attention_numpy": 3.5}, "mean_s": 3.5, "extra_s": 0.5}}},
         "errors": [],
     }
     res["attribution"] = bench.attribution(res)
@@ -57,6 +60,7 @@ def test_report_renders_and_targets_are_judged(tmp_path):
     assert res["targets"][5]["basis"] == "encoder"
     text = bench.render(res)
     assert "Targets" in text and "MISS" in text and "attention_torch" in text and "wrong_eps" in text
+    assert "+0.50 s" in text and "landlock: not measured (the report says processes)" in text
     out = tmp_path / "b.json"
     bench.write_json(res, out)
     assert json.loads(out.read_text())["targets"][3]["status"] == "MISS"
@@ -76,3 +80,23 @@ def test_cli_quick_builtins_writes_json(tmp_path):
     assert "cuda" not in res["builtins"]
     assert "Reference vs torch built-ins on cpu" in proc.stdout
     assert all(t["status"] == "n/a" for t in res["targets"])    # nothing graded: nothing judged
+
+
+def test_isolation_levels_take_turns_and_a_missing_level_is_not_timed(monkeypatch, tmp_path):
+    calls = []
+
+    def fake_grade_once(exercises, target, device, tmp, jobs=None, env=None, **_):
+        level = env["KATA_ISOLATION"]
+        calls.append((level, exercises[0]))
+        held = "processes" if level == "landlock" else level       # this "machine" has no Landlock
+        wall = {"processes": 2.0, "namespaces": 2.5, "namespaces+landlock": 3.0}.get(level, 9.0)
+        return {"wall_s": wall + len(calls) * 1e-3, "isolation": held, "score": 10, "max_score": 10}
+
+    monkeypatch.setattr(bench, "grade_once", fake_grade_once)
+    res = bench.measure_isolation(["attention_numpy", "decoder"], "cpu", tmp_path, repeats=2)
+    assert set(res["levels"]) == {"processes", "namespaces", "namespaces+landlock"}
+    assert "processes" in res["unavailable"]["landlock"]
+    assert [lv for lv, _ in calls[:4]] == ["processes", "processes", "landlock", "namespaces"]   # rounds interleave
+    assert calls.count(("landlock", "attention_numpy")) == 1                  # tried once, then left out
+    assert abs(res["levels"]["namespaces"]["extra_s"] - 0.5) < 0.05
+    assert res["levels"]["processes"]["extra_s"] == 0.0

@@ -119,3 +119,17 @@ def test_the_checker_sees_function_level_imports(tmp_path):
     src.write_text("def f():\n    from grader.grading import run\n")
     # the package's __init__ runs too: both are imports of the grading floor
     assert imports_of(src, "grader.sandbox.x", set(grader_modules())) == {"grader.grading", "grader.grading.run"}
+
+
+def test_the_readme_layout_names_every_module_and_folder():
+    """README's Layout is the map a new maintainer reads first: every grader module and every
+    top-level folder or file a maintainer edits is named in it."""
+    readme = (GRADER.parent / "README.md").read_text(encoding="utf-8")
+    layout = readme[readme.index("## Layout"):]
+    layout = layout[:layout.index("```", layout.index("```") + 3)]
+    modules = {p.name for p in GRADER.rglob("*.py") if p.name not in ("__init__.py", "__main__.py")}
+    missing = sorted(m for m in modules if m not in layout)
+    tracked = ("exercises", "solutions", "tests", "grader", "manifest.toml", "noxfile.py", "data", "scripts",
+               "docs", "CONTRIBUTING.md", "CHANGELOG.md", "LICENSE")
+    missing += [t for t in tracked if (GRADER.parent / t).exists() and t not in layout]
+    assert not missing, f"README's Layout does not name: {', '.join(missing)}"
