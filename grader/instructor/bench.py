@@ -569,98 +569,110 @@ def _step(title: str) -> None:
     print(f"bench: {title} ...", file=sys.stderr, flush=True)
 
 
-def main(argv=None) -> int:
-    try:
-        args = parse_args(sys.argv[1:] if argv is None else argv)
-    except settings.RootNotFound as exc:
-        print(f"bench: error: {exc}", file=sys.stderr)
-        return 2
-    quick = args.quick
-    exercises = args.exercises
-    everything = exercises == [n for n in (e.name for e in manifest_mod.load()) if ((root() / "solutions") / f"{n}.py").is_file()]
-    one = ONE_EXERCISE if ONE_EXERCISE in exercises else exercises[0]
-    res: dict = {"schema": SCHEMA, "started": _dt.datetime.now().isoformat(timespec="seconds"),
-                 "machine": machine_info(),
-                 "options": {"quick": quick, "device": args.device, "exercises": exercises, "parts": args.parts,
-                             "batch": args.batch, "skip_gpu": args.skip_gpu},
-                 "errors": []}
-    warm_runs = 1 if quick else 2
-    tmp = Path(tempfile.mkdtemp(prefix="kata-bench-"))
-    grade_args = [] if everything else exercises      # all exercises: no names, as a student types it
+class _Run:
+    """What every part of a bench run shares: its options, the results so far, a scratch folder."""
 
-    def attempt(label, fn):
+    def __init__(self, args, tmp: Path):
+        self.args, self.tmp = args, tmp
+        self.exercises = args.exercises
+        self.one = ONE_EXERCISE if ONE_EXERCISE in self.exercises else self.exercises[0]
+        everything = self.exercises == [n for n in (e.name for e in manifest_mod.load())
+                                        if (root() / "solutions" / f"{n}.py").is_file()]
+        self.grade_args = [] if everything else self.exercises   # all exercises: no names, as a student types it
+        self.quick = args.quick
+        self.res: dict = {"schema": SCHEMA, "started": _dt.datetime.now().isoformat(timespec="seconds"),
+                          "machine": machine_info(),
+                          "options": {"quick": args.quick, "device": args.device, "exercises": self.exercises,
+                                      "parts": args.parts, "batch": args.batch, "skip_gpu": args.skip_gpu},
+                          "errors": []}
+
+    def attempt(self, label, fn):
         _step(label)
         try:
             return fn()
         except Exception as exc:  # noqa: BLE001 - one broken part must not lose the others
-            res["errors"].append(f"{label}: {type(exc).__name__}: {exc}")
+            self.res["errors"].append(f"{label}: {type(exc).__name__}: {exc}")
             return None
         finally:
-            write_json(res, args.json)          # partial results survive an interrupted run
+            write_json(self.res, self.args.json)          # partial results survive an interrupted run
 
-    try:
-        if "grade" in args.parts:
-            res["grade"] = {}
-            g = attempt("grading solutions/ (cold, then warm)",
-                        lambda: grade_cold_warm(grade_args, (root() / "solutions"), args.device, tmp, warm_runs))
-            if g:
-                res["grade"]["full"] = g
-            g = attempt(f"grading solutions/ {one}",
-                        lambda: grade_cold_warm([one], (root() / "solutions"), args.device, tmp, warm_runs))
-            if g:
-                res["grade"]["one"] = g
-            g = attempt("grading the stubs in exercises/",
-                        lambda: grade_cold_warm(grade_args, (root() / "exercises"), args.device, tmp, warm_runs))
-            if g:
-                res["grade"]["stubs"] = g
-        if "failing" in args.parts:
-            res["failing"] = attempt("a failing exercise (its first known bug) against a passing one",
-                                     lambda: measure_failing([one] if quick else exercises, args.device, tmp))
-        if "pytest" in args.parts:
-            res["pytest"] = {}
-            p = attempt("plain pytest, sandboxed (with --durations)",
-                        lambda: pytest_cold_warm(exercises, args.device, in_process=False,
-                                                 runs=1 if quick else 2, durations=10))
-            if p:
-                res["pytest"]["sandboxed"] = p
-                res["slowest_tests"] = p["warm"].get("durations", [])
-            p = attempt("plain pytest, in-process (unsandboxed)",
-                        lambda: pytest_cold_warm(exercises, args.device, in_process=True,
-                                                 runs=1 if quick else 2))
-            if p:
-                res["pytest"]["in_process"] = p
-        if "startup" in args.parts:
-            res["startup"] = attempt("process and sandbox start-up", lambda: {
-                **interpreter_start(1 if quick else 3),
-                "sandbox_start_s": sandbox_starts(exercises, args.device, 1 if quick else 2)})
-        if "watch" in args.parts:
-            res["feedback"] = attempt(f"time to first feedback ({one})",
-                                      lambda: measure_feedback(one, args.device, tmp, quick))
-        if "batch" in args.parts:
-            cpus = os.cpu_count() or 1
-            workers = sorted({1, min(cpus, args.batch)})
-            res["batch"] = attempt(f"batch of {args.batch} submissions with {workers} process(es)",
-                                   lambda: measure_batch(args.batch, args.device, tmp, workers))
-        if "isolation" in args.parts:
-            iso = [ex for ex in ISOLATION_EXERCISES if ex in exercises] or exercises[:1]
-            res["isolation"] = attempt(f"each isolation level ({', '.join(iso)})",
-                                       lambda: measure_isolation(iso, args.device, tmp, 1 if quick else 3))
-        if "builtins" in args.parts:
-            import torch
 
-            B, L, d, h = args.builtin_size
-            reps = (3, 7) if quick else (5, 30)
-            res["builtins"] = {}
-            b = attempt("reference vs torch built-ins on cpu",
-                        lambda: compare_builtins("cpu", B, L, d, h, *reps))
-            res["builtins"]["cpu"] = b or {"error": res["errors"][-1]}
-            if torch.cuda.is_available() and not args.skip_gpu:
-                b = attempt("reference vs torch built-ins on cuda",
-                            lambda: compare_builtins("cuda", B, L, d, h, *reps))
-                res["builtins"]["cuda"] = b or {"error": res["errors"][-1]}
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+def _part_grade(run: _Run) -> None:
+    warm_runs = 1 if run.quick else 2
+    dev, tmp = run.args.device, run.tmp
+    run.res["grade"] = {}
+    for key, label, exercises, target in (
+            ("full", "grading solutions/ (cold, then warm)", run.grade_args, root() / "solutions"),
+            ("one", f"grading solutions/ {run.one}", [run.one], root() / "solutions"),
+            ("stubs", "grading the stubs in exercises/", run.grade_args, root() / "exercises")):
+        g = run.attempt(label, lambda: grade_cold_warm(exercises, target, dev, tmp, warm_runs))
+        if g:
+            run.res["grade"][key] = g
 
+
+def _part_failing(run: _Run) -> None:
+    run.res["failing"] = run.attempt("a failing exercise (its first known bug) against a passing one",
+                                     lambda: measure_failing([run.one] if run.quick else run.exercises,
+                                                             run.args.device, run.tmp))
+
+
+def _part_pytest(run: _Run) -> None:
+    run.res["pytest"] = {}
+    runs = 1 if run.quick else 2
+    p = run.attempt("plain pytest, sandboxed (with --durations)",
+                    lambda: pytest_cold_warm(run.exercises, run.args.device, in_process=False, runs=runs, durations=10))
+    if p:
+        run.res["pytest"]["sandboxed"] = p
+        run.res["slowest_tests"] = p["warm"].get("durations", [])
+    p = run.attempt("plain pytest, in-process (unsandboxed)",
+                    lambda: pytest_cold_warm(run.exercises, run.args.device, in_process=True, runs=runs))
+    if p:
+        run.res["pytest"]["in_process"] = p
+
+
+def _part_startup(run: _Run) -> None:
+    run.res["startup"] = run.attempt("process and sandbox start-up", lambda: {
+        **interpreter_start(1 if run.quick else 3),
+        "sandbox_start_s": sandbox_starts(run.exercises, run.args.device, 1 if run.quick else 2)})
+
+
+def _part_watch(run: _Run) -> None:
+    run.res["feedback"] = run.attempt(f"time to first feedback ({run.one})",
+                                      lambda: measure_feedback(run.one, run.args.device, run.tmp, run.quick))
+
+
+def _part_batch(run: _Run) -> None:
+    n = run.args.batch
+    workers = sorted({1, min(os.cpu_count() or 1, n)})
+    run.res["batch"] = run.attempt(f"batch of {n} submissions with {workers} process(es)",
+                                   lambda: measure_batch(n, run.args.device, run.tmp, workers))
+
+
+def _part_isolation(run: _Run) -> None:
+    iso = [ex for ex in ISOLATION_EXERCISES if ex in run.exercises] or run.exercises[:1]
+    run.res["isolation"] = run.attempt(f"each isolation level ({', '.join(iso)})",
+                                       lambda: measure_isolation(iso, run.args.device, run.tmp, 1 if run.quick else 3))
+
+
+def _part_builtins(run: _Run) -> None:
+    import torch
+
+    B, L, d, h = run.args.builtin_size
+    reps = (3, 7) if run.quick else (5, 30)
+    run.res["builtins"] = {}
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() and not run.args.skip_gpu else [])
+    for dev in devices:
+        b = run.attempt(f"reference vs torch built-ins on {dev}", lambda: compare_builtins(dev, B, L, d, h, *reps))
+        run.res["builtins"][dev] = b or {"error": run.res["errors"][-1]}
+
+
+# the parts in the order they run
+RUN_PARTS = {"grade": _part_grade, "failing": _part_failing, "pytest": _part_pytest, "startup": _part_startup,
+             "watch": _part_watch, "batch": _part_batch, "isolation": _part_isolation, "builtins": _part_builtins}
+
+
+def summarise(res: dict) -> None:
+    """The ratios to plain pytest, the attribution of a full grade's time, and the targets."""
     ratios = {}
     full = _get(res, "grade", "full", "warm", "wall_s")
     for key, label in (("sandboxed", "grader / pytest (sandboxed)"),
@@ -673,8 +685,25 @@ def main(argv=None) -> int:
     res["attribution"] = attribution(res)
     res["targets"] = evaluate_targets(res)
     res["finished"] = _dt.datetime.now().isoformat(timespec="seconds")
-    print(render(res), end="")
-    write_json(res, args.json)
+
+
+def main(argv=None) -> int:
+    try:
+        args = parse_args(sys.argv[1:] if argv is None else argv)
+    except settings.RootNotFound as exc:
+        print(f"bench: error: {exc}", file=sys.stderr)
+        return 2
+    tmp = Path(tempfile.mkdtemp(prefix="kata-bench-"))
+    run = _Run(args, tmp)
+    try:
+        for name, part in RUN_PARTS.items():
+            if name in args.parts:
+                part(run)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    summarise(run.res)
+    print(render(run.res), end="")
+    write_json(run.res, args.json)
     print(f"\nbench: results written to {args.json}")
     return 0
 

@@ -298,11 +298,7 @@ def check_first_failure(variant: dict, ex, label: str) -> list[str]:
     return []
 
 
-def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    names = manifest_mod.names_for_command(argv, "verify")
-    if names is None:
-        return 2
+def parse_args(argv):
     p = argparse.ArgumentParser(prog="python -m grader.instructor.verify", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--only", nargs="+", metavar="EXERCISE", help="check only these exercises")
@@ -319,11 +315,15 @@ def main(argv=None) -> int:
                    help="fail (not just warn) when tests/mutation/results.json is stale or incomplete")
     p.add_argument("--write-stub-hashes", action="store_true",
                    help="record the stubs' sha256 in grader/stubs.json (after changing a stub)")
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
+
+
+def check_stub_hashes(names, write: bool) -> int | None:
+    """Write grader/stubs.json (0), refuse stubs that no longer match it (1), or go on (None)."""
     from grader.settings import STUB_HASHES, file_sha256
 
     current = {e: file_sha256(root() / "exercises" / f"{e}.py") for e in names}
-    if args.write_stub_hashes:
+    if write:
         STUB_HASHES.write_text(json.dumps(current, indent=2) + "\n", encoding="utf-8")
         print(f"verify: wrote {STUB_HASHES.relative_to(root())}")
         return 0
@@ -333,44 +333,77 @@ def main(argv=None) -> int:
         print(f"verify: error: grader/stubs.json does not match exercises/ for {', '.join(stale)}; "
               "after checking the stubs, run: python -m grader.instructor.verify --write-stub-hashes", file=sys.stderr)
         return 1
-    exercises = args.only or names
-    unknown = [e for e in exercises if e not in names]
+    return None
+
+
+def select_exercises(only, names) -> list[str] | None:
+    """The exercises to check (those with a solution), in manifest order; None for an unknown name."""
+    unknown = [e for e in (only or []) if e not in names]
     if unknown:
         print(f"verify: error: unknown exercise(s) {unknown}; valid: {', '.join(names)}", file=sys.stderr)
-        return 2
-    exercises = [e for e in names if e in exercises and (root() / "solutions" / f"{e}.py").is_file()]
+        return None
+    wanted = only or names
+    return [e for e in names if e in wanted and (root() / "solutions" / f"{e}.py").is_file()]
+
+
+def mutation_warnings(exercises, strict: bool) -> list[str]:
+    """Print the stale mutation records; they are problems only under --strict-mutation."""
     from grader.instructor.mutation import stale_results
 
-    mutation_problems = stale_results(exercises)
-    for line in mutation_problems:
-        print(f"verify: {'error' if args.strict_mutation else 'warning'}: {line}", flush=True)
+    lines = stale_results(exercises)
+    for line in lines:
+        print(f"verify: {'error' if strict else 'warning'}: {line}", flush=True)
+    return list(lines) if strict else []
+
+
+def plan(exercises, args) -> tuple[list[dict], dict, list[dict], dict]:
+    """(the gradings to run, each variant's key, every variant checked, the record read)."""
     jobs = [{"kind": "solutions", "exercises": [e], "label": f"solutions/{e}"} for e in exercises]
     jobs += [{"kind": "stubs", "exercises": [e], "label": f"exercises/{e} (stub)"} for e in exercises]
     verified = {} if args.no_cache else load_verified()
     common = common_inputs_hash()
     keys, cached, checked = {}, 0, []
-    if not args.skip_variants:
-        for e in exercises:
-            variants = load_variants(e)
-            checked += variants
-            if not any(v["kind"] == "bug" for v in variants):
-                print(f"verify: warning: {e} has no known-bug variants in tests/bugs/{e}.toml")
-            for v in variants:
-                keys[variant_id(v)] = variant_key(v, common)
-                if verified.get(variant_id(v), {}).get("key") == keys[variant_id(v)]:
-                    cached += 1
-                    continue
-                jobs.append({"kind": v["kind"], "variant": v, "label": f"{v['kind']} {e}/{v['name']}"})
-        if cached:
-            print(f"verify: {cached} variant(s) already verified on exactly these files ({VERIFIED}); "
-                  "--no-cache grades them again", flush=True)
-    started = time.monotonic()
-    problems: list[str] = list(mutation_problems) if args.strict_mutation else []
-    ctx = multiprocessing.get_context("spawn")
-    passed_keys: dict = {}
+    if args.skip_variants:
+        return jobs, keys, checked, verified
+    for e in exercises:
+        variants = load_variants(e)
+        checked += variants
+        if not any(v["kind"] == "bug" for v in variants):
+            print(f"verify: warning: {e} has no known-bug variants in tests/bugs/{e}.toml")
+        for v in variants:
+            keys[variant_id(v)] = variant_key(v, common)
+            if verified.get(variant_id(v), {}).get("key") == keys[variant_id(v)]:
+                cached += 1
+                continue
+            jobs.append({"kind": v["kind"], "variant": v, "label": f"{v['kind']} {e}/{v['name']}"})
+    if cached:
+        print(f"verify: {cached} variant(s) already verified on exactly these files ({VERIFIED}); "
+              "--no-cache grades them again", flush=True)
+    return jobs, keys, checked, verified
+
+
+def variant_scores(variant: dict, ex, found: list[str]) -> dict:
+    """A graded variant's line in --scores: its score, first failure and points lost per item."""
+    return {"tag": variant.get("tag"), "item": variant.get("item"), "fraction": round(ex.fraction, 4),
+            "first_failure": ex.first_failure, "problems": found,
+            "lost": {i.name: round(1 - i.score / i.max_score, 3) for i in ex.rubric if i.failed and i.max_score},
+            "capped_by": [i.name for i in ex.capped_by]}
+
+
+def print_result(label: str, result: dict, found: list[str]) -> None:
+    score = f"{result['report'].score:g}/{result['report'].max_score:g}" if "report" in result else ""
+    print(f"  {'FAIL' if found else 'ok  '} {label:<45} {score:>9} {result['seconds']:6.1f} s", flush=True)
+    for line in found:
+        print(f"       {line}", flush=True)
+
+
+def grade_all(jobs, keys, n_jobs: int) -> tuple[list[str], dict, dict]:
+    """Grade every job in a pool; (problems, the variants that passed with their record, scores)."""
+    problems: list[str] = []
+    passed: dict = {}
     scores: dict = {}
-    print(f"verify: {len(jobs)} gradings of {len(exercises)} exercise(s) with {args.jobs} process(es)", flush=True)
-    with cf.ProcessPoolExecutor(max_workers=max(1, args.jobs), mp_context=ctx, initializer=worker_init) as pool:
+    ctx = multiprocessing.get_context("spawn")
+    with cf.ProcessPoolExecutor(max_workers=max(1, n_jobs), mp_context=ctx, initializer=worker_init) as pool:
         futures = {pool.submit(_grade, job): job for job in jobs}
         for fut in cf.as_completed(futures):
             job = futures[fut]
@@ -383,36 +416,49 @@ def main(argv=None) -> int:
             found = check(result)
             problems.extend(found)
             if "variant" in job and "report" in result:
-                ex = result["report"].exercises[0]
-                scores[variant_id(job["variant"])] = {
-                    "tag": job["variant"].get("tag"), "item": job["variant"].get("item"), "fraction": round(ex.fraction, 4),
-                    "first_failure": ex.first_failure, "problems": found,
-                    "lost": {i.name: round(1 - i.score / i.max_score, 3) for i in ex.rubric if i.failed and i.max_score},
-                    "capped_by": [i.name for i in ex.capped_by]}
-            if not found and "variant" in job and "report" in result:
-                passed_keys[variant_id(job["variant"])] = {"key": keys[variant_id(job["variant"])],
-                                                           **outcome(job["variant"], result["report"].exercises[0])}
-            score = ""
-            if "report" in result:
-                score = f"{result['report'].score:g}/{result['report'].max_score:g}"
-            print(f"  {'FAIL' if found else 'ok  '} {job['label']:<45} {score:>9} {result['seconds']:6.1f} s",
-                  flush=True)
-            for line in found:
-                print(f"       {line}", flush=True)
+                vid, ex = variant_id(job["variant"]), result["report"].exercises[0]
+                scores[vid] = variant_scores(job["variant"], ex, found)
+                if not found:
+                    passed[vid] = {"key": keys[vid], **outcome(job["variant"], ex)}
+            print_result(job["label"], result, found)
+    return problems, passed, scores
+
+
+def write_record(exercises, keys, passed: dict) -> None:
+    """Record what passed; keep what this run did not look at (other exercises), drop what it found stale."""
+    record = {k: v for k, v in load_verified().items()
+              if k.split("/", 1)[0] not in exercises or keys.get(k) == v.get("key")}
+    record.update(passed)
+    (root() / VERIFIED).write_text(json.dumps(dict(sorted(record.items())), indent=1) + "\n", encoding="utf-8")
+    print(f"verify: {VERIFIED} records {len(record)} verified variant(s)")
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    names = manifest_mod.names_for_command(argv, "verify")
+    if names is None:
+        return 2
+    args = parse_args(argv)
+    stubs = check_stub_hashes(names, args.write_stub_hashes)
+    if stubs is not None:
+        return stubs
+    exercises = select_exercises(args.only, names)
+    if exercises is None:
+        return 2
+    problems = mutation_warnings(exercises, args.strict_mutation)
+    jobs, keys, checked, verified = plan(exercises, args)
+    started = time.monotonic()
+    print(f"verify: {len(jobs)} gradings of {len(exercises)} exercise(s) with {args.jobs} process(es)", flush=True)
+    graded, passed, scores = grade_all(jobs, keys, args.jobs)
+    problems += graded
     if args.scores:
         Path(args.scores).write_text(json.dumps(dict(sorted(scores.items())), indent=1, ensure_ascii=False) + "\n",
                                      encoding="utf-8")
     known = {k: v for k, v in verified.items() if keys.get(k) == v.get("key")}
-    problems += median_problems(checked, {**known, **passed_keys})
-    print(f"verify: {len(jobs)} gradings in {time.monotonic() - started:.1f} s; "
-          f"{len(problems)} problem(s)")
+    problems += median_problems(checked, {**known, **passed})
+    print(f"verify: {len(jobs)} gradings in {time.monotonic() - started:.1f} s; {len(problems)} problem(s)")
     if args.write_cache:
-        # keep what this run did not look at (other exercises), drop what it found stale
-        record = {k: v for k, v in load_verified().items()
-                  if k.split("/", 1)[0] not in exercises or keys.get(k) == v.get("key")}
-        record.update(passed_keys)
-        (root() / VERIFIED).write_text(json.dumps(dict(sorted(record.items())), indent=1) + "\n", encoding="utf-8")
-        print(f"verify: {VERIFIED} records {len(record)} verified variant(s)")
+        write_record(exercises, keys, passed)
     return 1 if problems else 0
 
 

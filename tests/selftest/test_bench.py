@@ -100,3 +100,7 @@ def test_isolation_levels_take_turns_and_a_missing_level_is_not_timed(monkeypatc
     assert calls.count(("landlock", "attention_numpy")) == 1                  # tried once, then left out
     assert abs(res["levels"]["namespaces"]["extra_s"] - 0.5) < 0.05
     assert res["levels"]["processes"]["extra_s"] == 0.0
+
+
+def test_every_part_runs_and_runs_once():
+    assert sorted(bench.RUN_PARTS) == sorted(bench.PARTS)
