@@ -234,35 +234,33 @@ def write_zip(folder: Path, zip_path: Path) -> None:
 
 # ------------------------------------------------------------------ release
 
-def release(out: Path, *, threshold=60.0, exclude=(), tests=(), exercises=(), include_untracked=False,
-            log=print) -> dict:
-    out = out.resolve()
+def _check_arguments(out: Path, exercises) -> list[str]:
+    """The manifest's exercise names, once ``--out`` and the exercises asked for are known good."""
     if out == root() or root().is_relative_to(out):
         raise ReleaseError(f"--out {out}: must not be the repository or a folder above it")
     names = [e.name for e in manifest_mod.load()]
     unknown = [e for e in exercises if e not in names]
     if unknown:
         raise ReleaseError(f"unknown exercise {', '.join(map(repr, unknown))}; valid exercises: {', '.join(names)}")
-    files, left_untracked = git_files(include_untracked)
-    if out.is_relative_to(root()):
-        files = [f for f in files if not (root() / f).resolve().is_relative_to(out)]
+    return names
 
-    user_excl = [repo_relative(e, "--exclude") for e in exclude]
-    hidden_in_repo, hidden_outside = [], []
+
+def _hidden_suites(tests) -> tuple[list[str], list[Path]]:
+    """The ``--tests`` folders: (inside the repository, relative; outside it, absolute)."""
+    in_repo, outside = [], []
     for d in tests:
         path = Path(d)
         if not path.is_dir():
             raise ReleaseError(f"--tests {d!r}: no such folder")
         try:
-            hidden_in_repo.append(repo_relative(d, "--tests"))
+            in_repo.append(repo_relative(d, "--tests"))
         except ReleaseError:
-            hidden_outside.append(path.resolve())
+            outside.append(path.resolve())
+    return in_repo, outside
 
-    student_excl = PROJECT_ONLY + INSTRUCTOR_ONLY + user_excl + hidden_in_repo
-    student_files = [f for f in files if not excluded(f, student_excl)]
-    bundle_files = [f for f in files if not excluded(f, PROJECT_ONLY)]
 
-    # out/ is ours to rewrite only if an earlier release wrote it
+def _prepare_out(out: Path) -> None:
+    """Empty what an earlier release wrote under ``out``; refuse anything else found there."""
     targets = [out / "student", out / "gradescope", out / "gradescope.zip"]
     if any(t.exists() for t in targets) and not (out / MARKER).is_file():
         raise ReleaseError(f"--out {out}: holds student/ or gradescope/ that this tool did not write; "
@@ -275,8 +273,9 @@ def release(out: Path, *, threshold=60.0, exclude=(), tests=(), exercises=(), in
         elif t.exists() or t.is_symlink():
             t.unlink()
 
-    # a) the student copy
-    student = out / "student"
+
+def _write_student_copy(student: Path, student_files, student_excl, threshold) -> Path:
+    """The student copy, its noxfile and README cut to what it holds, and the Classroom workflow."""
     copy_files(student_files, student)
     present = set(student_files)
     if "noxfile.py" in present:
@@ -289,9 +288,11 @@ def release(out: Path, *, threshold=60.0, exclude=(), tests=(), exercises=(), in
     workflow = student / ".github" / "workflows" / "classroom.yml"
     workflow.parent.mkdir(parents=True, exist_ok=True)
     workflow.write_text(fill("classroom.yml", THRESHOLD=f"{threshold:g}"), encoding="utf-8")
+    return workflow
 
-    # b) the Gradescope bundle
-    bundle = out / "gradescope"
+
+def _write_gradescope(bundle: Path, bundle_files, hidden_in_repo, hidden_outside, exercises) -> None:
+    """The Gradescope autograder: the kata under source/, setup.sh and run_autograder on top."""
     copy_files(bundle_files, bundle / "source")
     grader_args = []
     for rel in hidden_in_repo:
@@ -310,10 +311,10 @@ def release(out: Path, *, threshold=60.0, exclude=(), tests=(), exercises=(), in
     write_exec(bundle / "run_autograder", fill(
         "run_autograder", EXERCISES=shlex.quote(exercises_text), EXERCISES_TEXT=exercises_text or "all",
         GRADER_ARGS=shlex.quote(args_text), GRADER_ARGS_TEXT=args_text or "none"))
-    zip_path = out / "gradescope.zip"
-    write_zip(bundle, zip_path)
 
-    # what is missing where it should not be
+
+def _release_warnings(names, present, bundle_files, left_untracked) -> list[str]:
+    """What is missing where it should not be."""
     warnings = []
     if left_untracked:
         shown = ", ".join(left_untracked[:8]) + (" ..." if len(left_untracked) > 8 else "")
@@ -328,6 +329,29 @@ def release(out: Path, *, threshold=60.0, exclude=(), tests=(), exercises=(), in
              [n for n in names if f"solutions/{n}.py" not in bundle_files])):
         if lacking:
             warnings.append(f"{what} {', '.join(lacking)}")
+    return warnings
+
+
+def release(out: Path, *, threshold=60.0, exclude=(), tests=(), exercises=(), include_untracked=False,
+            log=print) -> dict:
+    out = out.resolve()
+    names = _check_arguments(out, exercises)
+    files, left_untracked = git_files(include_untracked)
+    if out.is_relative_to(root()):
+        files = [f for f in files if not (root() / f).resolve().is_relative_to(out)]
+    user_excl = [repo_relative(e, "--exclude") for e in exclude]
+    hidden_in_repo, hidden_outside = _hidden_suites(tests)
+    student_excl = PROJECT_ONLY + INSTRUCTOR_ONLY + user_excl + hidden_in_repo
+    student_files = [f for f in files if not excluded(f, student_excl)]
+    bundle_files = [f for f in files if not excluded(f, PROJECT_ONLY)]
+
+    _prepare_out(out)            # out/ is ours to rewrite only if an earlier release wrote it
+    student, bundle, zip_path = out / "student", out / "gradescope", out / "gradescope.zip"
+    workflow = _write_student_copy(student, student_files, student_excl, threshold)
+    _write_gradescope(bundle, bundle_files, hidden_in_repo, hidden_outside, exercises)
+    write_zip(bundle, zip_path)
+
+    warnings = _release_warnings(names, set(student_files), bundle_files, left_untracked)
     left_out = sorted({p for p in student_excl if any(excluded(f, [p]) for f in files)})
     log(f"Student copy: {_shown(student)} ({len(student_files)} files; left out: {', '.join(left_out) or 'nothing'})")
     log(f"  GitHub Classroom workflow: {_shown(workflow)} (nox -s grade -- --fail-under {threshold:g})")
