@@ -420,10 +420,9 @@ def open_session(ex: str, declarations: dict, tool_version: str, fresh: bool):
     return db, meta, meta_path
 
 
-def run(exercises, runner: Runner, *, fresh: bool, timeout_factor: float, tool_version: str) -> dict:
-    """Grade every pending mutant of ``exercises``; returns ``{ex: (db, meta)}``."""
-    from cosmic_ray.work_item import TestOutcome, WorkerOutcome, WorkResult
-
+def plan_mutants(exercises, runner: Runner, *, fresh: bool, timeout_factor: float, tool_version: str):
+    """Open each exercise's session and make its pending mutants: ``({ex: (db, meta)}, todo)``,
+    each todo item ``(ex, work item, original source, mutated source, timeout)``."""
     sessions, todo = {}, []
     for ex in exercises:
         decl = load_declarations(ex)
@@ -445,24 +444,46 @@ def run(exercises, runner: Runner, *, fresh: bool, timeout_factor: float, tool_v
               f"(baseline {meta['baseline_s']:.1f} s, timeout {timeout:.0f} s)", flush=True)
         # mutants are made here, in one thread (parso), and graded in the workers
         todo += [(ex, item, original, make_mutant(original, item.mutations[0]), timeout) for item in pending]
+    return sessions, todo
 
-    def work(ex, item, original, mutated, timeout):
-        mutation = item.mutations[0]
-        if mutated is None:
-            return WorkResult(worker_outcome=WorkerOutcome.NO_TEST), None
-        r = runner.grade(ex, mutated, timeout)
-        header = HEADER + json.dumps({"seconds": round(r["seconds"], 2), "exit": r["exit"],
-                                      "timed_out": r["timed_out"]})
-        outcome = TestOutcome.SURVIVED if (r["exit"] == 0 and not r["timed_out"]) else TestOutcome.KILLED
-        return WorkResult(worker_outcome=WorkerOutcome.NORMAL, test_outcome=outcome,
-                          output=header + "\n" + r["output"],
-                          diff=unified_diff(original, mutated, str(mutation.module_path))), r
 
+def grade_mutant(runner: Runner, ex, item, original, mutated, timeout):
+    """One mutant graded: (cosmic-ray's WorkResult, the runner's result or None)."""
+    from cosmic_ray.work_item import TestOutcome, WorkerOutcome, WorkResult
+
+    mutation = item.mutations[0]
+    if mutated is None:
+        return WorkResult(worker_outcome=WorkerOutcome.NO_TEST), None
+    r = runner.grade(ex, mutated, timeout)
+    header = HEADER + json.dumps({"seconds": round(r["seconds"], 2), "exit": r["exit"],
+                                  "timed_out": r["timed_out"]})
+    outcome = TestOutcome.SURVIVED if (r["exit"] == 0 and not r["timed_out"]) else TestOutcome.KILLED
+    return WorkResult(worker_outcome=WorkerOutcome.NORMAL, test_outcome=outcome,
+                      output=header + "\n" + r["output"],
+                      diff=unified_diff(original, mutated, str(mutation.module_path))), r
+
+
+def _print_progress(done: int, total: int, ex, item, result, r) -> None:
+    m = item.mutations[0]
+    status = ("timeout" if r and r["timed_out"] else result.test_outcome.value if result.test_outcome
+              else result.worker_outcome.value)
+    secs = f"{r['seconds']:5.1f} s" if r else ""
+    print(f"  [{done}/{total}] {ex} {m.operator_name} #{m.occurrence} line {m.start_pos[0]}: {status} {secs}",
+          flush=True)
+
+
+def run(exercises, runner: Runner, *, fresh: bool, timeout_factor: float, tool_version: str) -> dict:
+    """Grade every pending mutant of ``exercises``, storing each result as it comes; returns
+    ``{ex: (db, meta)}``."""
+    from cosmic_ray.work_item import WorkerOutcome, WorkResult
+
+    sessions, todo = plan_mutants(exercises, runner, fresh=fresh, timeout_factor=timeout_factor,
+                                  tool_version=tool_version)
     started, done = time.monotonic(), 0
     jobs = runner.slots.qsize()
     pool = cf.ThreadPoolExecutor(max_workers=jobs)
     try:
-        futures = {pool.submit(work, *t): t for t in todo}
+        futures = {pool.submit(grade_mutant, runner, *t): t for t in todo}
         for fut in cf.as_completed(futures):
             ex, item = futures[fut][:2]
             try:
@@ -473,12 +494,7 @@ def run(exercises, runner: Runner, *, fresh: bool, timeout_factor: float, tool_v
                 result, r = WorkResult(worker_outcome=WorkerOutcome.EXCEPTION, output=repr(exc)), None
             sessions[ex][0].set_result(item.job_id, result)
             done += 1
-            m = item.mutations[0]
-            status = ("timeout" if r and r["timed_out"] else result.test_outcome.value if result.test_outcome
-                      else result.worker_outcome.value)
-            secs = f"{r['seconds']:5.1f} s" if r else ""
-            print(f"  [{done}/{len(todo)}] {ex} {m.operator_name} #{m.occurrence} line {m.start_pos[0]}: "
-                  f"{status} {secs}", flush=True)
+            _print_progress(done, len(todo), ex, item, result, r)
     except KeyboardInterrupt:
         runner.stop()
         pool.shutdown(wait=True, cancel_futures=True)
@@ -599,8 +615,7 @@ def write_results(summaries: dict, tool_version: str) -> list[str]:
     return written
 
 
-def main(argv=None) -> int:
-    names = [e.name for e in manifest_mod.load()]
+def parse_args(argv, names):
     p = argparse.ArgumentParser(prog="python -m grader.instructor.mutation", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("exercise", nargs="*", help="analyse only these exercises (default: all)")
@@ -624,6 +639,54 @@ def main(argv=None) -> int:
         p.error(f"unknown exercise(s) {', '.join(unknown)}; valid: {', '.join(names)}")
     if args.jobs < 1:
         p.error("--jobs must be at least 1")
+    return args
+
+
+def stored_sessions(exercises) -> dict:
+    """``{ex: (db, meta)}`` for the exercises with a stored session (--report-only)."""
+    from cosmic_ray.work_db import WorkDB
+
+    sessions = {}
+    for ex in exercises:
+        db_path = root() / STATE_DIR / f"{ex}.sqlite"
+        if db_path.is_file():
+            meta_path = root() / STATE_DIR / f"{ex}.meta.json"
+            meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
+            sessions[ex] = (WorkDB(str(db_path), WorkDB.Mode.open), meta)
+    return sessions
+
+
+def graded_sessions(exercises, args, version) -> dict | None:
+    """Grade the pending mutants; None when interrupted."""
+    runner = Runner(args.python, args.jobs, args.device, warm=not args.cold)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return run(exercises, runner, fresh=args.fresh, timeout_factor=args.timeout_factor, tool_version=version)
+    except KeyboardInterrupt:
+        return None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        runner.close()
+
+
+def report(summaries: dict, version: str, json_path) -> None:
+    """The JSON summary, the stored record, the table and what is stale."""
+    if json_path:
+        Path(json_path).write_text(json.dumps({"tool": f"cosmic-ray {version}", "exercises": summaries},
+                                              indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    written = write_results(summaries, version)
+    print_table(summaries)
+    for ex, s in summaries.items():
+        if not s["current"]:
+            print(f"\nmutation: warning: the stored session of {ex} was made for another solution or suite; "
+                  f"rerun: {REFRESH.format(ex=ex)}")
+    if written:
+        print(f"\nmutation: recorded {', '.join(written)} in {RESULTS_FILE.as_posix()} (commit it)")
+
+
+def main(argv=None) -> int:
+    names = [e.name for e in manifest_mod.load()]
+    args = parse_args(argv, names)
     exercises = [e for e in names if e in (args.exercise or names) and (root() / "solutions" / f"{e}.py").is_file()]
     version = _cosmic_ray()
     try:
@@ -635,41 +698,14 @@ def main(argv=None) -> int:
     started = time.monotonic()
     print(f"mutation: cosmic-ray {version}; {len(exercises)} exercise(s); "
           f"{'report only' if args.report_only else f'{args.jobs} worker(s)'}", flush=True)
-    if args.report_only:
-        from cosmic_ray.work_db import WorkDB
-        sessions = {}
-        for ex in exercises:
-            db_path = root() / STATE_DIR / f"{ex}.sqlite"
-            if db_path.is_file():
-                meta_path = root() / STATE_DIR / f"{ex}.meta.json"
-                meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
-                sessions[ex] = (WorkDB(str(db_path), WorkDB.Mode.open), meta)
-    else:
-        runner = Runner(args.python, args.jobs, args.device, warm=not args.cold)
-        previous = signal.signal(signal.SIGTERM, _interrupt)
-        try:
-            sessions = run(exercises, runner, fresh=args.fresh, timeout_factor=args.timeout_factor,
-                           tool_version=version)
-        except KeyboardInterrupt:
-            return 130
-        finally:
-            signal.signal(signal.SIGTERM, previous)
-            runner.close()
+    sessions = stored_sessions(exercises) if args.report_only else graded_sessions(exercises, args, version)
+    if sessions is None:
+        return 130
     summaries = {ex: summarise(ex, db, meta) for ex, (db, meta) in sessions.items()}
     for db, _ in sessions.values():
         with contextlib.suppress(Exception):
             db.close()
-    if args.json:
-        Path(args.json).write_text(json.dumps({"tool": f"cosmic-ray {version}", "exercises": summaries},
-                                              indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    written = write_results(summaries, version)
-    print_table(summaries)
-    for ex, s in summaries.items():
-        if not s["current"]:
-            print(f"\nmutation: warning: the stored session of {ex} was made for another solution or suite; "
-                  f"rerun: {REFRESH.format(ex=ex)}")
-    if written:
-        print(f"\nmutation: recorded {', '.join(written)} in {RESULTS_FILE.as_posix()} (commit it)")
+    report(summaries, version, args.json)
     print(f"mutation: {time.monotonic() - started:.0f} s", flush=True)
     bad = any(s["stale_declarations"] for s in summaries.values())
     if args.fail_under is not None:

@@ -234,43 +234,25 @@ def print_footer(report: Report, lang: str, out=sys.stdout, every: list[str] | N
         print(say("cli.next", lang, name=nxt.name, section=nxt.section), file=out)
 
 
-def print_report(report: Report, lang: str, verbose: bool, out=sys.stdout) -> None:
-    print_header(report.target, report.device, report.isolation, lang, out)
-    for ex in report.exercises:
-        print_exercise(ex, lang, verbose, out)
-    print_footer(report, lang, out)
-
-
 def indent(text: str, prefix: str = "     ") -> str:
     return "\n".join(prefix + line for line in str(text).splitlines())
 
 
-def main(argv=None) -> int:
-    try:
-        args = parse_args(sys.argv[1:] if argv is None else argv)
-    except (UsageError, settings.RootNotFound) as exc:
-        print(f"grader: error: {exc}", file=sys.stderr)
-        return 2
+def grade_in_order(args, modules, live, options) -> list:
+    """Grade the exercises in chapter order and print each as soon as it is graded: side by side in
+    trusted processes (``--jobs`` > 1), or one after the other with the next sandbox launched while
+    this one is graded."""
+    from grader.grading.run import grade
+    from grader.sandbox.controller import close_prestarted, prelaunch
     from grader.settings import sandbox_settings
-    from grader.grading.run import grade, merge
-    from grader.settings import untouched_stub
-    from grader.sandbox.controller import close_prestarted, isolation_mode, prelaunch
 
     hide = [str(Path(d).resolve()) for d in args.tests]
-    modules = [e.name for e in manifest_mod.load()]
-    # exercises to run, in order; the next one's sandbox is launched while this one is graded
-    live = [n for n in args.exercise if not untouched_stub(args.target, n)]
 
     def launch(name):
         prelaunch(args.target, name, modules, sandbox_settings(args.target, manifest_mod.by_name()[name], args.device, hide=hide))
 
-    jobs = args.jobs or min(4, os.cpu_count() or 1)
-    jobs = max(1, min(jobs, len(live)))
-    print_header(str(args.target), args.device, isolation_mode(), args.lang)
-    options = dict(tests_dirs=args.tests, device=args.device, exitfirst=args.exitfirst, lang=args.lang,
-                   shrink=not args.no_shrink)
-    parts = []
-    pool = None
+    jobs = max(1, min(args.jobs or min(4, os.cpu_count() or 1), len(live)))
+    parts, pool, futures = [], None, {}
     try:
         if jobs > 1:      # several exercises side by side, each in its own trusted process
             import concurrent.futures as cf
@@ -283,8 +265,8 @@ def main(argv=None) -> int:
             futures = {n: pool.submit(grade_job, str(args.target), n, options) for n in live}
         elif live:
             launch(live[0])
-        for name in args.exercise:       # in chapter order, each printed as soon as it is graded
-            if pool is not None and name in futures:
+        for name in args.exercise:
+            if name in futures:
                 part = futures[name].result()
             else:
                 if name in live and live.index(name) + 1 < len(live):
@@ -297,16 +279,38 @@ def main(argv=None) -> int:
         close_prestarted()
         if pool is not None:
             pool.shutdown(cancel_futures=True)
-    report = merge(parts)
-    print_footer(report, args.lang, every=modules)
+    return parts
+
+
+def write_reports(report, args) -> None:
     for option, writer in (("json", report_mod.write_json), ("junit", report_mod.write_junit),
                            ("gradescope", report_mod.write_gradescope)):
         path = getattr(args, option)
         if path:
             writer(report, path)
-    if args.fail_under is not None:
-        pct = report.percent
-        if pct + 1e-9 < args.fail_under:
-            print(say("cli.below_fail_under", args.lang, pct=pct, fail_under=args.fail_under), file=sys.stderr)
-            return 1
+
+
+def main(argv=None) -> int:
+    try:
+        args = parse_args(sys.argv[1:] if argv is None else argv)
+    except (UsageError, settings.RootNotFound) as exc:
+        print(f"grader: error: {exc}", file=sys.stderr)
+        return 2
+    from grader.grading.run import merge
+    from grader.sandbox.controller import isolation_mode
+    from grader.settings import untouched_stub
+
+    modules = [e.name for e in manifest_mod.load()]
+    live = [n for n in args.exercise if not untouched_stub(args.target, n)]   # the stubs need no sandbox
+    print_header(str(args.target), args.device, isolation_mode(), args.lang)
+    options = dict(tests_dirs=args.tests, device=args.device, exitfirst=args.exitfirst, lang=args.lang,
+                   shrink=not args.no_shrink)
+    report = merge(grade_in_order(args, modules, live, options))
+    print_footer(report, args.lang, every=modules)
+    write_reports(report, args)
+    if args.fail_under is not None and report.percent + 1e-9 < args.fail_under:
+        print(say("cli.below_fail_under", args.lang, pct=report.percent, fail_under=args.fail_under), file=sys.stderr)
+        return 1
     return 0
+
+
