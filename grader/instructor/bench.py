@@ -48,7 +48,7 @@ from grader import manifest as manifest_mod
 from grader import settings
 from grader.manifest import root
 from grader.grading.results import Report
-from grader.sandbox.controller import Sandbox
+from grader.sandbox.controller import LEVELS, Sandbox
 from grader.sandbox.inprocess import import_by_path
 from grader.instructor.bench_report import _get, attribution, evaluate_targets, render
 
@@ -216,8 +216,6 @@ def measure_isolation(exercises, device: str, tmp: Path, repeats: int) -> dict:
     exercise per fresh ``python -m grader --jobs 1``.  The levels take turns in every round, so a
     change in the machine's load falls on all of them alike; a level this machine does not give
     (the report names a lower one) is recorded as unavailable and not timed."""
-    from grader.sandbox.controller import LEVELS
-
     times = {level: {ex: [] for ex in exercises} for level in LEVELS}
     unavailable: dict[str, str] = {}
     for _ in range(max(1, repeats)):
